@@ -1,0 +1,355 @@
+"""Wires config, client, scheduler, metrics and web together; owns start-up,
+reload and an orderly shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from collector import __version__
+from collector.config import (
+    ConfigError,
+    HostPort,
+    LoadedConfig,
+    OrgConfig,
+    Settings,
+    Shard,
+    iter_orgs_in_shard,
+    load_config,
+)
+from collector.logs import REDACTOR, configure_logging, get_logger
+from collector.metrics import CollectorMetrics, PetraCollector, build_registry
+from collector.petra import PetraClient
+from collector.scheduler import Scheduler
+from collector.sdnotify import SystemdNotifier
+from collector.state import OrgState
+from collector.web import make_web_app
+
+WEB_SHUTDOWN_SECONDS: Final = 2.0
+
+
+class StartupError(Exception):
+    """The daemon cannot start (for example, the listen address is taken)."""
+
+
+def new_session(settings: Settings) -> aiohttp.ClientSession:
+    """The one HTTP session every org's requests share."""
+    connector = aiohttp.TCPConnector(
+        limit=0,  # the scheduler's `concurrency` semaphore is the limit
+        ttl_dns_cache=300,
+        keepalive_timeout=30,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=True,  # honour HTTPS_PROXY / NO_PROXY, as operators behind proxies expect
+        raise_for_status=False,
+        auto_decompress=True,
+    )
+
+
+def new_client(session: aiohttp.ClientSession, settings: Settings) -> PetraClient:
+    api = settings.api
+    return PetraClient(
+        session,
+        base_url=api.base_url,
+        user_agent=api.user_agent,
+        timeout_seconds=api.timeout_seconds,
+        max_response_bytes=api.max_response_bytes,
+    )
+
+
+class Daemon:
+    """The running collector. `run()` returns after SIGTERM/SIGINT or `stop()`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_path: str | None = None,
+        cli_overrides: Mapping[str, object] | None = None,
+        environ: Mapping[str, str] | None = None,
+        install_signal_handlers: bool = True,
+    ) -> None:
+        self._settings = settings
+        self._config_path = config_path
+        self._overrides = dict(cli_overrides or {})
+        self._notifier = SystemdNotifier(environ)
+        self._install_signals = install_signal_handlers
+        self._log = get_logger()
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._scheduler: Scheduler | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._web_runner: web.AppRunner | None = None
+        self._background: set[asyncio.Task[object]] = set()
+        self._secrets: set[str] = set()
+        self.bound_port: int | None = None
+        self.serving = asyncio.Event()
+        collector = PetraCollector(self.org_states, lambda: self.max_staleness)
+        self._registry, self._metrics = build_registry(collector)
+
+    # -- what the web side reads ---------------------------------------------------
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self._registry
+
+    @property
+    def collector_metrics(self) -> CollectorMetrics:
+        return self._metrics
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def ready(self) -> bool:
+        return (
+            self._scheduler is not None and self._scheduler.running and self.bound_port is not None
+        )
+
+    @property
+    def max_staleness(self) -> float:
+        return self._settings.polling.max_staleness_seconds
+
+    @property
+    def shard(self) -> str | None:
+        return None if self._settings.shard is None else str(self._settings.shard)
+
+    def org_states(self) -> list[OrgState]:
+        return [] if self._scheduler is None else list(self._scheduler.states())
+
+    def owned_orgs(self, settings: Settings) -> tuple[OrgConfig, ...]:
+        return tuple(iter_orgs_in_shard(settings.orgs, settings.shard))
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        settings = self._settings
+        self._session = new_session(settings)
+        try:
+            scheduler = Scheduler(
+                new_client(self._session, settings),
+                settings.polling,
+                logger=self._log,
+                on_keys_changed=self._remember_secrets,
+            )
+            self._scheduler = scheduler
+            self._adopt(settings)
+            await self._start_web(settings.server.listen)
+            self._install_signal_handlers()
+            async with asyncio.TaskGroup() as group:
+                polling = group.create_task(scheduler.run(), name="scheduler")
+                watchdog = group.create_task(self._watchdog(), name="watchdog")
+                await _wait_running(scheduler, polling)
+                self._announce_ready()
+                await self._stop.wait()
+                self._log.info("stopping", reason="signal or stop request")
+                self._notifier.stopping()
+                scheduler.stop()
+                await polling
+                watchdog.cancel()
+                for task in list(self._background):
+                    task.cancel()
+        finally:
+            self._remove_signal_handlers()
+            await self._close()
+        self._log.info("stopped")
+
+    async def _close(self) -> None:
+        if self._web_runner is not None:
+            await self._web_runner.cleanup()
+            self._web_runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _start_web(self, listen: HostPort) -> None:
+        runner = web.AppRunner(
+            make_web_app(self),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=WEB_SHUTDOWN_SECONDS,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as error:
+            await runner.cleanup()
+            raise StartupError(f"cannot listen on {listen}: {error.strerror or error}") from None
+        self._web_runner = runner
+        address = runner.addresses[0]
+        self.bound_port = int(address[1])
+        self.serving.set()
+
+    def _announce_ready(self) -> None:
+        settings = self._settings
+        owned = len(self.org_states())
+        self._log.info(
+            "started",
+            version=__version__,
+            listen=f"{settings.server.listen.host}:{self.bound_port}",
+            orgs=owned,
+            shard=self.shard,
+        )
+        self._notifier.ready(f"polling {owned} orgs")
+
+    async def _watchdog(self) -> None:
+        interval = self._notifier.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            self._notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    def _install_signal_handlers(self) -> None:
+        if not self._install_signals:
+            return
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
+
+    def _remove_signal_handlers(self) -> None:
+        if not self._install_signals:
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+    def _reload_in_background(self) -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(self.reload("SIGHUP"))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- config --------------------------------------------------------------------------
+
+    def _adopt(self, settings: Settings) -> None:
+        """Make `settings` the running config (first start and every reload)."""
+        assert self._scheduler is not None  # noqa: S101 - run() creates it before adopting
+        owned = self.owned_orgs(settings)
+        self._remember_secrets([org.key.reveal() for org in settings.orgs])
+        self._scheduler.apply(owned, settings.polling)
+        self._settings = settings
+        self._metrics.config_loaded(len(owned), time.time())
+
+    def _remember_secrets(self, secrets: list[str]) -> None:
+        # Old keys stay on the list: a rotated-away key is still a secret.
+        self._secrets.update(secrets)
+        REDACTOR.set_secrets(self._secrets)
+
+    async def reload(self, reason: str) -> list[str]:
+        """Validate the config file completely, then apply it at once; or change nothing."""
+        async with self._reload_lock:
+            if self._config_path is None:
+                return ["this instance was not started from a config file; nothing to reload"]
+            self._notifier.reloading()
+            try:
+                loaded = await asyncio.to_thread(load_config, self._config_path)
+            except ConfigError as error:
+                self._metrics.config_rejected()
+                self._log.error(
+                    "config_reload_failed",
+                    source=self._config_path,
+                    reason=reason,
+                    problems=error.problems,
+                )
+                self._notifier.ready("config reload rejected; still running the previous one")
+                return error.problems
+            settings = self._with_overrides(loaded)
+            self._apply_reloaded(settings)
+            self._log_loaded(loaded, settings, reason)
+            self._notifier.ready(f"polling {len(self.org_states())} orgs")
+            return []
+
+    def _with_overrides(self, loaded: LoadedConfig) -> Settings:
+        return apply_overrides(loaded.settings, self._overrides)
+
+    def _apply_reloaded(self, settings: Settings) -> None:
+        old = self._settings
+        if settings.server.listen != old.server.listen:
+            self._log.warning(
+                "config_needs_restart",
+                setting="server.listen",
+                running=str(old.server.listen),
+                configured=str(settings.server.listen),
+            )
+            settings = replace(settings, server=old.server)
+        if settings.logging != old.logging:
+            configure_logging(settings.logging.format, settings.logging.level)
+        if settings.api != old.api and self._session is not None and self._scheduler is not None:
+            self._scheduler.set_fetcher(new_client(self._session, settings))
+        self._adopt(settings)
+
+    def _log_loaded(self, loaded: LoadedConfig, settings: Settings, reason: str) -> None:
+        for warning in loaded.warnings:
+            self._log.warning("config_warning", message=warning)
+        self._log.info(
+            "config_loaded",
+            source=settings.source,
+            reason=reason,
+            orgs=len(self.org_states()),
+            orgs_in_file=len(settings.orgs),
+            shard=self.shard,
+        )
+
+
+def apply_overrides(settings: Settings, overrides: Mapping[str, object]) -> Settings:
+    listen = overrides.get("listen")
+    shard = overrides.get("shard")
+    log_format = overrides.get("log_format")
+    log_level = overrides.get("log_level")
+    return settings.with_overrides(
+        listen=listen if isinstance(listen, HostPort) else None,
+        shard=shard if isinstance(shard, Shard) else None,
+        log_format="console" if log_format == "console" else "json" if log_format else None,
+        log_level=log_level if isinstance(log_level, str) else None,
+    )
+
+
+async def _wait_running(scheduler: Scheduler, task: asyncio.Task[None]) -> None:
+    """Until the scheduler runs; re-raises at once if it failed to start."""
+    started = asyncio.ensure_future(scheduler.wait_running())
+    await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
+    started.cancel()
+    if task.done():
+        task.result()
+
+
+async def run_daemon(
+    loaded: LoadedConfig, *, config_path: str | None, overrides: Mapping[str, object]
+) -> int:
+    """The `run` command: log the config, serve until stopped. Returns the exit code."""
+    settings = apply_overrides(loaded.settings, overrides)
+    configure_logging(settings.logging.format, settings.logging.level)
+    log = get_logger()
+    daemon = Daemon(settings, config_path=config_path, cli_overrides=overrides)
+    for warning in loaded.warnings:
+        log.warning("config_warning", message=warning)
+    log.info(
+        "config_loaded",
+        source=settings.source,
+        reason="start",
+        orgs=len(daemon.owned_orgs(settings)),
+        orgs_in_file=len(settings.orgs),
+        shard=None if settings.shard is None else str(settings.shard),
+    )
+    try:
+        await daemon.run()
+    except StartupError as error:
+        log.error("startup_failed", error=str(error))  # noqa: TRY400 - the message says it all
+        return 1
+    return 0

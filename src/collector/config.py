@@ -1,0 +1,646 @@
+"""YAML config file -> frozen, validated `Settings`.
+
+Validation collects every problem instead of stopping at the first, and
+each problem names the file and the path inside it
+(`config.yaml: orgs[3].api_key_file: file not found`), so an operator can
+fix a broken file in one pass.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Final, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+
+from collector import __version__
+from collector.secrets import ApiKey, InvalidKeyError
+from collector.sharding import owns
+
+DEFAULT_BASE_URL: Final = "https://api.petrasecurity.com"
+DEFAULT_PORT: Final = 9865
+PETRA_PUBLISHED_REQUESTS_PER_MINUTE: Final = 10
+ORG_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
+LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+MAX_KEY_FILE_BYTES: Final = 4096
+
+LogFormat = Literal["json", "console"]
+KeyKind = Literal["file", "env", "inline"]
+
+
+class ConfigError(Exception):
+    """One or more problems in a config file; `problems` holds one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class KeyLoadError(Exception):
+    """A key source that cannot give a key right now (message never holds the key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeySource:
+    """Where an org's key comes from. `describe()` is what people see."""
+
+    kind: KeyKind
+    location: str = ""
+    inline: ApiKey | None = field(default=None, repr=False, compare=True)
+
+    def describe(self) -> str:
+        if self.kind == "file":
+            return f"file {self.location}"
+        if self.kind == "env":
+            return f"env ${self.location}"
+        return "inline in the config file"
+
+    def load(self, environ: Mapping[str, str] | None = None) -> ApiKey:
+        """Read the key now. Raises KeyLoadError with a message safe to log."""
+        if self.kind == "inline":
+            assert self.inline is not None  # noqa: S101 - set by the parser for every inline source
+            return self.inline
+        if self.kind == "env":
+            value = (os.environ if environ is None else environ).get(self.location)
+            if value is None:
+                raise KeyLoadError(f"environment variable {self.location} is not set")
+            return _to_key(value.strip(), f"environment variable {self.location}")
+        return _to_key(read_key_file(Path(self.location)), f"key file {self.location}")
+
+
+def read_key_file(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_KEY_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise KeyLoadError(f"key file {path} not found") from None
+    except IsADirectoryError:
+        raise KeyLoadError(f"key file {path} is a directory") from None
+    except OSError as error:
+        raise KeyLoadError(f"key file {path} cannot be read: {error.strerror}") from None
+    if len(raw) > MAX_KEY_FILE_BYTES:
+        raise KeyLoadError(f"key file {path} is larger than {MAX_KEY_FILE_BYTES} bytes")
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise KeyLoadError(f"key file {path} is not UTF-8 text") from None
+
+
+def _to_key(value: str, where: str) -> ApiKey:
+    if not value:
+        raise KeyLoadError(f"{where} is empty")
+    try:
+        return ApiKey(value)
+    except InvalidKeyError as error:
+        raise KeyLoadError(f"{where}: {error}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    base_url: str = DEFAULT_BASE_URL
+    timeout_seconds: float = 10.0
+    user_agent: str = f"petra-collector/{__version__}"
+    max_response_bytes: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PollingSettings:
+    interval_seconds: float = 300.0
+    concurrency: int = 32
+    max_requests_per_second: float = 20.0
+    requests_per_minute_per_key: float = 5.0
+    auth_failure_interval_seconds: float = 900.0
+    max_staleness_seconds: float = 3600.0
+    shutdown_grace_seconds: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    listen: HostPort = HostPort("127.0.0.1", DEFAULT_PORT)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    format: LogFormat = "json"
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class OrgConfig:
+    name: str
+    key_source: KeySource
+    interval_seconds: float
+    key: ApiKey = field(repr=False, compare=True)
+
+    @property
+    def key_fingerprint(self) -> str:
+        return self.key.fingerprint
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    orgs: tuple[OrgConfig, ...]
+    api: ApiSettings = ApiSettings()
+    polling: PollingSettings = PollingSettings()
+    server: ServerSettings = ServerSettings()
+    logging: LoggingSettings = LoggingSettings()
+    shard: Shard | None = None
+    source: str = "<built-in>"
+
+    def with_overrides(
+        self,
+        *,
+        listen: HostPort | None = None,
+        shard: Shard | None = None,
+        log_format: LogFormat | None = None,
+        log_level: str | None = None,
+    ) -> Settings:
+        """Apply command-line options, which win over the file."""
+        result = self
+        if listen is not None:
+            result = replace(result, server=replace(result.server, listen=listen))
+        if shard is not None:
+            result = replace(result, shard=shard)
+        if log_format is not None:
+            result = replace(result, logging=replace(result.logging, format=log_format))
+        if log_level is not None:
+            result = replace(result, logging=replace(result.logging, level=log_level))
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    settings: Settings
+    warnings: tuple[str, ...]
+
+
+def parse_listen(text: str) -> HostPort:
+    """`HOST:PORT`, `[IPv6]:PORT` or `:PORT` (all interfaces). Raises ValueError."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range 0-65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return HostPort(host or "0.0.0.0", port)  # noqa: S104 - ":PORT" asks for all interfaces
+
+
+def parse_shard(text: str) -> Shard:
+    """`I/N` with 0 <= I < N. Raises ValueError."""
+    index_text, sep, count_text = text.partition("/")
+    if not sep or not index_text.strip().isdigit() or not count_text.strip().isdigit():
+        raise ValueError(f"{text!r} is not I/N (for example 0/3)")
+    index, count = int(index_text), int(count_text)
+    if count < 1 or index >= count:
+        raise ValueError(f"{text!r}: need 0 <= I < N and N >= 1")
+    return Shard(index, count)
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+T = TypeVar("T")
+
+
+class _Problems:
+    """Collects problems while walking the YAML tree."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(
+            f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}"
+        )
+
+    def warn(self, path: str, message: str) -> None:
+        self.warnings.append(f"{self.source}: {path}: {message}")
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(value), type(value).__name__)
+
+
+class _Section:
+    """One YAML mapping with typed getters; reports unknown keys on `finish()`."""
+
+    def __init__(self, problems: _Problems, path: str, raw: object) -> None:
+        self.problems = problems
+        self.path = path
+        self.seen: set[str] = set()
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            problems.error(path, f"must be a mapping, not {_type_name(raw)}")
+            raw = {}
+        self.raw: dict[object, object] = raw
+
+    def child(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def has(self, key: str) -> bool:
+        return key in self.raw and self.raw[key] is not None
+
+    def get(self, key: str, default: T, convert: Callable[[str, object], T | None]) -> T:
+        self.seen.add(key)
+        if key not in self.raw or self.raw[key] is None:
+            return default
+        converted = convert(self.child(key), self.raw[key])
+        return default if converted is None else converted
+
+    def number(self, key: str, default: float, *, integer: bool = False) -> float:
+        def convert(path: str, value: object) -> float | None:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                self.problems.error(path, f"must be a number, not {_type_name(value)}")
+                return None
+            if not math.isfinite(value) or value <= 0:
+                self.problems.error(path, f"must be greater than 0, got {value}")
+                return None
+            if integer and value != int(value):
+                self.problems.error(path, f"must be a whole number, got {value}")
+                return None
+            return float(value)
+
+        return self.get(key, default, convert)
+
+    def string(self, key: str, default: str) -> str:
+        def convert(path: str, value: object) -> str | None:
+            if not isinstance(value, str) or not value.strip():
+                self.problems.error(path, f"must be a non-empty string, not {_type_name(value)}")
+                return None
+            return value.strip()
+
+        return self.get(key, default, convert)
+
+    def finish(self) -> None:
+        for key in self.raw:
+            if key not in self.seen:
+                known = ", ".join(sorted(self.seen))
+                self.problems.error(self.child(str(key)), f"unknown key (known here: {known})")
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read and validate a config file. Raises ConfigError listing every problem."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{source}: file not found"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{source}: is a directory, not a config file"]) from None
+    except OSError as error:
+        raise ConfigError([f"{source}: cannot be read: {error.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{source}: is not UTF-8 text"]) from None
+    base_dir = Path(path).resolve().parent
+    return parse_config(text, source=source, base_dir=base_dir, environ=environ)
+
+
+def parse_config(
+    text: str,
+    *,
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LoadedConfig:
+    """Validate YAML text. Relative key file paths resolve against `base_dir`."""
+    env = os.environ if environ is None else environ
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        reason = getattr(error, "problem", None) or "not valid YAML"
+        raise ConfigError([f"{source}: {where}invalid YAML: {reason}"]) from None
+    problems = _Problems(source)
+    top = _Section(problems, "", raw)
+
+    api_section = _Section(problems, "api", top.get("api", None, lambda _p, v: v))
+    api = _parse_api(api_section)
+    polling = _parse_polling(
+        _Section(problems, "polling", top.get("polling", None, lambda _p, v: v))
+    )
+    server = _parse_server(_Section(problems, "server", top.get("server", None, lambda _p, v: v)))
+    logging = _parse_logging(
+        _Section(problems, "logging", top.get("logging", None, lambda _p, v: v))
+    )
+
+    def convert_shard(path: str, value: object) -> Shard | None:
+        try:
+            return parse_shard(str(value))
+        except ValueError as error:
+            problems.error(path, str(error))
+            return None
+
+    shard = top.get("shard", None, convert_shard)
+    raw_orgs = top.get("orgs", None, lambda _p, v: v)
+    orgs = _parse_orgs(problems, raw_orgs, polling, base_dir or Path.cwd(), env)
+    top.finish()
+
+    if problems.errors:
+        raise ConfigError(problems.errors)
+    settings = Settings(
+        orgs=tuple(orgs),
+        api=api,
+        polling=polling,
+        server=server,
+        logging=logging,
+        shard=shard,
+        source=source,
+    )
+    return LoadedConfig(settings, tuple(problems.warnings))
+
+
+def _parse_api(section: _Section) -> ApiSettings:
+    defaults = ApiSettings()
+    base_url = section.string("base_url", defaults.base_url).rstrip("/")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        section.problems.error(section.child("base_url"), f"{base_url!r} is not an http(s) URL")
+    elif parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        section.problems.error(
+            section.child("base_url"),
+            "must use https:// (plain http is only allowed to a loopback host, "
+            "so a key never crosses a network in clear text)",
+        )
+    elif parts.query or parts.fragment or parts.username or parts.password:
+        section.problems.error(
+            section.child("base_url"), "must not carry a query, fragment or credentials"
+        )
+    result = ApiSettings(
+        base_url=base_url,
+        timeout_seconds=section.number("timeout_seconds", defaults.timeout_seconds),
+        user_agent=section.string("user_agent", defaults.user_agent),
+        max_response_bytes=int(
+            section.number("max_response_bytes", defaults.max_response_bytes, integer=True)
+        ),
+    )
+    section.finish()
+    return result
+
+
+def _parse_polling(section: _Section) -> PollingSettings:
+    d = PollingSettings()
+    result = PollingSettings(
+        interval_seconds=section.number("interval_seconds", d.interval_seconds),
+        concurrency=int(section.number("concurrency", d.concurrency, integer=True)),
+        max_requests_per_second=section.number(
+            "max_requests_per_second", d.max_requests_per_second
+        ),
+        requests_per_minute_per_key=section.number(
+            "requests_per_minute_per_key", d.requests_per_minute_per_key
+        ),
+        auth_failure_interval_seconds=section.number(
+            "auth_failure_interval_seconds", d.auth_failure_interval_seconds
+        ),
+        max_staleness_seconds=section.number("max_staleness_seconds", d.max_staleness_seconds),
+        shutdown_grace_seconds=section.number("shutdown_grace_seconds", d.shutdown_grace_seconds),
+    )
+    if result.requests_per_minute_per_key > PETRA_PUBLISHED_REQUESTS_PER_MINUTE:
+        section.problems.warn(
+            section.child("requests_per_minute_per_key"),
+            f"{result.requests_per_minute_per_key:g} is above Petra's published limit of "
+            f"{PETRA_PUBLISHED_REQUESTS_PER_MINUTE} per minute; expect 429 answers unless "
+            "your account has a higher limit",
+        )
+    section.finish()
+    return result
+
+
+def _parse_server(section: _Section) -> ServerSettings:
+    def convert(path: str, value: object) -> HostPort | None:
+        try:
+            return parse_listen(str(value))
+        except ValueError as error:
+            section.problems.error(path, str(error))
+            return None
+
+    result = ServerSettings(listen=section.get("listen", ServerSettings().listen, convert))
+    section.finish()
+    return result
+
+
+def _parse_logging(section: _Section) -> LoggingSettings:
+    fmt = section.string("format", "json")
+    if fmt not in ("json", "console"):
+        section.problems.error(section.child("format"), f"must be json or console, not {fmt!r}")
+        fmt = "json"
+    level = section.string("level", "info").lower()
+    if level not in LOG_LEVELS:
+        section.problems.error(
+            section.child("level"), f"must be one of {', '.join(LOG_LEVELS)}, not {level!r}"
+        )
+        level = "info"
+    section.finish()
+    return LoggingSettings(format="json" if fmt == "json" else "console", level=level)
+
+
+def _parse_orgs(
+    problems: _Problems,
+    raw: object,
+    polling: PollingSettings,
+    base_dir: Path,
+    env: Mapping[str, str],
+) -> list[OrgConfig]:
+    if raw is None:
+        problems.error("orgs", "is missing: list at least one organization")
+        return []
+    if not isinstance(raw, list):
+        problems.error("orgs", f"must be a list, not {_type_name(raw)}")
+        return []
+    if not raw:
+        problems.error("orgs", "is empty: list at least one organization")
+        return []
+    orgs: list[OrgConfig] = []
+    first_seen: dict[str, int] = {}
+    for index, item in enumerate(raw):
+        section = _Section(problems, f"orgs[{index}]", item)
+        org = _parse_org(section, polling, base_dir, env)
+        section.finish()
+        if org is None:
+            continue
+        if org.name in first_seen:
+            problems.error(
+                section.child("name"),
+                f"duplicate org name {org.name!r} (first used at orgs[{first_seen[org.name]}])",
+            )
+            continue
+        first_seen[org.name] = index
+        orgs.append(org)
+    _check_key_budgets(problems, orgs, polling, first_seen)
+    return orgs
+
+
+def _parse_org(
+    section: _Section, polling: PollingSettings, base_dir: Path, env: Mapping[str, str]
+) -> OrgConfig | None:
+    problems = section.problems
+    name = section.get("name", "", _convert_name(problems))
+    if not name and not section.has("name"):
+        problems.error(section.child("name"), "is missing")
+    interval = section.number("interval_seconds", polling.interval_seconds)
+    sources = [k for k in ("api_key_file", "api_key_env", "api_key") if k in section.raw]
+    section.seen.update(("api_key_file", "api_key_env", "api_key"))
+    if not sources:
+        problems.error(section.path, "needs one of api_key_file, api_key_env or api_key")
+        return None
+    if len(sources) > 1:
+        problems.error(section.path, f"has {' and '.join(sources)}: give exactly one key source")
+        return None
+    source_key = sources[0]
+    path = section.child(source_key)
+    value = section.raw[source_key]
+    if not isinstance(value, str) or not value.strip():
+        problems.error(path, f"must be a non-empty string, not {_type_name(value)}")
+        return None
+    key_source = _key_source(
+        problems, path=path, kind=source_key, value=value.strip(), base_dir=base_dir, env=env
+    )
+    if key_source is None:
+        return None
+    try:
+        key = key_source.load(env)
+    except KeyLoadError as error:
+        problems.error(path, str(error))
+        return None
+    if not name:
+        return None
+    return OrgConfig(name=name, key_source=key_source, interval_seconds=interval, key=key)
+
+
+def _convert_name(problems: _Problems) -> Callable[[str, object], str | None]:
+    def convert(path: str, value: object) -> str | None:
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            problems.error(path, f"must be a string, not {_type_name(value)}")
+            return None
+        text = str(value)
+        if not ORG_NAME.fullmatch(text):
+            problems.error(path, f"{text!r} may only contain letters, digits, '_', '.' and '-'")
+            return None
+        return text
+
+    return convert
+
+
+def _key_source(
+    problems: _Problems,
+    *,
+    path: str,
+    kind: str,
+    value: str,
+    base_dir: Path,
+    env: Mapping[str, str],
+) -> KeySource | None:
+    if kind == "api_key":
+        problems.warn(
+            path,
+            "an inline key is stored in the config file; prefer api_key_file or api_key_env",
+        )
+        try:
+            return KeySource("inline", inline=ApiKey(value))
+        except InvalidKeyError as error:
+            problems.error(path, str(error))
+            return None
+    if kind == "api_key_env":
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            problems.error(path, f"{value!r} is not an environment variable name")
+            return None
+        return KeySource("env", value)
+    try:
+        expanded = _expand_env(value, env)
+    except KeyError as missing:
+        problems.error(path, f"uses ${{{missing.args[0]}}}, which is not set")
+        return None
+    file_path = Path(expanded)
+    if not file_path.is_absolute():
+        file_path = base_dir / file_path
+    return KeySource("file", str(file_path))
+
+
+def _expand_env(value: str, env: Mapping[str, str]) -> str:
+    """`${NAME}` / `$NAME` expansion that fails on unset variables instead of leaving them."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in env:
+            raise KeyError(name)
+        return env[name]
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", substitute, value)
+
+
+def _check_key_budgets(
+    problems: _Problems,
+    orgs: list[OrgConfig],
+    polling: PollingSettings,
+    positions: dict[str, int],
+) -> None:
+    """Each key's polls per minute, summed over the orgs sharing it, must fit its budget."""
+    by_key: dict[ApiKey, list[OrgConfig]] = {}
+    for org in orgs:
+        by_key.setdefault(org.key, []).append(org)
+    budget = polling.requests_per_minute_per_key
+    for sharing in by_key.values():
+        needed = sum(60.0 / org.interval_seconds for org in sharing)
+        if needed <= budget + 1e-9:
+            continue
+        names = ", ".join(org.name for org in sharing)
+        first = positions[sharing[0].name]
+        shortest = 60.0 * len(sharing) / budget
+        problems.error(
+            f"orgs[{first}].interval_seconds",
+            f"org(s) {names} need {needed:.2f} requests per minute with one key, more than "
+            f"polling.requests_per_minute_per_key ({budget:g}); use an interval of at least "
+            f"{shortest:g} s or raise the budget",
+        )
+
+
+def iter_orgs_in_shard(orgs: tuple[OrgConfig, ...], shard: Shard | None) -> Iterator[OrgConfig]:
+    """The orgs this instance owns. Sharding lives here so `check` and `run` agree."""
+    for org in orgs:
+        if shard is None or owns(shard.index, shard.count, org.name):
+            yield org

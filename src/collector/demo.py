@@ -1,0 +1,117 @@
+"""`petra-collector demo`: the simulator and the daemon, wired together in one process.
+
+Needs no files and no arguments. The collector polls the simulator's
+orgs, plus one org whose key the simulator rejects (`umbrella`), and
+`initech` is allowed fewer requests than the collector makes, so it is
+rate-limited now and then. Everything listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Final, TextIO
+
+from collector.app import Daemon, StartupError
+from collector.config import (
+    ApiSettings,
+    HostPort,
+    KeySource,
+    LoggingSettings,
+    OrgConfig,
+    PollingSettings,
+    ServerSettings,
+    Settings,
+)
+from collector.logs import configure_logging, get_logger
+from collector.secrets import ApiKey
+from collector.simulator import Simulator, demo_orgs, start_simulator
+
+DEMO_INTERVAL_SECONDS: Final = 15.0
+REJECTED_ORG: Final = "umbrella"
+REJECTED_KEY: Final = "petra_demo_deleted_key_0000000000000000"
+
+
+def demo_settings(simulator_port: int, listen: HostPort) -> Settings:
+    orgs = [
+        OrgConfig(
+            name=org.name,
+            key_source=KeySource("inline", inline=ApiKey(org.key)),
+            interval_seconds=DEMO_INTERVAL_SECONDS,
+            key=ApiKey(org.key),
+        )
+        for org in demo_orgs()
+    ]
+    rejected = ApiKey(REJECTED_KEY)
+    orgs.append(
+        OrgConfig(
+            name=REJECTED_ORG,
+            key_source=KeySource("inline", inline=rejected),
+            interval_seconds=DEMO_INTERVAL_SECONDS,
+            key=rejected,
+        )
+    )
+    return Settings(
+        orgs=tuple(orgs),
+        api=ApiSettings(base_url=f"http://127.0.0.1:{simulator_port}", timeout_seconds=5.0),
+        polling=PollingSettings(
+            interval_seconds=DEMO_INTERVAL_SECONDS,
+            auth_failure_interval_seconds=30.0,
+            requests_per_minute_per_key=5.0,
+            max_staleness_seconds=600.0,
+        ),
+        server=ServerSettings(listen=listen),
+        logging=LoggingSettings(),
+        source="<demo>",
+    )
+
+
+async def run_demo(
+    listen: HostPort,
+    simulator_listen: HostPort,
+    *,
+    duration: float | None = None,
+    log_format: str = "json",
+    out: TextIO = sys.stderr,
+) -> int:
+    configure_logging(log_format, "info")
+    simulator = Simulator(demo_orgs(), drift=True)
+    try:
+        sim_runner, sim_port = await start_simulator(
+            simulator, simulator_listen.host, simulator_listen.port
+        )
+    except OSError as error:
+        print(f"demo: cannot start the simulator on {simulator_listen}: {error.strerror}", file=out)
+        return 1
+    daemon = Daemon(demo_settings(sim_port, listen))
+    try:
+        runner = asyncio.create_task(daemon.run())
+        serving = asyncio.ensure_future(daemon.serving.wait())
+        await asyncio.wait({serving, runner}, return_when=asyncio.FIRST_COMPLETED)
+        serving.cancel()
+        if runner.done():
+            await runner
+        base = f"http://{listen.host}:{daemon.bound_port}"
+        print(
+            "\npetra-collector demo is running (Ctrl-C stops it).\n"
+            f"  status page     {base}/\n"
+            f"  metrics         {base}/metrics\n"
+            f"  status as JSON  {base}/api/v1/status\n"
+            f"  fake Petra API  http://{simulator_listen.host}:{sim_port}/v1/usage\n"
+            f"Orgs: {', '.join(o.name for o in demo_orgs())} (served by the simulator), "
+            f"{REJECTED_ORG} (its key is rejected: watch petra_auth_failure and the "
+            "auth_failed log line); initech is rate-limited now and then.\n",
+            file=out,
+            flush=True,
+        )
+        if duration is not None:
+            done, _ = await asyncio.wait({runner}, timeout=duration)
+            if not done:
+                daemon.stop()
+        await runner
+    except StartupError as error:
+        get_logger().error("startup_failed", error=str(error))
+        return 1
+    finally:
+        await sim_runner.cleanup()
+    return 0

@@ -1,0 +1,349 @@
+"""Prometheus metrics: a custom collector over the per-org snapshots.
+
+Petra data is never kept in labelled `Gauge` objects: those would keep
+series of orgs and tenants that are gone. Instead `collect()` walks the
+current snapshots on every scrape (no I/O, nothing but reading), so a
+removed org or a vanished tenant disappears from the next scrape.
+The family table below is the single description of every Petra metric.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from collector import __version__
+from collector.state import OrgState
+from collector.usage import TenantUsage
+
+CACHED: Final = " Cached from the last successful poll of Petra's /v1/usage."
+ORG: Final = ("org",)
+TENANT: Final = ("org", "tenant_id")
+TENANT_INFO: Final = (
+    "org",
+    "tenant_id",
+    "display_name",
+    "microsoft_tenant_id",
+    "petra_service",
+    "billable_status",
+)
+
+Kind = Literal["gauge", "counter"]
+LabelValues = tuple[str, ...]
+Sample = tuple[LabelValues, float]
+
+
+@dataclass(frozen=True, slots=True)
+class OrgFamily:
+    """A metric with samples per org, read from the org's state."""
+
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...]
+    samples: Callable[[OrgState, bool], Iterable[Sample]]  # (state, fresh) -> samples
+
+
+@dataclass(frozen=True, slots=True)
+class TenantFamily:
+    """A metric with one sample per tenant of a fresh report."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...]
+    value: Callable[[TenantUsage], float | None]
+    label_values: Callable[[str, TenantUsage], LabelValues]
+
+
+def _org_value(get: Callable[[OrgState], float | None]) -> Callable[[OrgState, bool], list[Sample]]:
+    def samples(state: OrgState, _fresh: bool) -> list[Sample]:
+        value = get(state)
+        return [] if value is None else [((state.name,), value)]
+
+    return samples
+
+
+def _report_value(
+    get: Callable[[OrgState], float | None],
+) -> Callable[[OrgState, bool], list[Sample]]:
+    def samples(state: OrgState, fresh: bool) -> list[Sample]:
+        if not fresh or state.report is None:
+            return []
+        value = get(state)
+        return [] if value is None else [((state.name,), value)]
+
+    return samples
+
+
+def _requests(state: OrgState, _fresh: bool) -> list[Sample]:
+    return [((state.name, code), float(n)) for code, n in sorted(state.requests_by_code.items())]
+
+
+def _org_info(state: OrgState, fresh: bool) -> list[Sample]:
+    if not fresh or state.report is None or state.report.organization_name is None:
+        return []
+    return [((state.name, state.report.organization_name), 1.0)]
+
+
+def _report_generated(state: OrgState) -> float | None:
+    return None if state.report is None else state.report.report_generated_at
+
+
+def _total_tenants(state: OrgState) -> float | None:
+    return None if state.report is None else state.report.total_tenants
+
+
+ORG_FAMILIES: Final[tuple[OrgFamily, ...]] = (
+    OrgFamily(
+        "petra_up",
+        "gauge",
+        "1 if the last poll of the org succeeded, else 0.",
+        ORG,
+        _org_value(lambda s: 1.0 if s.up else 0.0),
+    ),
+    OrgFamily(
+        "petra_auth_failure",
+        "gauge",
+        "1 while the org's API key is rejected with 401 (invalid, missing or deleted), "
+        "from the 401 until the next successful poll.",
+        ORG,
+        _org_value(lambda s: 1.0 if s.auth_failing else 0.0),
+    ),
+    OrgFamily(
+        "petra_auth_failures",
+        "counter",
+        "401 answers to the org's key.",
+        ORG,
+        _org_value(lambda s: float(s.auth_failures_total)),
+    ),
+    OrgFamily(
+        "petra_api_requests",
+        "counter",
+        'Requests to Petra\'s API by HTTP status; code="error" when no answer came.',
+        ("org", "code"),
+        _requests,
+    ),
+    OrgFamily(
+        "petra_rate_limited",
+        "counter",
+        "429 answers to the org's key.",
+        ORG,
+        _org_value(lambda s: float(s.rate_limited_total)),
+    ),
+    OrgFamily(
+        "petra_poll_duration_seconds",
+        "gauge",
+        "Duration of the org's last poll.",
+        ORG,
+        _org_value(lambda s: s.poll_duration),
+    ),
+    OrgFamily(
+        "petra_last_poll_timestamp_seconds",
+        "gauge",
+        "When the org's last poll finished (Unix time).",
+        ORG,
+        _org_value(lambda s: s.last_poll_at),
+    ),
+    OrgFamily(
+        "petra_last_success_timestamp_seconds",
+        "gauge",
+        "When the org's last successful poll finished (Unix time).",
+        ORG,
+        _org_value(lambda s: s.last_success_at),
+    ),
+    OrgFamily(
+        "petra_usage_report_generated_timestamp_seconds",
+        "gauge",
+        "reportGeneratedAt of the usage report (Unix time)." + CACHED,
+        ORG,
+        _report_value(_report_generated),
+    ),
+    OrgFamily(
+        "petra_org_tenants",
+        "gauge",
+        "totalTenants of the organization." + CACHED,
+        ORG,
+        _report_value(_total_tenants),
+    ),
+    OrgFamily(
+        "petra_org_info",
+        "gauge",
+        "Always 1; organizationName as a label." + CACHED,
+        ("org", "organization_name"),
+        _org_info,
+    ),
+)
+
+
+def _tenant_labels(org: str, tenant: TenantUsage) -> LabelValues:
+    return (org, tenant.tenant_id)
+
+
+def _tenant_info_labels(org: str, tenant: TenantUsage) -> LabelValues:
+    return (
+        org,
+        tenant.tenant_id,
+        tenant.display_name or "",
+        tenant.microsoft_tenant_id or "",
+        tenant.service or "",
+        tenant.billable_status or "",
+    )
+
+
+def _paused(tenant: TenantUsage) -> float | None:
+    return None if tenant.is_paused is None else float(tenant.is_paused)
+
+
+TENANT_FAMILIES: Final[tuple[TenantFamily, ...]] = (
+    TenantFamily(
+        "petra_tenant_licensed_users",
+        "totalLicensedUsers of the tenant." + CACHED,
+        TENANT,
+        lambda t: t.licensed_users,
+        _tenant_labels,
+    ),
+    TenantFamily(
+        "petra_tenant_billable_users",
+        "billableUsersThisMonth of the tenant." + CACHED,
+        TENANT,
+        lambda t: t.billable_users,
+        _tenant_labels,
+    ),
+    TenantFamily(
+        "petra_tenant_prorating_ratio",
+        "proratingPercentageThisMonth / 100 of the tenant." + CACHED,
+        TENANT,
+        lambda t: t.prorating_ratio,
+        _tenant_labels,
+    ),
+    TenantFamily(
+        "petra_tenant_paused",
+        "1 if the tenant is paused (isPaused)." + CACHED,
+        TENANT,
+        _paused,
+        _tenant_labels,
+    ),
+    TenantFamily(
+        "petra_tenant_onboarding_timestamp_seconds",
+        "onboardingDate of the tenant (Unix time, midnight UTC)." + CACHED,
+        TENANT,
+        lambda t: t.onboarding_timestamp,
+        _tenant_labels,
+    ),
+    TenantFamily(
+        "petra_tenant_first_billable_timestamp_seconds",
+        "firstBillableDate of the tenant (Unix time, midnight UTC)." + CACHED,
+        TENANT,
+        lambda t: t.first_billable_timestamp,
+        _tenant_labels,
+    ),
+    TenantFamily(
+        "petra_tenant_info",
+        "Always 1; the tenant's descriptive fields as labels." + CACHED,
+        TENANT_INFO,
+        lambda _t: 1.0,
+        _tenant_info_labels,
+    ),
+)
+
+FAMILY_NAMES: Final = tuple(
+    [f.name + ("_total" if f.kind == "counter" else "") for f in ORG_FAMILIES]
+    + [f.name for f in TENANT_FAMILIES]
+)
+
+
+class PetraCollector(Collector):
+    """Reads the snapshots at scrape time; cheap, and never does I/O."""
+
+    def __init__(
+        self,
+        states: Callable[[], Iterable[OrgState]],
+        max_staleness_seconds: Callable[[], float],
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._states = states
+        self._max_staleness = max_staleness_seconds
+        self._wall_clock = wall_clock
+
+    def collect(self) -> Iterator[Metric]:
+        now = self._wall_clock()
+        limit = self._max_staleness()
+        snapshot = [(s, not s.is_stale(now, limit)) for s in self._states()]
+        for family in ORG_FAMILIES:
+            metric = _new_family(family.name, family.kind, family.help, family.labels)
+            for state, fresh in snapshot:
+                for labels, value in family.samples(state, fresh):
+                    metric.add_metric(labels, value)
+            yield metric
+        reports = [
+            (state.name, state.report.tenants)
+            for state, fresh in snapshot
+            if fresh and state.report is not None
+        ]
+        for tenant_family in TENANT_FAMILIES:
+            metric = GaugeMetricFamily(
+                tenant_family.name, tenant_family.help, labels=tenant_family.labels
+            )
+            for org, tenants in reports:
+                for tenant in tenants:
+                    tenant_value = tenant_family.value(tenant)
+                    if tenant_value is not None:
+                        labels = tenant_family.label_values(org, tenant)
+                        metric.add_metric(labels, tenant_value)
+            yield metric
+
+
+def _new_family(
+    name: str, kind: Kind, help_text: str, labels: tuple[str, ...]
+) -> CounterMetricFamily | GaugeMetricFamily:
+    if kind == "counter":
+        return CounterMetricFamily(name, help_text, labels=labels)
+    return GaugeMetricFamily(name, help_text, labels=labels)
+
+
+class CollectorMetrics:
+    """The collector's own metrics, on the same registry as the Petra data."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        build = Gauge(
+            "petra_collector_build_info",
+            "Always 1; the collector's version as a label.",
+            ["version"],
+            registry=registry,
+        )
+        build.labels(version=__version__).set(1)
+        self.orgs = Gauge(
+            "petra_collector_orgs",
+            "Organizations this instance polls (its shard's share of the config).",
+            registry=registry,
+        )
+        self.reload_successful = Gauge(
+            "petra_collector_config_last_reload_successful",
+            "1 if the last config load or reload succeeded, 0 if it was rejected.",
+            registry=registry,
+        )
+        self.reload_success_timestamp = Gauge(
+            "petra_collector_config_last_reload_success_timestamp_seconds",
+            "When the config was last loaded successfully (Unix time).",
+            registry=registry,
+        )
+
+    def config_loaded(self, org_count: int, now: float) -> None:
+        self.orgs.set(org_count)
+        self.reload_successful.set(1)
+        self.reload_success_timestamp.set(now)
+
+    def config_rejected(self) -> None:
+        self.reload_successful.set(0)
+
+
+def build_registry(collector: PetraCollector) -> tuple[CollectorRegistry, CollectorMetrics]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry, CollectorMetrics(registry)

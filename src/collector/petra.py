@@ -1,0 +1,202 @@
+"""The Petra API client: one `aiohttp.ClientSession` for every org.
+
+Every answer that is not a usable report raises one of the exception types
+in `collector.errors`.
+
+Messages are for people and never contain the key: the key is only ever
+placed in the Authorization header, and text the API sends back is
+scrubbed of it before it is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Final
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+
+from collector.errors import (
+    BadResponse,
+    Forbidden,
+    KeyRejected,
+    PetraError,
+    RateLimited,
+    Unavailable,
+)
+from collector.secrets import ApiKey
+from collector.usage import UsageFormatError, UsageReport, parse_usage_body
+
+USAGE_PATH: Final = "/v1/usage"
+RETRY_AFTER_HEADERS: Final = ("Retry-After-public-api", "Retry-After")
+MAX_RETRY_AFTER_SECONDS: Final = 3600.0
+ERROR_BODY_BYTES: Final = 16 * 1024
+MESSAGE_CHARS: Final = 200
+REDACTED: Final = "[redacted]"
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds to wait, from Petra's own header or a standard Retry-After.
+
+    Accepts whole or fractional seconds and HTTP-dates; `now` is the wall
+    clock (epoch seconds) that an HTTP-date is measured against. Waits are
+    clamped to [0, MAX_RETRY_AFTER_SECONDS] so a wild value cannot silence
+    an org for days.
+    """
+    for name in RETRY_AFTER_HEADERS:
+        value = headers.get(name)
+        if value is None:
+            continue
+        seconds = _retry_after_seconds(value.strip(), now)
+        if seconds is not None:
+            return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+    return None
+
+
+def _retry_after_seconds(value: str, now: float) -> float | None:
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) else None
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment.timestamp() - now
+
+
+def scrub(text: str, key: ApiKey) -> str:
+    """Remove the key from text the API sent back, and keep it short."""
+    cleaned = text.replace(key.reveal(), REDACTED)
+    cleaned = " ".join(cleaned.split())
+    return cleaned[:MESSAGE_CHARS]
+
+
+def api_message(body: bytes, key: ApiKey) -> str | None:
+    """The human message in an error body (`message`, `error` or `detail`), scrubbed."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return scrub(text, key) or None if text and not text.startswith("<") else None
+    if isinstance(data, dict):
+        for field in ("message", "error", "detail"):
+            value = data.get(field)
+            if isinstance(value, dict):
+                value = value.get("message")
+            if isinstance(value, str) and value.strip():
+                return scrub(value, key)
+    return None
+
+
+class PetraClient:
+    """Fetches `/v1/usage` for one key at a time over a shared session."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        user_agent: str,
+        timeout_seconds: float,
+        max_response_bytes: int,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._session = session
+        self._url = base_url.rstrip("/") + USAGE_PATH
+        self._host = urlsplit(base_url).hostname or ""
+        self._user_agent = user_agent
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._timeout_seconds = timeout_seconds
+        self._max_bytes = max_response_bytes
+        self._wall_clock = wall_clock
+
+    async def fetch_usage(self, key: ApiKey) -> UsageReport:
+        """One poll. Returns the report or raises a PetraError subclass."""
+        headers = {
+            "Authorization": "Bearer " + key.reveal(),
+            "User-Agent": self._user_agent,
+            "Accept": "application/json",
+        }
+        try:
+            async with self._session.get(
+                self._url, headers=headers, allow_redirects=False, timeout=self._timeout
+            ) as response:
+                if response.status == 200:
+                    body = await self._read_capped(response)
+                    try:
+                        return parse_usage_body(body)
+                    except UsageFormatError as error:
+                        raise BadResponse(f"unusable report: {error}", status=200) from None
+                await self._raise_for(response, key)
+        except PetraError:
+            raise
+        except TimeoutError:
+            raise Unavailable(f"no complete answer within {self._timeout_seconds:g} s") from None
+        except aiohttp.ClientConnectorError as error:
+            reason = error.os_error.strerror or type(error.os_error).__name__
+            raise Unavailable(f"cannot connect to {self._host}: {reason}") from None
+        except aiohttp.ServerDisconnectedError:
+            raise Unavailable("the server closed the connection without answering") from None
+        except aiohttp.ClientPayloadError:
+            raise Unavailable("the answer's body was cut short") from None
+        except (aiohttp.ClientError, OSError) as error:
+            raise Unavailable(f"request failed: {type(error).__name__}") from None
+        raise AssertionError("unreachable: every non-200 status raises")  # pragma: no cover
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+        length = response.content_length
+        if length is not None:
+            if length > self._max_bytes:
+                raise BadResponse(
+                    f"answer of {length} bytes is over the {self._max_bytes} byte cap",
+                    status=response.status,
+                )
+            return await response.read()
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in response.content.iter_chunked(65536):
+            total += len(chunk)
+            if total > self._max_bytes:
+                raise BadResponse(
+                    f"answer is over the {self._max_bytes} byte cap", status=response.status
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _raise_for(self, response: aiohttp.ClientResponse, key: ApiKey) -> None:
+        status = response.status
+        if 300 <= status < 400:
+            target = urlsplit(response.headers.get("Location", "")).hostname or "elsewhere"
+            raise BadResponse(
+                f"redirected ({status}) to {target}; not followed, so the key is only "
+                f"ever sent to {self._host}",
+                status=status,
+            )
+        try:
+            body = await asyncio.wait_for(response.content.read(ERROR_BODY_BYTES), 1.0)
+        except (TimeoutError, aiohttp.ClientError):
+            body = b""
+        message = api_message(body, key)
+        if status == 401:
+            raise KeyRejected(message)
+        if status == 403:
+            raise Forbidden(
+                "refused (403)"
+                + (f": {message}" if message else "")
+                + "; this is not a bad key but a refused client or a missing permission",
+                status=403,
+            )
+        if status == 429:
+            raise RateLimited(parse_retry_after(response.headers, self._wall_clock()))
+        suffix = f": {message}" if message else ""
+        if status >= 500:
+            raise Unavailable(f"server error ({status}){suffix}", status=status)
+        raise BadResponse(f"unexpected status {status}{suffix}", status=status)

@@ -1,0 +1,63 @@
+"""Request pacing: pure arithmetic, the clock is always passed in.
+
+`Pacer` spaces events at least `1/rate` seconds apart (a GCRA with a burst
+allowance), which keeps a large fleet's request rate flat instead of
+bursting. `KeyBudget` adds what one API key needs on top: a pause after a
+429 that nothing may cut short.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Pacer:
+    """Hands out send times no closer than `1/rate` apart, after an initial burst."""
+
+    rate_per_second: float
+    burst: int = 1
+    _theoretical_arrival: float = field(default=float("-inf"), init=False)
+
+    def __post_init__(self) -> None:
+        if self.rate_per_second <= 0 or self.burst < 1:
+            raise ValueError("rate must be positive and burst at least 1")
+
+    @property
+    def spacing(self) -> float:
+        return 1.0 / self.rate_per_second
+
+    def reserve(self, now: float) -> float:
+        """Claim the next slot; returns when it starts (never earlier than `now`)."""
+        tolerance = (self.burst - 1) * self.spacing
+        start = max(now, self._theoretical_arrival - tolerance)
+        self._theoretical_arrival = max(self._theoretical_arrival, now) + self.spacing
+        return start
+
+    def next_free(self, now: float) -> float:
+        """When a slot reserved now would start, without claiming it."""
+        tolerance = (self.burst - 1) * self.spacing
+        return max(now, self._theoretical_arrival - tolerance)
+
+
+@dataclass(slots=True)
+class KeyBudget:
+    """One API key's allowance: `requests_per_minute`, and silence after a 429."""
+
+    requests_per_minute: float
+    _pacer: Pacer = field(init=False)
+    blocked_until: float = field(default=float("-inf"), init=False)
+
+    def __post_init__(self) -> None:
+        self._pacer = Pacer(self.requests_per_minute / 60.0)
+
+    def reserve(self, now: float) -> float:
+        """Claim the key's next send time, which honours any 429 wait."""
+        return self._pacer.reserve(max(now, self.blocked_until))
+
+    def block(self, until: float) -> None:
+        """After a 429: nothing is sent with this key before `until`."""
+        self.blocked_until = max(self.blocked_until, until)
+
+    def next_free(self, now: float) -> float:
+        return self._pacer.next_free(max(now, self.blocked_until))

@@ -1,0 +1,415 @@
+"""One polling loop per org, inside every limit at once.
+
+Before each request an org waits, in this order, for: its due time (or an
+early wake-up, e.g. its key file changed), its key (one request in flight
+per key, `requests_per_minute_per_key` spacing, and any 429 wait), a global
+send slot (`max_requests_per_second`, evenly spaced), and a connection
+slot (`concurrency`). The decisions (first offset, next delay, backoff)
+are the pure functions at the top of this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+import structlog
+
+from collector.config import OrgConfig, PollingSettings
+from collector.errors import Forbidden, KeyRejected, PetraError, RateLimited
+from collector.keys import KeyHolder, KeyStatus
+from collector.ratelimit import KeyBudget, Pacer
+from collector.secrets import ApiKey
+from collector.state import AuthEvent, Health, OrgState
+from collector.usage import UsageReport
+
+BACKOFF_BASE_SECONDS: Final = 5.0
+KEY_CHECK_SECONDS: Final = 2.0
+
+
+class Fetcher(Protocol):
+    async def fetch_usage(self, key: ApiKey) -> UsageReport: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    monotonic: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+
+
+def initial_offset(name: str, interval: float) -> float:
+    """Where in its interval an org's first poll falls: spread, and stable across restarts."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * interval
+
+
+def backoff_delay(
+    failures: int, cap: float, rng: Callable[[], float], base: float = BACKOFF_BASE_SECONDS
+) -> float:
+    """Exponential backoff with jitter in [ceiling/2, ceiling], the ceiling capped at `cap`."""
+    ceiling = min(cap, base * 2.0 ** min(max(failures - 1, 0), 30))
+    return ceiling / 2.0 + rng() * ceiling / 2.0
+
+
+def next_delay(
+    error: PetraError | None,
+    *,
+    interval: float,
+    auth_failure_interval: float,
+    failures: int,
+    rng: Callable[[], float],
+) -> float:
+    """Seconds from this poll's start to the next one."""
+    if error is None:
+        return interval
+    if isinstance(error, KeyRejected):
+        return auth_failure_interval
+    if isinstance(error, RateLimited) and error.retry_after is not None:
+        return error.retry_after
+    return backoff_delay(failures, interval, rng)
+
+
+@dataclass(slots=True)
+class _KeyGate:
+    budget: KeyBudget
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass(slots=True, eq=False)
+class _OrgRunner:
+    config: OrgConfig
+    state: OrgState
+    keys: KeyHolder
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    in_flight: bool = False
+
+
+class Scheduler:
+    """Runs and re-plans the per-org loops; `states()` is what readers see."""
+
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        polling: PollingSettings,
+        *,
+        clock: Clock | None = None,
+        rng: Callable[[], float] = random.random,
+        logger: structlog.typing.FilteringBoundLogger | None = None,
+        on_keys_changed: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        self._fetcher = fetcher
+        self._on_keys_changed = on_keys_changed
+        self._clock = clock or Clock()
+        self._rng = rng
+        self._log: structlog.typing.FilteringBoundLogger = logger or structlog.get_logger()
+        self._runners: dict[str, _OrgRunner] = {}
+        self._gates: dict[ApiKey, _KeyGate] = {}
+        self._polling = polling
+        self._pacer = Pacer(polling.max_requests_per_second)
+        self._slots = asyncio.Semaphore(polling.concurrency)
+        self._group: asyncio.TaskGroup | None = None
+        self._stopping = asyncio.Event()
+        self._running = asyncio.Event()
+
+    @property
+    def running(self) -> bool:
+        return self._running.is_set() and not self._stopping.is_set()
+
+    def states(self) -> Iterable[OrgState]:
+        return [runner.state for runner in self._runners.values()]
+
+    def state(self, name: str) -> OrgState | None:
+        runner = self._runners.get(name)
+        return None if runner is None else runner.state
+
+    # -- configuration -------------------------------------------------------------
+
+    def apply(self, orgs: Iterable[OrgConfig], polling: PollingSettings) -> None:
+        """Adopt a new org list and settings. Unchanged orgs keep state and schedule."""
+        if polling != self._polling:
+            if polling.max_requests_per_second != self._polling.max_requests_per_second:
+                self._pacer = Pacer(polling.max_requests_per_second)
+            if polling.concurrency != self._polling.concurrency:
+                # In-flight requests release the old semaphore; new ones use this one.
+                self._slots = asyncio.Semaphore(polling.concurrency)
+            if polling.requests_per_minute_per_key != self._polling.requests_per_minute_per_key:
+                self._gates.clear()
+            self._polling = polling
+        wanted = {org.name: org for org in orgs}
+        for name in [name for name in self._runners if name not in wanted]:
+            removed = self._runners.pop(name)
+            if removed.task is not None:
+                removed.task.cancel()
+        for org in wanted.values():
+            existing = self._runners.get(org.name)
+            if existing is None:
+                self._add(org)
+            elif existing.config != org:
+                self._update(existing, org)
+        used = {runner.keys.key for runner in self._runners.values()}
+        for key in [key for key in self._gates if key not in used]:
+            del self._gates[key]
+
+    def _add(self, org: OrgConfig) -> None:
+        state = OrgState(
+            name=org.name,
+            key_fingerprint=org.key_fingerprint,
+            key_source=org.key_source.describe(),
+            interval_seconds=org.interval_seconds,
+        )
+        runner = _OrgRunner(config=org, state=state, keys=KeyHolder(org.key_source, org.key))
+        self._runners[org.name] = runner
+        if self._group is not None and not self._stopping.is_set():
+            runner.task = self._group.create_task(self._run_org(runner), name=f"poll:{org.name}")
+
+    def _update(self, runner: _OrgRunner, org: OrgConfig) -> None:
+        key_changed = org.key != runner.keys.key or org.key_source != runner.config.key_source
+        runner.config = org
+        runner.state.interval_seconds = org.interval_seconds
+        runner.state.key_source = org.key_source.describe()
+        if key_changed:
+            runner.keys = KeyHolder(org.key_source, org.key)
+            runner.state.key_fingerprint = org.key_fingerprint
+        runner.state.version += 1
+        runner.wake.set()  # re-plan now: a new key is checked at once, a new interval applies
+
+    def set_fetcher(self, fetcher: Fetcher) -> None:
+        """Use a new client (API settings changed) from the next request on."""
+        self._fetcher = fetcher
+
+    def poll_soon(self, name: str) -> bool:
+        """Wake an org's loop so it polls as soon as its limits allow."""
+        runner = self._runners.get(name)
+        if runner is None:
+            return False
+        runner.wake.set()
+        return True
+
+    # -- running -------------------------------------------------------------------
+
+    async def wait_running(self) -> None:
+        await self._running.wait()
+
+    async def run(self) -> None:
+        """Poll until `stop()`; then let in-flight requests finish within the grace period."""
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            for runner in self._runners.values():
+                runner.task = group.create_task(
+                    self._run_org(runner), name=f"poll:{runner.config.name}"
+                )
+            watcher = group.create_task(self._watch_key_files(), name="watch-key-files")
+            self._running.set()
+            await self._stopping.wait()
+            watcher.cancel()
+            await self._drain()
+        self._group = None
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _drain(self) -> None:
+        """Cancel waiting loops at once; give requests on the wire the grace period."""
+        finishing = []
+        for runner in self._runners.values():
+            if runner.task is None:
+                continue
+            if runner.in_flight:
+                finishing.append(runner.task)
+            else:
+                runner.task.cancel()
+        if finishing:
+            await asyncio.wait(finishing, timeout=self._polling.shutdown_grace_seconds)
+        for task in finishing:
+            task.cancel()
+
+    async def _watch_key_files(self) -> None:
+        while True:
+            await asyncio.sleep(KEY_CHECK_SECONDS)
+            for runner in list(self._runners.values()):
+                if runner.keys.watches_file and self._refresh_key(runner):
+                    runner.wake.set()
+
+    def _refresh_key(self, runner: _OrgRunner) -> bool:
+        """Look at the key file; True when a new key should be tried at once."""
+        result = runner.keys.refresh()
+        log = self._log.bind(org=runner.config.name)
+        if result.status is KeyStatus.CHANGED:
+            old = runner.state.key_fingerprint
+            if self._on_keys_changed is not None:
+                self._on_keys_changed([runner.keys.key.reveal()])
+            runner.state.key_fingerprint = runner.keys.key.fingerprint
+            runner.state.version += 1
+            log.info(
+                "key_reloaded",
+                key_fingerprint=runner.state.key_fingerprint,
+                previous_key_fingerprint=old,
+                source=runner.state.key_source,
+            )
+            return True
+        if result.status is KeyStatus.UNREADABLE:
+            log.error(
+                "key_unreadable",
+                key_fingerprint=runner.state.key_fingerprint,
+                error=result.problem,
+                action="still using the last key that could be read",
+            )
+        return False
+
+    async def _sleep_or_wake(self, runner: _OrgRunner, delay: float) -> None:
+        if delay > 0 and not runner.wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runner.wake.wait(), timeout=delay)
+        runner.wake.clear()
+
+    async def _run_org(self, runner: _OrgRunner) -> None:
+        delay = initial_offset(runner.config.name, runner.config.interval_seconds)
+        while True:
+            runner.state.next_poll_at = self._clock.wall() + delay
+            await self._sleep_or_wake(runner, delay)
+            if self._stopping.is_set():
+                return
+            started = self._clock.monotonic()
+            try:
+                delay = await self._poll(runner)
+            except Exception as bug:  # noqa: BLE001 - one org's bug must not stop the others
+                delay = self._record_bug(runner, bug)
+            if self._stopping.is_set():
+                return
+            delay = max(0.0, delay - (self._clock.monotonic() - started))
+
+    def _record_bug(self, runner: _OrgRunner, bug: Exception) -> float:
+        state = runner.state
+        state.count_request("error")
+        state.record_error(
+            Health.ERROR, f"internal error: {type(bug).__name__}", self._clock.wall(), None
+        )
+        delay = backoff_delay(state.consecutive_failures, runner.config.interval_seconds, self._rng)
+        self._log.exception(
+            "poll_crashed",
+            org=state.name,
+            key_fingerprint=state.key_fingerprint,
+            retry_in_seconds=round(delay, 1),
+        )
+        return delay
+
+    def _gate(self, key: ApiKey) -> _KeyGate:
+        gate = self._gates.get(key)
+        if gate is None:
+            gate = _KeyGate(KeyBudget(self._polling.requests_per_minute_per_key))
+            self._gates[key] = gate
+        return gate
+
+    async def _wait_until(self, moment: float) -> None:
+        delay = moment - self._clock.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _poll(self, runner: _OrgRunner) -> float:
+        """One poll of one org, inside every limit. Returns the delay to the next."""
+        self._refresh_key(runner)
+        key = runner.keys.key
+        gate = self._gate(key)
+        async with gate.lock:
+            await self._wait_until(gate.budget.reserve(self._clock.monotonic()))
+            await self._wait_until(self._pacer.reserve(self._clock.monotonic()))
+            async with self._slots:
+                if self._stopping.is_set():
+                    return 0.0
+                started = self._clock.monotonic()
+                runner.in_flight = True
+                try:
+                    report: UsageReport | None = await self._fetcher.fetch_usage(key)
+                    error: PetraError | None = None
+                except PetraError as failure:
+                    report, error = None, failure
+                finally:
+                    runner.in_flight = False
+                duration = self._clock.monotonic() - started
+            delay = self._record(runner, report, error, duration)
+            if isinstance(error, RateLimited):
+                gate.budget.block(self._clock.monotonic() + delay)
+        return delay
+
+    def _record(
+        self,
+        runner: _OrgRunner,
+        report: UsageReport | None,
+        error: PetraError | None,
+        duration: float,
+    ) -> float:
+        state = runner.state
+        now = self._clock.wall()
+        previous_failures = state.consecutive_failures
+        previous_notes = state.report.notes if state.report is not None else ()
+        log = self._log.bind(org=state.name, key_fingerprint=state.key_fingerprint)
+        if error is None:
+            assert report is not None  # noqa: S101 - fetch returns a report or raises
+            state.count_request("200")
+            event = state.record_success(report, now, duration)
+            if event is AuthEvent.RECOVERED:
+                log.info("auth_recovered", after_failures=previous_failures)
+            elif previous_failures:
+                log.info("poll_recovered", after_failures=previous_failures)
+            if report.notes and report.notes != previous_notes:
+                log.warning("usage_anomalies", notes=list(report.notes))
+            return next_delay(
+                None,
+                interval=runner.config.interval_seconds,
+                auth_failure_interval=self._polling.auth_failure_interval_seconds,
+                failures=0,
+                rng=self._rng,
+            )
+        state.count_request(error.code)
+        delay = next_delay(
+            error,
+            interval=runner.config.interval_seconds,
+            auth_failure_interval=self._polling.auth_failure_interval_seconds,
+            failures=state.consecutive_failures + 1,
+            rng=self._rng,
+        )
+        if isinstance(error, KeyRejected):
+            event = state.record_auth_failure(error.message, now, duration, self._clock.monotonic())
+            if event is AuthEvent.FAILED:
+                log.error(
+                    "auth_failed",
+                    status=401,
+                    consecutive_failures=state.consecutive_failures,
+                    message=error.api_message,
+                    key_source=state.key_source,
+                    next_check_seconds=round(delay, 1),
+                )
+            elif event is AuthEvent.STILL_FAILING:
+                log.warning(
+                    "auth_still_failing",
+                    status=401,
+                    consecutive_failures=state.consecutive_failures,
+                    failing_since=state.auth_failing_since,
+                )
+        elif isinstance(error, RateLimited):
+            state.record_rate_limited(error.message, now, duration, now + delay)
+            log.warning(
+                "rate_limited",
+                status=429,
+                retry_after_seconds=round(delay, 3),
+                retry_after_from_api=error.retry_after is not None,
+            )
+        else:
+            health = Health.FORBIDDEN if isinstance(error, Forbidden) else Health.ERROR
+            state.record_error(health, error.message, now, duration)
+            log.warning(
+                "poll_failed",
+                status=error.status,
+                error=error.message,
+                error_type=type(error).__name__,
+                consecutive_failures=state.consecutive_failures,
+                retry_in_seconds=round(delay, 1),
+            )
+        return delay

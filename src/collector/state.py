@@ -1,0 +1,128 @@
+"""Per-org snapshot: the last good report, the last outcome, counters and times.
+
+The scheduler writes it, the metrics collector and the web pages read it.
+All times here are wall-clock epoch seconds (they are exported as
+timestamps), except `*_monotonic` fields, which pace logging.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from collector.usage import UsageReport
+
+AUTH_STILL_FAILING_EVERY = 3600.0
+
+
+class Health(enum.StrEnum):
+    """What the last poll said, as people read it."""
+
+    PENDING = "pending"  # not polled yet
+    OK = "ok"
+    AUTH_FAILED = "auth_failed"  # 401
+    RATE_LIMITED = "rate_limited"
+    FORBIDDEN = "forbidden"  # 403
+    ERROR = "error"  # transient or unusable answer
+    KEY_UNAVAILABLE = "key_unavailable"  # the key source could not be read
+
+
+class AuthEvent(enum.Enum):
+    NONE = enum.auto()
+    FAILED = enum.auto()
+    STILL_FAILING = enum.auto()
+    RECOVERED = enum.auto()
+
+
+@dataclass(slots=True)
+class OrgState:
+    name: str
+    key_fingerprint: str
+    key_source: str
+    interval_seconds: float
+    health: Health = Health.PENDING
+    report: UsageReport | None = None
+    last_poll_at: float | None = None
+    last_success_at: float | None = None
+    poll_duration: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    consecutive_failures: int = 0
+    auth_failing: bool = False
+    auth_failing_since: float | None = None
+    auth_failed_fingerprint: str | None = None
+    auth_warned_monotonic: float = 0.0
+    next_poll_at: float | None = None
+    rate_limited_until: float | None = None
+    requests_by_code: dict[str, int] = field(default_factory=dict)
+    auth_failures_total: int = 0
+    rate_limited_total: int = 0
+    version: int = 0  # bumped on every change; lets readers cache what they derive
+
+    def count_request(self, code: str) -> None:
+        self.requests_by_code[code] = self.requests_by_code.get(code, 0) + 1
+
+    def record_success(self, report: UsageReport, now: float, duration: float) -> AuthEvent:
+        was_failing = self.auth_failing
+        self.health = Health.OK
+        self.report = report
+        self.last_poll_at = self.last_success_at = now
+        self.poll_duration = duration
+        self.consecutive_failures = 0
+        self.auth_failing = False
+        self.auth_failing_since = None
+        self.auth_failed_fingerprint = None
+        self.rate_limited_until = None
+        self.version += 1
+        return AuthEvent.RECOVERED if was_failing else AuthEvent.NONE
+
+    def record_auth_failure(
+        self, message: str, now: float, duration: float, monotonic_now: float
+    ) -> AuthEvent:
+        """A 401. Says which log event is due: loud once, then at most hourly."""
+        self._record_failure(Health.AUTH_FAILED, message, now, duration)
+        self.auth_failures_total += 1
+        if not self.auth_failing or self.auth_failed_fingerprint != self.key_fingerprint:
+            # A new failure, or a replaced key that is rejected too: both are news.
+            if not self.auth_failing:
+                self.auth_failing_since = now
+            self.auth_failing = True
+            self.auth_failed_fingerprint = self.key_fingerprint
+            self.auth_warned_monotonic = monotonic_now
+            return AuthEvent.FAILED
+        if monotonic_now - self.auth_warned_monotonic >= AUTH_STILL_FAILING_EVERY:
+            self.auth_warned_monotonic = monotonic_now
+            return AuthEvent.STILL_FAILING
+        return AuthEvent.NONE
+
+    def record_rate_limited(self, message: str, now: float, duration: float, until: float) -> None:
+        self._record_failure(Health.RATE_LIMITED, message, now, duration)
+        self.rate_limited_total += 1
+        self.rate_limited_until = until
+
+    def record_error(
+        self, health: Health, message: str, now: float, duration: float | None
+    ) -> None:
+        self._record_failure(health, message, now, duration)
+
+    def _record_failure(
+        self, health: Health, message: str, now: float, duration: float | None
+    ) -> None:
+        # `auth_failing` is deliberately left alone: a 429 or a timeout while
+        # re-checking a rejected key says nothing about the key, so the alert holds.
+        self.health = health
+        self.last_poll_at = now
+        if duration is not None:
+            self.poll_duration = duration
+        self.last_error = message
+        self.last_error_at = now
+        self.consecutive_failures += 1
+        self.version += 1
+
+    @property
+    def up(self) -> bool:
+        return self.health is Health.OK
+
+    def is_stale(self, now: float, max_staleness: float) -> bool:
+        """True when the kept report is too old to export."""
+        return self.last_success_at is None or now - self.last_success_at > max_staleness

@@ -1,0 +1,175 @@
+"""`/v1/usage` JSON -> `UsageReport`. Pure and tolerant.
+
+Petra's schema marks no field as required, so every field may be absent,
+null or of a surprising type. A field that cannot be read becomes `None`
+(no sample), never a zero; a tenant without an id is skipped, because it
+cannot be labelled. What was skipped is listed in `UsageReport.notes` so
+the caller can log it. Only an answer that is not an object with a list of
+tenants is rejected as a whole (`UsageFormatError`), so a broken answer
+never wipes the last good tenant series.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime
+from typing import NamedTuple
+
+import orjson
+
+
+class UsageFormatError(ValueError):
+    """The body is not JSON, or not the shape of a usage report."""
+
+
+class TenantUsage(NamedTuple):
+    """One tenant. A tuple, not an object per field: thousands of these live at once."""
+
+    tenant_id: str
+    microsoft_tenant_id: str | None
+    display_name: str | None
+    service: str | None
+    billable_status: str | None
+    is_paused: bool | None
+    licensed_users: float | None
+    billable_users: float | None
+    prorating_ratio: float | None
+    onboarding_timestamp: float | None
+    first_billable_timestamp: float | None
+
+
+class UsageReport(NamedTuple):
+    as_of: str | None
+    report_generated_at: float | None
+    organization_name: str | None
+    total_tenants: float | None
+    tenants: tuple[TenantUsage, ...]
+    notes: tuple[str, ...] = ()
+
+
+def parse_usage_body(body: bytes) -> UsageReport:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise UsageFormatError(f"body is not valid JSON: {error}") from None
+    return parse_usage(data)
+
+
+def parse_usage(data: object) -> UsageReport:
+    if not isinstance(data, dict):
+        raise UsageFormatError(f"expected a JSON object, got {_json_type(data)}")
+    raw_tenants = data.get("tenants")
+    if raw_tenants is None:
+        raise UsageFormatError("the answer has no 'tenants' list")
+    if not isinstance(raw_tenants, list):
+        raise UsageFormatError(f"'tenants' is {_json_type(raw_tenants)}, not a list")
+    notes: list[str] = []
+    tenants: list[TenantUsage] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw_tenants):
+        if not isinstance(item, dict):
+            notes.append(f"tenants[{index}] is {_json_type(item)}, skipped")
+            continue
+        tenant_id = _text(item.get("petraTenantId"))
+        if tenant_id is None:
+            notes.append(f"tenants[{index}] has no petraTenantId, skipped")
+            continue
+        if tenant_id in seen:
+            notes.append(f"tenants[{index}] repeats petraTenantId {tenant_id!r}, skipped")
+            continue
+        seen.add(tenant_id)
+        tenants.append(_tenant(tenant_id, item))
+    return UsageReport(
+        as_of=_text(data.get("asOf")),
+        report_generated_at=_datetime(data.get("reportGeneratedAt")),
+        organization_name=_text(data.get("organizationName")),
+        total_tenants=_number(data.get("totalTenants")),
+        tenants=tuple(tenants),
+        notes=tuple(notes),
+    )
+
+
+def _tenant(tenant_id: str, item: dict[str, object]) -> TenantUsage:
+    get = item.get
+    prorating = _number(get("proratingPercentageThisMonth"))
+    return TenantUsage(
+        tenant_id,
+        _text(get("microsoftTenantId")),
+        _text(get("displayName")),
+        _text(get("service")),
+        _text(get("billableStatus")),
+        _flag(get("isPaused")),
+        _number(get("totalLicensedUsers")),
+        _number(get("billableUsersThisMonth")),
+        None if prorating is None else prorating / 100.0,
+        _date(get("onboardingDate")),
+        _date(get("firstBillableDate")),
+    )
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, str):
+        # Some gateways quote numbers; a clean decimal string is still a number.
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return None
+
+
+def _flag(value: object) -> bool | None:
+    if type(value) is bool:
+        return value
+    if value in (0, 1, "true", "false"):
+        return value in (1, "true")
+    return None
+
+
+def _date(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        return _datetime(value)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+
+
+def _datetime(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
