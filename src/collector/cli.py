@@ -43,12 +43,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}{hint}\n")
 
 
-def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
+def _known_words(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option and command name, of this parser and its subcommands."""
     words: list[str] = []
     for action in parser._actions:  # noqa: SLF001 - argparse offers no public list of options
         words.extend(action.option_strings)
         if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001 - same reason
-            words.extend(action.choices)
+            for name, subparser in action.choices.items():
+                words.append(name)
+                words.extend(_known_words(subparser))
+    return words
+
+
+def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
+    words = _known_words(parser)
     for token in message.replace("'", " ").replace(",", " ").split():
         if token in words:
             continue

@@ -1,0 +1,183 @@
+"""Runs the real daemon in-process against the simulator, both on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from collector.app import Daemon, apply_overrides
+from collector.config import HostPort, load_config
+from collector.logs import configure_logging
+from collector.simulator import SimulatedOrg, Simulator, start_simulator
+
+# Fast pacing for tests: Petra's real limits would make every test take minutes.
+FAST_POLLING: dict[str, float] = {
+    "interval_seconds": 1,
+    "requests_per_minute_per_key": 600,
+    "max_requests_per_second": 200,
+    "auth_failure_interval_seconds": 1,
+    "shutdown_grace_seconds": 2,
+}
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def write_config(
+    directory: Path,
+    base_url: str,
+    keys: Mapping[str, str],
+    *,
+    polling: Mapping[str, float] | None = None,
+    api: Mapping[str, object] | None = None,
+    extra: str = "",
+) -> Path:
+    """A config file with one key file per org; returns its path."""
+    key_dir = directory / "keys"
+    key_dir.mkdir(parents=True, exist_ok=True)
+    settings = {**FAST_POLLING, **(polling or {})}
+    lines = ["api:", f"  base_url: {json.dumps(base_url)}"]
+    lines += [f"  {k}: {json.dumps(v)}" for k, v in (api or {}).items()]
+    lines += ["polling:"] + [f"  {k}: {v}" for k, v in settings.items()]
+    lines += ["orgs:"]
+    for name, key in keys.items():
+        (key_dir / name).write_text(key + "\n")
+        lines += [f"  - name: {name}", f"    api_key_file: keys/{name}"]
+    path = directory / "config.yaml"
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+def parse_metrics(text: str) -> Samples:
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+@dataclass
+class Running:
+    """A started daemon and simulator, with helpers to read what they expose."""
+
+    daemon: Daemon
+    simulator: Simulator
+    simulator_url: str
+    config_path: Path
+    log_stream: io.StringIO
+    http: aiohttp.ClientSession
+    task: asyncio.Task[None]
+    pages: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.daemon.bound_port}"
+
+    async def get(self, path: str, **kwargs: Any) -> tuple[int, str]:
+        async with self.http.get(self.url + path, **kwargs) as response:
+            text = await response.text()
+            self.pages.append(text)
+            return response.status, text
+
+    async def post(self, path: str) -> tuple[int, str]:
+        async with self.http.post(self.url + path) as response:
+            text = await response.text()
+            self.pages.append(text)
+            return response.status, text
+
+    async def metrics(self) -> Samples:
+        status, text = await self.get("/metrics")
+        assert status == 200
+        return parse_metrics(text)
+
+    def logs(self) -> list[dict[str, Any]]:
+        lines = self.log_stream.getvalue().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def events(self, event: str, **fields: object) -> list[dict[str, Any]]:
+        return [
+            line
+            for line in self.logs()
+            if line["event"] == event and all(line.get(k) == v for k, v in fields.items())
+        ]
+
+    async def wait_for(
+        self, check: Callable[[], Awaitable[bool]], within: float = 10.0, what: str = ""
+    ) -> None:
+        deadline = time.monotonic() + within
+        while not await check():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {within} s waiting for {what}")
+            await asyncio.sleep(0.05)
+
+    async def wait_metric(
+        self, name: str, expected: float | None, within: float = 10.0, **labels: str
+    ) -> Samples:
+        """Wait until a sample has `expected` (None: until it is absent); returns the scrape."""
+        latest: Samples = {}
+
+        async def check() -> bool:
+            nonlocal latest
+            latest = await self.metrics()
+            return value(latest, name, **labels) == expected
+
+        await self.wait_for(check, within, f"{name}{labels} == {expected}")
+        return latest
+
+
+@asynccontextmanager
+async def running_daemon(
+    tmp_path: Path,
+    orgs: Iterable[SimulatedOrg],
+    *,
+    extra_keys: Mapping[str, str] | None = None,
+    polling: Mapping[str, float] | None = None,
+    api: Mapping[str, object] | None = None,
+    simulator: Simulator | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> AsyncIterator[Running]:
+    """Simulator with `orgs`, and a daemon configured with their keys plus `extra_keys`."""
+    org_list = list(orgs)
+    sim = simulator or Simulator(org_list)
+    sim_runner, sim_port = await start_simulator(sim, "127.0.0.1", 0)
+    base_url = f"http://127.0.0.1:{sim_port}"
+    keys = {org.name: org.key for org in org_list} | dict(extra_keys or {})
+    config_path = write_config(tmp_path, base_url, keys, polling=polling, api=api)
+    stream = io.StringIO()
+    configure_logging("json", "debug", stream=stream)
+    loaded = load_config(config_path)
+    overrides = {"listen": HostPort("127.0.0.1", 0)}
+    daemon = Daemon(
+        apply_overrides(loaded.settings, overrides),
+        config_path=str(config_path),
+        cli_overrides=overrides,
+        environ=environ or {},
+        install_signal_handlers=False,
+    )
+    task = asyncio.create_task(daemon.run())
+    serving = asyncio.ensure_future(daemon.serving.wait())
+    await asyncio.wait({serving, task}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    serving.cancel()
+    if task.done():
+        task.result()
+    async with aiohttp.ClientSession() as http:
+        running = Running(daemon, sim, base_url, config_path, stream, http, task)
+        try:
+            yield running
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(task, timeout=10)
+            await sim_runner.cleanup()

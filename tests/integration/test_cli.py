@@ -1,0 +1,166 @@
+"""The installed command as a user runs it: exit codes, signals, output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from collector.demo import DEMO_INTERVAL_SECONDS, REJECTED_ORG
+from collector.scheduler import initial_offset
+from collector.simulator import SimulatedOrg, Simulator, sim_key, start_simulator
+from tests.integration.harness import write_config
+from tests.secrets_check import assert_no_key_material
+
+ACME = SimulatedOrg("acme", sim_key("acme"), tenant_count=2)
+REVOKED_KEY = "petra_revoked_cli_0123456789abcdef"
+COMMAND = [sys.executable, "-m", "collector"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def run_command(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
+        [*COMMAND, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
+    """A broken config names file and path for each problem, exits 2, shows no traceback."""
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "polling:\n  interval_seconds: -5\norgs:\n  - name: acme\n    api_key_file: nope\n"
+        "  - name: acme\n    api_key_env: UNSET_PETRA_VAR_FOR_TEST\n"
+    )
+    for command in ("run", "check"):
+        result = run_command(command, "--config", str(config))
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert f"{config}: polling.interval_seconds: must be greater than 0" in result.stderr
+        assert f"{config}: orgs[0].api_key_file: key file" in result.stderr
+        assert f"{config}: orgs[1].api_key_env: environment variable" in result.stderr
+
+
+def test_missing_config_and_bad_arguments_exit_2(tmp_path: Path) -> None:
+    """No file, or an unknown option, is a usage error with a helpful message."""
+    result = run_command("run", "--config", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 2
+    assert "file not found" in result.stderr
+    result = run_command("run", "--config", "x.yaml", "--shrd", "0/2")
+    assert result.returncode == 2
+    assert "did you mean --shard" in result.stderr
+    result = run_command("chek")
+    assert result.returncode == 2
+    assert "did you mean check" in result.stderr
+
+
+def test_version_and_help() -> None:
+    """--version prints the version; every command's --help carries an example."""
+    result = run_command("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("petra-collector ")
+    for command in ("run", "check", "simulate", "demo"):
+        result = run_command(command, "--help")
+        assert result.returncode == 0
+        assert "Example:" in result.stdout
+
+
+async def test_check_prints_fingerprints_and_probe_reports_each_org(tmp_path: Path) -> None:
+    """check lists orgs with fingerprints, never keys; --probe exits 1 when a key fails."""
+    runner, port = await start_simulator(Simulator([ACME]), "127.0.0.1", 0)
+    try:
+        config = write_config(
+            tmp_path, f"http://127.0.0.1:{port}", {"acme": ACME.key, "umbrella": REVOKED_KEY}
+        )
+        plain = await asyncio.to_thread(run_command, "check", "--config", str(config))
+        assert plain.returncode == 0, plain.stderr
+        assert "acme" in plain.stdout
+        assert "sha256:" in plain.stdout
+        probed = await asyncio.to_thread(
+            run_command, "check", "--config", str(config), "--probe", "--output", "json"
+        )
+        assert probed.returncode == 1, probed.stderr
+        results = {p["org"]: p for p in json.loads(probed.stdout)["probes"]}
+        assert results["acme"]["outcome"] == "ok"
+        assert results["acme"]["tenants"] == 2
+        assert results["umbrella"]["outcome"] == "key_rejected"
+        assert_no_key_material(
+            [ACME.key, REVOKED_KEY], plain.stdout, plain.stderr, probed.stdout, probed.stderr
+        )
+    finally:
+        await runner.cleanup()
+
+
+async def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """The daemon serves /metrics, then exits 0 within a few seconds of SIGTERM."""
+    runner, port = await start_simulator(Simulator([ACME]), "127.0.0.1", 0)
+    listen = free_port()
+    config = write_config(tmp_path, f"http://127.0.0.1:{port}", {"acme": ACME.key})
+    process = await asyncio.create_subprocess_exec(
+        *COMMAND,
+        "run",
+        "--config",
+        str(config),
+        "--listen",
+        f"127.0.0.1:{listen}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            deadline = time.monotonic() + 15
+            body = ""
+            while 'petra_up{org="acme"} 1.0' not in body:
+                assert time.monotonic() < deadline, "daemon never reported acme up"
+                await asyncio.sleep(0.2)
+                try:
+                    async with http.get(f"http://127.0.0.1:{listen}/metrics") as response:
+                        body = await response.text()
+                except aiohttp.ClientConnectionError:
+                    continue
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=10)
+        assert process.returncode == 0, stderr.decode()
+        assert time.monotonic() - started < 5
+        events = [json.loads(line)["event"] for line in stdout.decode().splitlines()]
+        assert events.index("config_loaded") < events.index("started")
+        assert events[-1] == "stopped"
+        assert_no_key_material([ACME.key], stdout.decode(), stderr.decode(), body)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await runner.cleanup()
+
+
+def test_demo_runs_with_no_arguments_but_ports() -> None:
+    """demo starts both sides, prints the URLs, and a rejected key shows up in the log."""
+    # The demo's rejected org is first polled at its stable offset into the interval.
+    first_poll = initial_offset(REJECTED_ORG, DEMO_INTERVAL_SECONDS)
+    result = run_command(
+        "demo",
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+        "--simulator-listen",
+        f"127.0.0.1:{free_port()}",
+        "--duration",
+        str(first_poll + 2),
+        timeout=40,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "/metrics" in result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert any(e["event"] == "auth_failed" and e["org"] == "umbrella" for e in events)
