@@ -50,7 +50,9 @@ def new_session(settings: Settings) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=True,  # honour HTTPS_PROXY / NO_PROXY, as operators behind proxies expect
+        # HTTPS_PROXY / NO_PROXY are honoured by PetraClient(proxy_from_env=True), read
+        # once; trust_env=True would also read ~/.netrc in a thread on every request.
+        trust_env=False,
         raise_for_status=False,
         auto_decompress=True,
     )
@@ -64,6 +66,7 @@ def new_client(session: aiohttp.ClientSession, settings: Settings) -> PetraClien
         user_agent=api.user_agent,
         timeout_seconds=api.timeout_seconds,
         max_response_bytes=api.max_response_bytes,
+        proxy_from_env=True,
     )
 
 
@@ -152,9 +155,9 @@ class Daemon:
             self._install_signal_handlers()
             async with asyncio.TaskGroup() as group:
                 polling = group.create_task(scheduler.run(), name="scheduler")
-                watchdog = group.create_task(self._watchdog(), name="watchdog")
                 await _wait_running(scheduler, polling)
                 self._announce_ready()
+                watchdog = group.create_task(self._watchdog(), name="watchdog")
                 await self._stop.wait()
                 self._log.info("stopping", reason="signal or stop request")
                 self._notifier.stopping()

@@ -1,10 +1,17 @@
-"""`petra-collector check`: what the config resolves to, and (`--probe`) whether each key works."""
+"""`petra-collector check`: what the config resolves to, and (`--probe`) whether each key works.
+
+The output is made here from plain data, so it is tested without a terminal:
+an aligned table for people (coloured unless NO_COLOR is set), tab-separated
+lines with a header for pipes, and JSON for scripts (see cli.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final, Literal
 
 from collector.app import new_client, new_session
 from collector.config import OrgConfig, Settings, iter_orgs_in_shard
@@ -21,6 +28,7 @@ class ProbeResult:
     seconds: float
     tenants: int | None = None
     retry_after: float | None = None
+    organization_name: str | None = None
 
 
 def describe_config(settings: Settings) -> list[dict[str, object]]:
@@ -69,6 +77,7 @@ async def _probe_one(client: PetraClient, org: OrgConfig, slots: asyncio.Semapho
             f"{name}: {tenants} tenants",
             time.monotonic() - started,
             tenants=tenants,
+            organization_name=report.organization_name,
         )
 
 
@@ -79,3 +88,145 @@ async def probe(settings: Settings) -> list[ProbeResult]:
     async with new_session(settings) as session:
         client = new_client(session, settings)
         return list(await asyncio.gather(*(_probe_one(client, org, slots) for org in orgs)))
+
+
+OUTCOME_LABELS: Final = {
+    "ok": "OK",
+    "key_rejected": "KEY REJECTED",
+    "forbidden": "FORBIDDEN",
+    "rate_limited": "RATE LIMITED",
+    "unreachable": "UNREACHABLE",
+    "bad_response": "BAD RESPONSE",
+}
+_COLOURS: Final = {"ok": "32", "rate_limited": "33"}  # green, yellow; the rest red
+Style = Literal["table", "tsv"]
+
+
+def probe_answer(result: ProbeResult) -> str:
+    """What the API answered, in a few words: "OK, 4 tenants", "RATE LIMITED, retry in 30 s"."""
+    label = OUTCOME_LABELS.get(result.outcome, result.outcome.upper())
+    if result.outcome == "ok":
+        count = "?" if result.tenants is None else str(result.tenants)
+        return f"{label}, {count} tenant{'' if result.tenants == 1 else 's'}"
+    if result.outcome == "rate_limited":
+        wait = (
+            "no wait given" if result.retry_after is None else f"retry in {result.retry_after:g} s"
+        )
+        return f"{label}, {wait}"
+    return label
+
+
+def probe_detail(result: ProbeResult) -> str:
+    """The organization name on success, else the error message."""
+    if result.outcome == "ok":
+        return result.organization_name or ""
+    return result.detail
+
+
+def render_check(
+    source: str,
+    shard: str | None,
+    orgs: Sequence[dict[str, object]],
+    results: Sequence[ProbeResult],
+    *,
+    style: Style,
+    colour: bool = False,
+) -> str:
+    """The text `check` prints: an aligned table with a summary, or TSV lines with a header."""
+    if style == "tsv":
+        return _tsv(orgs, results)
+    return _table(source, shard, orgs, results, colour=colour)
+
+
+def _tsv(orgs: Sequence[dict[str, object]], results: Sequence[ProbeResult]) -> str:
+    """One line per org, tab-separated, under a header line; values as scripts want them."""
+    probed = {r.org: r for r in results}
+    header = ["org", "key_source", "key_fingerprint", "interval_seconds", "in_this_shard"]
+    if results:
+        header += ["outcome", "answer", "seconds", "detail"]
+    lines = [header]
+    for org in orgs:
+        interval = org["interval_seconds"]
+        row = [
+            str(org["org"]),
+            str(org["key_source"]),
+            str(org["key_fingerprint"]),
+            f"{interval:g}" if isinstance(interval, int | float) else str(interval),
+            "yes" if org["in_this_shard"] else "no",
+        ]
+        if results:
+            result = probed.get(str(org["org"]))
+            if result is None:
+                row += ["-", "not probed: another shard polls it", "", ""]
+            else:
+                row += [
+                    result.outcome,
+                    probe_answer(result),
+                    f"{result.seconds:.3f}",
+                    probe_detail(result),
+                ]
+        lines.append(row)
+    clean = [[cell.replace("\t", " ").replace("\n", " ") for cell in row] for row in lines]
+    return "".join("\t".join(row) + "\n" for row in clean)
+
+
+def _table(
+    source: str,
+    shard: str | None,
+    orgs: Sequence[dict[str, object]],
+    results: Sequence[ProbeResult],
+    *,
+    colour: bool,
+) -> str:
+    """Aligned columns for people; the probe answer coloured when `colour`."""
+    probed = {r.org: r for r in results}
+    heading = ["ORG", "KEY SOURCE", "KEY FINGERPRINT", "EVERY"]
+    if shard:
+        heading.append("SHARD")
+    if results:
+        heading += ["PROBE", "TIME", "DETAIL"]
+    rows: list[tuple[list[str], str | None]] = []
+    for org in orgs:
+        interval = org["interval_seconds"]
+        row = [
+            str(org["org"]),
+            str(org["key_source"]),
+            str(org["key_fingerprint"]),
+            f"{interval:g} s" if isinstance(interval, int | float) else str(interval),
+        ]
+        if shard:
+            row.append("this" if org["in_this_shard"] else "other")
+        result = probed.get(str(org["org"]))
+        if results:
+            if result is None:
+                row += ["-", "", "another shard polls it"]
+            else:
+                row += [probe_answer(result), f"{result.seconds:.2f} s", probe_detail(result)]
+        rows.append((row, None if result is None else result.outcome))
+    widths = [
+        max(len(r[i]) for r in [heading, *(row for row, _ in rows)]) for i in range(len(heading))
+    ]
+    probe_at = heading.index("PROBE") if results else -1
+
+    def line(cells: list[str], outcome: str | None) -> str:
+        padded = [cell.ljust(width) for cell, width in zip(cells, widths, strict=True)]
+        if colour and outcome is not None:
+            code = _COLOURS.get(outcome, "31")
+            padded[probe_at] = f"\x1b[{code}m{padded[probe_at]}\x1b[0m"
+        return "  ".join(padded).rstrip()
+
+    here = sum(1 for org in orgs if org["in_this_shard"])
+    scope = f"shard {shard}: {here} polled here" if shard else "all polled by this instance"
+    lines = [f"{source}: valid, {len(orgs)} org(s) ({scope})", "", line(heading, None)]
+    lines += [line(row, outcome) for row, outcome in rows]
+    if results:
+        failed = [r for r in results if not r.ok]
+        lines.append("")
+        if failed:
+            names = ", ".join(
+                f"{r.org} ({OUTCOME_LABELS.get(r.outcome, r.outcome)})" for r in failed
+            )
+            lines.append(f"{len(failed)} of {len(results)} probe(s) failed: {names}")
+        else:
+            lines.append(f"all {len(results)} probe(s) OK")
+    return "\n".join(lines) + "\n"

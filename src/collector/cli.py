@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import difflib
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -32,6 +33,19 @@ EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
 EXIT_USAGE: Final = 2
 SIMULATOR_PORT: Final = DEFAULT_PORT + 1
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps prose paragraphs to the terminal; keeps indented blocks (examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for paragraph in text.split("\n\n"):
+            if "\n " in paragraph or paragraph.startswith(" "):
+                paragraphs.append("\n".join(indent + line for line in paragraph.splitlines()))
+            else:
+                paragraphs.append(super()._fill_text(paragraph, width, indent))
+        return "\n\n".join(paragraphs)
 
 
 class Parser(argparse.ArgumentParser):
@@ -80,120 +94,201 @@ def _shard(text: str) -> object:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+TOP_EPILOG: Final = """\
+Each command has --help, with examples.
+
+Examples:
+  petra-collector demo
+  petra-collector check --config config.yaml --probe
+  petra-collector run --config /etc/petra-collector/config.yaml
+
+exit codes: 0 success, 1 failure (or a failed probe), 2 bad config or arguments
+
+docs: https://github.com/petra-collector/petra-collector/tree/main/docs
+"""
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="petra-collector",
         description="Prometheus exporter for Petra Security usage and API-key health.",
-        epilog="Example: petra-collector run --config /etc/petra-collector/config.yaml",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=TOP_EPILOG,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {__version__}",
+        help="print the version and exit (e.g. petra-collector --version)",
+    )
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=Parser, title="commands"
+    )
     commands.required = True
 
     run = commands.add_parser(
         "run",
         help="run the collector daemon",
-        description="Poll every org's /v1/usage and serve /metrics until SIGTERM or SIGINT.",
-        epilog="Example: petra-collector run --config config.yaml --listen 0.0.0.0:9865 "
-        "--shard 0/3",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Poll every org's /v1/usage and serve /metrics, the status page (/), "
+        "/api/v1/status, /healthz and /readyz until SIGTERM or SIGINT. SIGHUP or "
+        "POST /-/reload reloads the config. Exit 0 after a clean stop, 1 on a failure, "
+        "2 for a bad config or arguments.",
+        epilog="Examples:\n"
+        "  petra-collector run --config config.yaml\n"
+        "  petra-collector run --config config.yaml --listen 0.0.0.0:9865 --shard 0/3 "
+        "--log-format console",
+        formatter_class=HelpFormatter,
     )
-    run.add_argument("--config", required=True, metavar="FILE", help="YAML config file")
+    run.add_argument(
+        "--config",
+        required=True,
+        metavar="FILE",
+        help="YAML config file, e.g. /etc/petra-collector/config.yaml",
+    )
     run.add_argument(
         "--listen",
         type=_listen,
         metavar="HOST:PORT",
-        help=f"where to serve /metrics (default 127.0.0.1:{DEFAULT_PORT})",
+        help=f"where to serve HTTP, overriding server.listen (default 127.0.0.1:{DEFAULT_PORT}; "
+        f"e.g. 0.0.0.0:{DEFAULT_PORT} in a container, :{DEFAULT_PORT} for all interfaces)",
     )
     run.add_argument(
         "--shard",
         type=_shard,
         metavar="I/N",
-        help="poll only shard I of N (0 <= I < N); overrides `shard` in the file",
+        help="poll only shard I of N (0 <= I < N), overriding `shard` in the file; "
+        "e.g. 0/3 on the first of three replicas",
     )
-    run.add_argument("--log-format", choices=("json", "console"), help="default: json")
-    run.add_argument("--log-level", choices=LOG_LEVELS, help="default: info")
+    run.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        help="json lines (default) or console for people, e.g. --log-format console",
+    )
+    run.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        help="least severe level logged (default info), e.g. --log-level debug",
+    )
 
     check = commands.add_parser(
         "check",
         help="validate the config; --probe also calls the API once per org",
-        description="Print what the config resolves to (orgs, key sources, key fingerprints; "
-        "never keys). Exit 0 all good, 1 a probe failed, 2 bad config.",
-        epilog="Example: petra-collector check --config config.yaml --probe",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Print what the config resolves to: orgs, key sources, key fingerprints "
+        "(never keys). With --probe, call /v1/usage once per org of this shard and show the "
+        "answer and how long it took. A table on a terminal, tab-separated lines with a "
+        "header when piped. Exit 0 all good, 1 a probe failed, 2 bad config.",
+        epilog="Examples:\n"
+        "  petra-collector check --config config.yaml\n"
+        "  petra-collector check --config config.yaml --probe\n"
+        "  petra-collector check --config config.yaml --probe --output json | "
+        "jq '.probes[] | select(.ok | not)'",
+        formatter_class=HelpFormatter,
     )
-    check.add_argument("--config", required=True, metavar="FILE", help="YAML config file")
-    check.add_argument("--probe", action="store_true", help="call /v1/usage once per org")
-    check.add_argument("--shard", type=_shard, metavar="I/N", help="check only this shard")
+    check.add_argument(
+        "--config", required=True, metavar="FILE", help="YAML config file, e.g. config.yaml"
+    )
+    check.add_argument(
+        "--probe",
+        action="store_true",
+        help="also call /v1/usage once per org (one request of each key's budget), "
+        "e.g. after replacing a key",
+    )
+    check.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="check and probe only shard I of N, e.g. 1/3",
+    )
     check.add_argument(
         "--output",
-        choices=("text", "json"),
-        default="text",
-        help="text (default) or json for scripts",
+        choices=("auto", "table", "tsv", "json"),
+        default="auto",
+        help="auto (default): a table on a terminal, tsv when piped; "
+        "e.g. --output json for scripts",
     )
 
     simulate = commands.add_parser(
         "simulate",
         help="serve a local fake of the Petra API",
-        description="A fake Petra API on loopback, for trying the collector without real keys.",
-        epilog="Example: petra-collector simulate --orgs 100 --tenants 10 "
-        "--write-config ./petra-sim && petra-collector run --config ./petra-sim/config.yaml",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="A fake Petra API on loopback, for trying the collector without real "
+        "keys: known keys get a generated report, unknown keys 401, too many requests 429.",
+        epilog="Examples:\n"
+        "  petra-collector simulate --orgs 100 --tenants 10 --write-config ./petra-sim\n"
+        "  petra-collector run --config ./petra-sim/config.yaml",
+        formatter_class=HelpFormatter,
     )
     simulate.add_argument(
         "--listen",
         type=_listen,
         default=HostPort("127.0.0.1", SIMULATOR_PORT),
         metavar="HOST:PORT",
-        help=f"default 127.0.0.1:{SIMULATOR_PORT}",
+        help=f"where the fake API listens (default 127.0.0.1:{SIMULATOR_PORT}), "
+        "e.g. 127.0.0.1:9000",
     )
-    simulate.add_argument("--orgs", type=int, default=3, help="how many orgs to serve (default 3)")
-    simulate.add_argument("--tenants", type=int, default=10, help="tenants per org (default 10)")
     simulate.add_argument(
-        "--latency-ms", type=float, default=0.0, help="added to every answer (default 0)"
+        "--orgs", type=int, default=3, metavar="N", help="how many orgs to serve (default 3)"
+    )
+    simulate.add_argument(
+        "--tenants", type=int, default=10, metavar="N", help="tenants per org (default 10)"
+    )
+    simulate.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="added to every answer (default 0), e.g. 250",
     )
     simulate.add_argument(
         "--write-config",
         type=Path,
         metavar="DIR",
-        help="write key files and a collector config.yaml for these orgs",
+        help="write key files and a collector config.yaml for these orgs, e.g. ./petra-sim",
     )
     simulate.add_argument(
         "--interval",
         type=int,
         default=60,
+        metavar="SECONDS",
         help="interval_seconds in the written config (default 60)",
     )
 
     demo = commands.add_parser(
         "demo",
         help="run the simulator and the collector together, with a few orgs",
-        description="Starts a fake Petra API and the collector wired to it; prints the URLs.",
-        epilog="Example: petra-collector demo",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Starts a fake Petra API and the collector wired to it, with a few orgs: "
+        "one whose key is rejected, one that gets rate-limited now and then. Prints the URLs "
+        "to open. No config file needed.",
+        epilog="Examples:\n"
+        "  petra-collector demo\n"
+        "  petra-collector demo --listen 127.0.0.1:8080 --duration 60",
+        formatter_class=HelpFormatter,
     )
     demo.add_argument(
         "--listen",
         type=_listen,
         default=HostPort("127.0.0.1", DEFAULT_PORT),
         metavar="HOST:PORT",
-        help=f"collector (default 127.0.0.1:{DEFAULT_PORT})",
+        help=f"the collector (default 127.0.0.1:{DEFAULT_PORT}), e.g. 127.0.0.1:8080",
     )
     demo.add_argument(
         "--simulator-listen",
         type=_listen,
         default=HostPort("127.0.0.1", SIMULATOR_PORT),
         metavar="HOST:PORT",
-        help=f"fake API (default 127.0.0.1:{SIMULATOR_PORT})",
+        help=f"the fake API (default 127.0.0.1:{SIMULATOR_PORT}), e.g. 127.0.0.1:8081",
     )
     demo.add_argument(
         "--duration",
         type=float,
         metavar="SECONDS",
-        help="stop after this long (default: run until Ctrl-C)",
+        help="stop after this long (default: run until Ctrl-C), e.g. 60",
     )
-    demo.add_argument("--log-format", choices=("json", "console"), default="json")
+    demo.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        default="json",
+        help="json lines (default) or console, e.g. --log-format console",
+    )
     return parser
 
 
@@ -208,7 +303,11 @@ def _load(path: str, err: TextIO) -> LoadedConfig | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    args = parser.parse_args(argv)
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
@@ -250,7 +349,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from collector.check import describe_config, probe  # noqa: PLC0415 - see _run
+    from collector.check import describe_config, probe, render_check  # noqa: PLC0415 - see _run
 
     loaded = _load(args.config, err)
     if loaded is None:
@@ -261,37 +360,47 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=err)
     orgs = describe_config(settings)
+    shard = None if settings.shard is None else str(settings.shard)
+    if args.probe and args.output != "json" and _is_terminal(err):
+        print(f"probing {sum(1 for o in orgs if o['in_this_shard'])} org(s)...", file=err)
     results = asyncio.run(probe(settings)) if args.probe else []
     if args.output == "json":
         document = {
             "config": settings.source,
-            "shard": None if settings.shard is None else str(settings.shard),
+            "shard": shard,
             "orgs": orgs,
             "probes": [asdict(r) for r in results],
         }
         out.write(orgjson_text(document))
     else:
-        _print_check(settings.source, orgs, results, out)
+        table = args.output == "table" or (args.output == "auto" and _is_terminal(out))
+        out.write(
+            render_check(
+                settings.source,
+                shard,
+                orgs,
+                results,
+                style="table" if table else "tsv",
+                colour=table and _is_terminal(out) and _colour_wanted(),
+            )
+        )
     return EXIT_FAILURE if any(not r.ok for r in results) else EXIT_OK
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or unusual stream is no terminal
+        return False
+
+
+def _colour_wanted() -> bool:
+    """Colour unless NO_COLOR is set (https://no-color.org) or the terminal is dumb."""
+    return not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
 def orgjson_text(document: object) -> str:
     return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
-
-
-def _print_check(
-    source: str, orgs: list[dict[str, object]], results: Sequence[object], out: TextIO
-) -> None:
-    print(f"{source}: OK, {len(orgs)} org(s)", file=out)
-    for org in orgs:
-        shard_note = "" if org["in_this_shard"] else "  (other shard)"
-        print(
-            f"  {org['org']}  {org['key_source']}  {org['key_fingerprint']}  "
-            f"every {org['interval_seconds']:g} s{shard_note}",
-            file=out,
-        )
-    for result in results:
-        print(f"probe {result}", file=out)
 
 
 def _simulate(args: argparse.Namespace) -> int:

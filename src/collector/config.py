@@ -28,6 +28,7 @@ DEFAULT_BASE_URL: Final = "https://api.petrasecurity.com"
 DEFAULT_PORT: Final = 9865
 PETRA_PUBLISHED_REQUESTS_PER_MINUTE: Final = 10
 ORG_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
+_KEY_SHAPE: Final = re.compile(r"petra_[A-Za-z0-9]{16,}")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 MAX_KEY_FILE_BYTES: Final = 4096
 
@@ -235,6 +236,34 @@ def is_loopback_host(host: str) -> bool:
 T = TypeVar("T")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key written twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        seen: set[object] = set()
+        for key_node, _value_node in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {_shown(key)!r} appears twice in one mapping",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def looks_like_key(text: str) -> bool:
+    """A value that is probably an API key typed into the wrong field: never echo it."""
+    return bool(_KEY_SHAPE.fullmatch(text)) or (len(text) >= 32 and text.isalnum())
+
+
+def _shown(value: object) -> str:
+    text = str(value)
+    return "<a value that looks like an API key>" if looks_like_key(text) else text
+
+
 class _Problems:
     """Collects problems while walking the YAML tree."""
 
@@ -297,7 +326,10 @@ class _Section:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 self.problems.error(path, f"must be a number, not {_type_name(value)}")
                 return None
-            if not math.isfinite(value) or value <= 0:
+            if not math.isfinite(value):
+                self.problems.error(path, f"must be a finite number, got {value}")
+                return None
+            if value <= 0:
                 self.problems.error(path, f"must be greater than 0, got {value}")
                 return None
             if integer and value != int(value):
@@ -320,7 +352,7 @@ class _Section:
         for key in self.raw:
             if key not in self.seen:
                 known = ", ".join(sorted(self.seen))
-                self.problems.error(self.child(str(key)), f"unknown key (known here: {known})")
+                self.problems.error(self.child(_shown(key)), f"unknown key (known here: {known})")
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> LoadedConfig:
@@ -350,7 +382,7 @@ def parse_config(
     """Validate YAML text. Relative key file paths resolve against `base_dir`."""
     env = os.environ if environ is None else environ
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -585,6 +617,13 @@ def _key_source(
         except InvalidKeyError as error:
             problems.error(path, str(error))
             return None
+    if kind != "api_key" and looks_like_key(value):
+        problems.error(
+            path,
+            "this looks like an API key itself; put the key in a file (api_key_file) or an "
+            "environment variable (api_key_env) and name that here",
+        )
+        return None
     if kind == "api_key_env":
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
             problems.error(path, f"{value!r} is not an environment variable name")

@@ -30,6 +30,8 @@ class KeyRefresh:
     problem: str | None = None  # set when UNREADABLE; safe to log
 
 
+UNCHANGED: KeyRefresh = KeyRefresh(KeyStatus.UNCHANGED)  # shared: checked for every org often
+
 Signature = tuple[int, int, int, int]
 
 
@@ -62,10 +64,10 @@ class KeyHolder:
     def refresh(self) -> KeyRefresh:
         """Re-read the key file if it changed since the last look."""
         if self.source.kind != "file":
-            return KeyRefresh(KeyStatus.UNCHANGED)
+            return UNCHANGED
         signature = _signature(self.source.location)
         if signature is not None and signature == self._signature and self.problem is None:
-            return KeyRefresh(KeyStatus.UNCHANGED)
+            return UNCHANGED
         try:
             key = self.source.load(self._environ)
         except KeyLoadError as error:

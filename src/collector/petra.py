@@ -11,15 +11,19 @@ scrubbed of it before it is kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import math
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC
 from typing import Final
 from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from collector.errors import (
     BadResponse,
@@ -69,6 +73,9 @@ def _retry_after_seconds(value: str, now: float) -> float | None:
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
+    if moment.tzinfo is None:
+        # asctime dates and "-0000" carry no zone; every HTTP-date is GMT, never local time.
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp() - now
 
 
@@ -108,9 +115,17 @@ class PetraClient:
         timeout_seconds: float,
         max_response_bytes: int,
         wall_clock: Callable[[], float] = time.time,
+        proxy_from_env: bool = False,
     ) -> None:
         self._session = session
         self._url = base_url.rstrip("/") + USAGE_PATH
+        # HTTPS_PROXY / NO_PROXY, read once here rather than per request: a session with
+        # trust_env=True also looks up ~/.netrc in a thread for every request.
+        self._proxy: URL | None = None
+        self._proxy_auth: aiohttp.BasicAuth | None = None
+        if proxy_from_env:
+            with contextlib.suppress(LookupError):
+                self._proxy, self._proxy_auth = get_env_proxy_for_url(URL(self._url))
         self._host = urlsplit(base_url).hostname or ""
         self._user_agent = user_agent
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
@@ -127,7 +142,12 @@ class PetraClient:
         }
         try:
             async with self._session.get(
-                self._url, headers=headers, allow_redirects=False, timeout=self._timeout
+                self._url,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._timeout,
+                proxy=self._proxy,
+                proxy_auth=self._proxy_auth,
             ) as response:
                 if response.status == 200:
                     body = await self._read_capped(response)

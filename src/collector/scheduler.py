@@ -11,7 +11,6 @@ are the pure functions at the top of this module.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import random
 import time
@@ -30,6 +29,9 @@ from collector.state import AuthEvent, Health, OrgState
 from collector.usage import UsageReport
 
 BACKOFF_BASE_SECONDS: Final = 5.0
+# A 429 that names no wait: Petra's limits are per minute, so after a minute the
+# window has certainly moved on. Jitter keeps orgs sharing a limit from re-colliding.
+RATE_LIMIT_DEFAULT_WAIT_SECONDS: Final = 60.0
 KEY_CHECK_SECONDS: Final = 2.0
 
 
@@ -70,8 +72,10 @@ def next_delay(
         return interval
     if isinstance(error, KeyRejected):
         return auth_failure_interval
-    if isinstance(error, RateLimited) and error.retry_after is not None:
-        return error.retry_after
+    if isinstance(error, RateLimited):
+        if error.retry_after is not None:
+            return error.retry_after
+        return RATE_LIMIT_DEFAULT_WAIT_SECONDS * (1.0 + 0.1 * rng())
     return backoff_delay(failures, interval, rng)
 
 
@@ -89,6 +93,30 @@ class _OrgRunner:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     in_flight: bool = False
+
+
+class _OrgLog:
+    """Logs with the org and its key fingerprint bound, binding only when it logs:
+    a structlog `bind` per poll costs more than the rest of the bookkeeping."""
+
+    __slots__ = ("_log", "_state")
+
+    def __init__(self, log: structlog.typing.FilteringBoundLogger, state: OrgState) -> None:
+        self._log = log
+        self._state = state
+
+    def _bound(self) -> structlog.typing.FilteringBoundLogger:
+        state = self._state
+        return self._log.bind(org=state.name, key_fingerprint=state.key_fingerprint)
+
+    def info(self, event: str, **fields: object) -> None:
+        self._bound().info(event, **fields)
+
+    def warning(self, event: str, **fields: object) -> None:
+        self._bound().warning(event, **fields)
+
+    def error(self, event: str, **fields: object) -> None:
+        self._bound().error(event, **fields)
 
 
 class Scheduler:
@@ -174,11 +202,13 @@ class Scheduler:
         runner.config = org
         runner.state.interval_seconds = org.interval_seconds
         runner.state.key_source = org.key_source.describe()
+        runner.state.version += 1
         if key_changed:
             runner.keys = KeyHolder(org.key_source, org.key)
             runner.state.key_fingerprint = org.key_fingerprint
-        runner.state.version += 1
-        runner.wake.set()  # re-plan now: a new key is checked at once, a new interval applies
+            runner.wake.set()  # a new key is checked at once
+        # A new interval applies from the next poll on: waking every org whose
+        # interval changed would re-poll a whole fleet at once after a reload.
 
     def set_fetcher(self, fetcher: Fetcher) -> None:
         """Use a new client (API settings changed) from the next request on."""
@@ -240,6 +270,8 @@ class Scheduler:
     def _refresh_key(self, runner: _OrgRunner) -> bool:
         """Look at the key file; True when a new key should be tried at once."""
         result = runner.keys.refresh()
+        if result.status is KeyStatus.UNCHANGED:
+            return False  # the common case: no logger is bound (that costs ~2 us per org)
         log = self._log.bind(org=runner.config.name)
         if result.status is KeyStatus.CHANGED:
             old = runner.state.key_fingerprint
@@ -265,8 +297,13 @@ class Scheduler:
 
     async def _sleep_or_wake(self, runner: _OrgRunner, delay: float) -> None:
         if delay > 0 and not runner.wake.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(runner.wake.wait(), timeout=delay)
+            # The timer sets the same event an early wake-up does: one timer handle per
+            # wait, where `wait_for` would make a Task and a timeout scope.
+            timer = asyncio.get_running_loop().call_later(delay, runner.wake.set)
+            try:
+                await runner.wake.wait()
+            finally:
+                timer.cancel()
         runner.wake.clear()
 
     async def _run_org(self, runner: _OrgRunner) -> None:
@@ -349,7 +386,7 @@ class Scheduler:
         now = self._clock.wall()
         previous_failures = state.consecutive_failures
         previous_notes = state.report.notes if state.report is not None else ()
-        log = self._log.bind(org=state.name, key_fingerprint=state.key_fingerprint)
+        log = _OrgLog(self._log, state)
         if error is None:
             assert report is not None  # noqa: S101 - fetch returns a report or raises
             state.count_request("200")

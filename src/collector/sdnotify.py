@@ -34,6 +34,8 @@ class SystemdNotifier:
             return False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                # Never block the event loop on a receiver that is not reading.
+                sock.setblocking(False)
                 sock.connect(self._address)
                 sock.sendall("\n".join(fields).encode())
         except OSError:

@@ -34,7 +34,9 @@ def org_status(state: OrgState, now: float, max_staleness: float) -> dict[str, A
         "up": state.up,
         "auth_failure": state.auth_failing,
         "auth_failing_since": iso(state.auth_failing_since),
-        "stale": state.is_stale(now, max_staleness),
+        # Usage kept from a success too long ago (and so gone from /metrics); an org
+        # that never succeeded has no usage, so nothing of it is stale.
+        "stale": state.last_success_at is not None and state.is_stale(now, max_staleness),
         "organization_name": report.organization_name if report is not None else None,
         "tenants": len(tenants) if report is not None else None,
         "licensed_users": _total(t.licensed_users for t in tenants) if report else None,
@@ -80,7 +82,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, int]:
         ),
         "auth_failing": sum(1 for r in rows if r["auth_failure"]),
         "rate_limited": sum(1 for r in rows if r["state"] == Health.RATE_LIMITED.value),
-        "stale": sum(1 for r in rows if r["stale"] and r["state"] != Health.PENDING.value),
+        "stale": sum(1 for r in rows if r["stale"]),
         "pending": sum(1 for r in rows if r["state"] == Health.PENDING.value),
     }
 

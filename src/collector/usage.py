@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 import orjson
 
@@ -79,6 +79,10 @@ def parse_usage(data: object) -> UsageReport:
             continue
         seen.add(tenant_id)
         tenants.append(_tenant(tenant_id, item))
+    if raw_tenants and not tenants:
+        # Nothing usable in a non-empty list is a broken answer, not an org with no
+        # tenants: keep the last good series rather than wipe them.
+        raise UsageFormatError(f"none of the {len(raw_tenants)} tenants is usable: {notes[0]}")
     return UsageReport(
         as_of=_text(data.get("asOf")),
         report_generated_at=_datetime(data.get("reportGeneratedAt")),
@@ -156,6 +160,22 @@ def _flag(value: object) -> bool | None:
 def _date(value: object) -> float | None:
     if not isinstance(value, str):
         return None
+    # The same few hundred dates recur in every report: remember them (a pure function).
+    try:
+        return _DATES[value]
+    except KeyError:
+        pass
+    if len(_DATES) >= _DATES_KEPT:
+        _DATES.clear()
+    seconds = _DATES[value] = _parse_date(value)
+    return seconds
+
+
+_DATES_KEPT: Final = 8192
+_DATES: dict[str, float | None] = {}
+
+
+def _parse_date(value: str) -> float | None:
     try:
         day = date.fromisoformat(value)
     except ValueError:

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import gzip
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any, Final, Protocol
 
 import orjson
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.openmetrics import exposition as openmetrics
 
 from collector import __version__
-from collector.page import render_status_page
+from collector.metrics import GZIP_LEVEL, PetraRegistry
+from collector.page import refresh_seconds, render_status_page
 from collector.state import OrgState
 from collector.status import org_detail, status_document
 
-GZIP_LEVEL: Final = 1  # level 1 is ~10x cheaper than 9 and close in size for metric text
+FAST_ESCAPINGS: Final = frozenset({openmetrics.UNDERSCORES, openmetrics.ALLOWUTF8})
 
 
 class Daemon(Protocol):
@@ -52,14 +56,44 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
+def _negotiate(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], str, bool | None]:
+    """The stock encoder and content type for `accept`, and which fast body matches it.
+
+    The third item is False (text), True (OpenMetrics) or None when the scraper asked
+    for a name escaping (dots, values) the fast path does not make; then the stock
+    encoder serves it. With the escapings it does make (underscores, allow-utf-8), every
+    name here is a legacy name, so the output is the same either way.
+    """
+    encoder, content_type = choose_encoder(accept)
+    if encoder is generate_latest:
+        return encoder, content_type, False
+    if isinstance(encoder, partial):
+        escaping = encoder.keywords.get("escaping", openmetrics.UNDERSCORES)
+        if escaping in FAST_ESCAPINGS:
+            if encoder.func is generate_latest:
+                return encoder, content_type, False
+            if encoder.func is openmetrics.generate_latest:
+                return encoder, content_type, True
+    return encoder, content_type, None
+
+
 async def metrics(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    body = encoder(daemon.registry)
+    """`/metrics`: the fast cached body when the registry offers one, else the stock one."""
+    registry = request.app[DAEMON].registry
+    encoder, content_type, openmetrics_format = _negotiate(request.headers.get("Accept", ""))
     headers = {"Content-Type": content_type}
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
-        body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+    gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
+    if gzipped:
         headers["Content-Encoding"] = "gzip"
+    if openmetrics_format is not None and isinstance(registry, PetraRegistry):
+        if gzipped:
+            body = registry.exposition_gzip(openmetrics_format)
+        else:
+            body = registry.exposition(openmetrics_format)
+    else:
+        body = encoder(registry)
+        if gzipped:
+            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
     return web.Response(body=body, headers=headers)
 
 
@@ -97,7 +131,8 @@ async def org_json(request: web.Request) -> web.Response:
 
 
 async def index(request: web.Request) -> web.Response:
-    page = render_status_page(_document(request.app[DAEMON]))
+    refresh = refresh_seconds(request.query.get("refresh"))
+    page = render_status_page(_document(request.app[DAEMON]), refresh=refresh)
     return web.Response(text=page, content_type="text/html", charset="utf-8")
 
 

@@ -148,14 +148,15 @@ async def running_daemon(
     api: Mapping[str, object] | None = None,
     simulator: Simulator | None = None,
     environ: Mapping[str, str] | None = None,
+    base_url: str | None = None,
 ) -> AsyncIterator[Running]:
     """Simulator with `orgs`, and a daemon configured with their keys plus `extra_keys`."""
     org_list = list(orgs)
     sim = simulator or Simulator(org_list)
     sim_runner, sim_port = await start_simulator(sim, "127.0.0.1", 0)
-    base_url = f"http://127.0.0.1:{sim_port}"
+    simulator_url = f"http://127.0.0.1:{sim_port}"
     keys = {org.name: org.key for org in org_list} | dict(extra_keys or {})
-    config_path = write_config(tmp_path, base_url, keys, polling=polling, api=api)
+    config_path = write_config(tmp_path, base_url or simulator_url, keys, polling=polling, api=api)
     stream = io.StringIO()
     configure_logging("json", "debug", stream=stream)
     loaded = load_config(config_path)
@@ -174,7 +175,7 @@ async def running_daemon(
     if task.done():
         task.result()
     async with aiohttp.ClientSession() as http:
-        running = Running(daemon, sim, base_url, config_path, stream, http, task)
+        running = Running(daemon, sim, simulator_url, config_path, stream, http, task)
         try:
             yield running
         finally:

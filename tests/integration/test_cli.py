@@ -74,7 +74,7 @@ def test_version_and_help() -> None:
     for command in ("run", "check", "simulate", "demo"):
         result = run_command(command, "--help")
         assert result.returncode == 0
-        assert "Example:" in result.stdout
+        assert "Examples:" in result.stdout
 
 
 async def test_check_prints_fingerprints_and_probe_reports_each_org(tmp_path: Path) -> None:

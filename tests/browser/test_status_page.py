@@ -1,0 +1,320 @@
+"""The status page in a real browser: headless Debian Chromium driven by Selenium.
+
+The first test loads the page of the real daemon polling the simulator (both on
+127.0.0.1) and checks what an operator relies on: one row per org, failing
+orgs first, the filter, the self-refresh keeping the filter, and HTML from the
+API shown as text. It saves screenshots under artifacts/. The second renders a
+fixed document on the server and again in the browser's script, and checks
+that both give the same cells.
+
+Selenium is blocking, so every browser call runs in a thread while the event
+loop keeps serving the daemon and the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
+
+from collector.page import render_status_page
+from collector.simulator import SimulatedOrg, Simulator, StatusFault, sim_key
+from collector.state import Health, OrgState
+from collector.status import status_document
+from collector.usage import TenantUsage, UsageReport
+from tests.integration.harness import Running, running_daemon
+from tests.secrets_check import assert_no_key_material
+from tests.tools import require_tool
+
+ARTIFACTS: Final = Path(__file__).resolve().parents[2] / "artifacts"
+CHROMIUM_FLAGS: Final = (
+    "--headless",
+    "--no-sandbox",  # the tests run as root in CI containers
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1366,900",
+)
+XSS: Final = "<img src=x onerror=alert(1)>"
+ACME = SimulatedOrg("acme", sim_key("acme"), "Acme MSP", tenant_count=3)
+GLOBEX = SimulatedOrg("globex", sim_key("globex"), "Globex Managed IT", tenant_count=5)
+EVIL = SimulatedOrg("evil", sim_key("evil"), f"{XSS} & Sons", tenant_count=1)
+REVOKED_KEY = "petra_revoked_browser_Zq8vNw3rTt5yXkLm"
+EVIL_TENANT: Final = {
+    "petraTenantId": "Evil01",
+    "microsoftTenantId": "a1b2c3d4-5e6f-7890-abcd-ef1234567890",
+    "onboardingDate": "2025-01-02",
+    "displayName": f"<b>bold</b> {XSS}",
+    "service": "<script>alert(3)</script>",
+    "isPaused": False,
+    "firstBillableDate": "2025-02-01",
+    "billableStatus": "Trial",
+    "totalLicensedUsers": 120,
+    "billableUsersThisMonth": 118,
+    "proratingPercentageThisMonth": 100,
+}
+TENANTS_JS: Final = """
+const row = document.querySelector('#rows tr[data-detail-for="evil"]');
+if (!row || !row.querySelector('table.tenants tbody tr')) { return null; }
+return Array.from(row.querySelectorAll('table.tenants tbody tr')).map(
+  tr => Array.from(tr.cells).map(td => td.textContent));
+"""
+
+# Every row as data: what the cells say and carry, not how the markup is spelled.
+# Per cell: label, class, title, text (without the <small> line), link, <small> line.
+ROWS_JS: Final = """
+return Array.from(document.querySelectorAll('#rows tr[data-org]')).map(tr => ({
+  org: tr.dataset.org, state: tr.dataset.state, cls: tr.className, hidden: tr.hidden,
+  cells: Array.from(tr.cells).map(td => [
+    td.dataset.label, td.className, td.title,
+    Array.from(td.childNodes).filter(n => n.nodeName !== 'SMALL').map(n => n.textContent).join(''),
+    td.querySelector('a') ? td.querySelector('a').getAttribute('href') : null,
+    td.querySelector('small') ? td.querySelector('small').textContent : null])
+}));
+"""
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    """Headless Chromium with a fresh profile, quit after the module."""
+    chromium = require_tool("chromium", "chromium")
+    chromedriver = require_tool("chromedriver", "chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    driver.set_page_load_timeout(15)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+async def call(function: Callable[..., Any], *args: Any) -> Any:
+    """Run one blocking Selenium call off the event loop."""
+    return await asyncio.to_thread(function, *args)
+
+
+async def wait_until(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str) -> Any:
+    """Poll `condition` in the browser until it is truthy (10 s at most)."""
+    wait = WebDriverWait(driver, 10, poll_frequency=0.1)
+    return await call(wait.until, condition, f"timed out waiting for {what}")
+
+
+def rows(driver: WebDriver) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = driver.execute_script(ROWS_JS)
+    return result
+
+
+def visible_orgs(driver: WebDriver) -> list[str]:
+    return [row["org"] for row in rows(driver) if not row["hidden"]]
+
+
+def assert_no_alert(driver: WebDriver) -> None:
+    """No injected script ran: no alert is open and no <img> made it into the table."""
+    with pytest.raises(NoAlertPresentException):
+        _ = driver.switch_to.alert.text
+    assert driver.execute_script("return document.querySelectorAll('#rows img').length") == 0
+
+
+async def all_polled(run: Running) -> bool:
+    status, text = await run.get("/api/v1/status")
+    orgs = json.loads(text)["orgs"] if status == 200 else []
+    return len(orgs) == 4 and all(o["state"] != "pending" for o in orgs)
+
+
+async def test_status_page_in_chromium(tmp_path: Path, browser: WebDriver) -> None:
+    """Rows, failing first, filter, refresh keeping the filter, API HTML as text; screenshots."""
+    simulator = Simulator([ACME, GLOBEX, EVIL])
+    simulator.set_tenants("evil", [EVIL_TENANT])
+    async with running_daemon(
+        tmp_path, [ACME, GLOBEX, EVIL], extra_keys={"umbrella": REVOKED_KEY}, simulator=simulator
+    ) as run:
+        await run.wait_for(lambda: all_polled(run), what="every org polled once")
+        await call(browser.get, f"{run.url}/?refresh=1")
+
+        table = await call(rows, browser)
+        assert table[0]["org"] == "umbrella"
+        assert {r["org"] for r in table} == {"acme", "globex", "evil", "umbrella"}
+        by_org = {r["org"]: r for r in table}
+        assert by_org["umbrella"]["cells"][1][3].startswith("KEY REJECTED")
+        assert by_org["umbrella"]["cls"] == "failing"
+        assert by_org["acme"]["cells"][1][3] == "OK"
+        assert by_org["acme"]["cells"][2][3] == "Acme MSP"
+        assert by_org["acme"]["cells"][3][3] == "3"
+        assert by_org["acme"]["cells"][5][5].endswith(" UTC")  # absolute under the relative
+        assert by_org["evil"]["cells"][2][3] == f"{XSS} & Sons"
+        assert by_org["umbrella"]["cells"][6][3].startswith("key rejected (401)")
+        await call(assert_no_alert, browser)
+
+        # Page and JSON come from the same document: same orgs, same order, same states.
+        _, text = await run.get("/api/v1/status")
+        document = json.loads(text)
+        assert [(o["org"], o["state"]) for o in document["orgs"]] == [
+            (r["org"], r["state"]) for r in table
+        ]
+        summary = await call(
+            browser.execute_script,
+            "return Object.fromEntries(Array.from(document.querySelectorAll('[id^=sum-]'))"
+            ".map(e => [e.id.slice(4), Number(e.textContent)]))",
+        )
+        assert summary == document["summary"]
+
+        # The filter narrows the table.
+        box = await call(browser.find_element, By.ID, "filter")
+        await call(box.send_keys, "acme")
+        await wait_until(browser, lambda d: visible_orgs(d) == ["acme"], "the filter")
+
+        # The script refreshes the rows in place (no reload) and the filter holds.
+        await call(browser.execute_script, "window.notReloaded = true")
+        run.simulator.set_fault("acme", StatusFault(500, "Internal error"))
+        await wait_until(
+            browser,
+            lambda d: any(r["org"] == "acme" and r["state"] == "error" for r in rows(d)),
+            "acme to show ERROR after a refresh",
+        )
+        assert await call(browser.execute_script, "return window.notReloaded") is True
+        assert await call(box.get_attribute, "value") == "acme"
+        assert await call(visible_orgs, browser) == ["acme"]
+        refreshed = {r["org"]: r for r in await call(rows, browser)}
+        assert refreshed["evil"]["cells"][2][3] == f"{XSS} & Sons"
+        await call(assert_no_alert, browser)
+
+        # Cleared, every row shows again, the failing ones first.
+        await call(box.clear)
+        await call(browser.execute_script, "petraStatus.applyFilter()")
+        assert (await call(visible_orgs, browser))[:2] == ["umbrella", "acme"]
+
+        # A click on an org shows its tenants under it; their names from the API are text.
+        link = await call(browser.find_element, By.CSS_SELECTOR, 'tr[data-org="evil"] a')
+        await call(link.click)
+        tenants = await wait_until(
+            browser, lambda d: d.execute_script(TENANTS_JS), "evil's tenants"
+        )
+        assert tenants == [
+            [
+                f"<b>bold</b> {XSS}",
+                "Evil01",
+                "a1b2c3d4-5e6f-7890-abcd-ef1234567890",
+                "<script>alert(3)</script>",
+                "Trial",
+                "no",
+                "120",
+                "118",
+            ]
+        ]
+        await call(assert_no_alert, browser)
+        assert (
+            await call(
+                browser.execute_script,
+                "return document.querySelectorAll('#rows b, #rows script').length",
+            )
+            == 0
+        )
+        # The tenants stay open across the next refresh.
+        await call(
+            browser.execute_script, "window.detailBefore = document.querySelector('tr.detail')"
+        )
+        await wait_until(
+            browser,
+            lambda d: d.execute_script(
+                "const r = document.querySelector('tr.detail');"
+                "return r !== null && r !== window.detailBefore"
+                " && r.querySelector('table') !== null"
+            ),
+            "a refresh that keeps the tenants open",
+        )
+
+        # No key, nor any part of one, is on the page, whatever it shows.
+        source = await call(lambda: browser.page_source)
+        assert_no_key_material([ACME.key, GLOBEX.key, EVIL.key, REVOKED_KEY], source)
+
+        # The artefacts: the whole page on a laptop, with evil's tenants open, and on a phone.
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert await call(browser.save_screenshot, str(ARTIFACTS / "status-page.png"))
+        await call(browser.set_window_size, 390, 844)
+        assert await call(browser.save_screenshot, str(ARTIFACTS / "status-page-phone.png"))
+        await call(browser.set_window_size, 1366, 900)
+
+
+def _tenant(tenant_id: str, display_name: str, billable: float) -> TenantUsage:
+    return TenantUsage(
+        tenant_id,
+        None,
+        display_name,
+        "Monitoring",
+        "Trial",
+        False,
+        120.0,
+        billable,
+        1.0,
+        None,
+        None,
+    )
+
+
+def _fixed_document() -> dict[str, Any]:
+    """Every state, with markup in every field that comes from the API or the config."""
+    now = 1_790_000_000.0
+    ok = OrgState("acme", "sha256:0123456789ab", "file /run/<b>keys</b>/acme", 300.0)
+    report = UsageReport(
+        "2026-09-21", now - 70, XSS, 2.0, (_tenant("t1", XSS, 118.0), _tenant("t2", "B", 0.5))
+    )
+    ok.record_success(report, now - 70, 0.2)
+    ok.next_poll_at = now + 230
+    rejected = OrgState("umbrella", "sha256:ba9876543210", "env $PETRA_KEY", 300.0)
+    rejected.record_auth_failure("key rejected (401): <script>alert(2)</script>", now - 5, 0.1, 0)
+    rejected.record_auth_failure("key rejected (401): <script>alert(2)</script>", now - 4, 0.1, 1)
+    rejected.next_poll_at = now + 7200
+    limited = OrgState("initech", "sha256:aaaaaaaaaaaa", "inline in the config file", 300.0)
+    limited.record_success(report, now - 90_000, 0.3)
+    limited.record_rate_limited("rate limited (429), retry after 30 s", now - 1, 0.1, now + 29)
+    pending = OrgState("waiting", "sha256:bbbbbbbbbbbb", "file keys/waiting", 300.0)
+    broken = OrgState("globex", "sha256:cccccccccccc", "file keys/globex", 300.0)
+    broken.record_error(Health.ERROR, 'HTTP 502 "<i>bad gateway</i>"', now - 3000, None)
+    states = [ok, rejected, limited, pending, broken]
+    return status_document(states, now, 3600.0, shard="1/3", version="0.1.0")
+
+
+async def test_script_renders_the_same_rows_as_the_server(
+    tmp_path: Path, browser: WebDriver
+) -> None:
+    """The refresh script rebuilds exactly the cells the server rendered, markup as text."""
+    document = _fixed_document()
+    page = tmp_path / "status.html"
+    page.write_text(render_status_page(document, refresh=0), encoding="utf-8")
+    await call(browser.get, page.as_uri())
+    server = await call(rows, browser)
+    assert [r["org"] for r in server] == ["umbrella", "globex", "initech", "waiting", "acme"]
+    assert server[4]["cells"][2][3] == XSS
+    assert server[0]["cells"][6][3] == "key rejected (401): <script>alert(2)</script>"
+    assert server[0]["cells"][1][5] == "2 failures in a row"
+    assert server[2]["cells"][1][3] == "RATE LIMITED (stale)"
+    assert server[4]["cells"][4][3] == "118.5"
+    assert server[4]["cells"][5][3] == "70 s ago"
+    assert server[4]["cells"][7][3] == "in 4 min"
+    assert server[4]["cells"][8][5] == "file /run/<b>keys</b>/acme"
+    await call(
+        browser.execute_script,
+        "petraStatus.render(JSON.parse(arguments[0]), Date.now())",
+        json.dumps(document),
+    )
+    script = await call(rows, browser)
+    assert script == server
+    await call(assert_no_alert, browser)

@@ -1,0 +1,130 @@
+"""The Grafana dashboard and provisioning files in deploy/grafana/: every query
+parses, reads only metrics the collector exports, and the variables exist."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.deploy.dashboard import all_expressions, dashboard, panels, variable_query
+from tests.deploy.promql import (
+    EXPORTED_LABELS,
+    EXPORTED_METRICS,
+    assert_promql_parses,
+    label_names,
+    metric_names,
+)
+from tests.tools import require_tool
+
+ROOT = Path(__file__).resolve().parents[2]
+GRAFANA = ROOT / "deploy" / "grafana"
+
+
+def test_dashboard_is_valid_json_with_unique_ids() -> None:
+    """The dashboard parses, has a stable uid, and panel ids are unique."""
+    data = dashboard()
+    assert data["uid"] == "petra-collector"
+    assert data["title"]
+    ids = [panel["id"] for panel in panels(data["panels"])]
+    assert len(ids) == len(set(ids))
+    for panel in panels(data["panels"]):
+        position = panel["gridPos"]
+        assert position["x"] >= 0, panel["title"]
+        assert position["x"] + position["w"] <= 24, panel["title"]
+
+
+def test_org_and_tenant_variables() -> None:
+    """`org` comes from label_values(petra_up, org); `tenant` lists tenant ids of those orgs."""
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    org = variables["org"]
+    assert variable_query(org) == "label_values(petra_up, org)"
+    assert org["multi"]
+    assert org["includeAll"]
+    tenant = variables["tenant"]
+    assert tenant["multi"]
+    assert tenant["includeAll"]
+    assert 'org=~"$org"' in variable_query(tenant)
+    assert "petra_tenant_info" in variable_query(tenant)
+    assert "(?<value>" in tenant["regex"], "the tenant variable's value must be the tenant_id"
+
+
+def test_every_query_uses_the_datasource_variable() -> None:
+    """Panels and targets query `${datasource}`, so the dashboard works with any Prometheus."""
+    for panel in panels(dashboard()["panels"]):
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+
+
+def test_dashboard_covers_the_requested_views() -> None:
+    """Usage, per-tenant, key health, status codes, 429s, latency and staleness all have panels."""
+    exprs = " ".join(all_expressions().values())
+    for metric in (
+        "petra_org_tenants",
+        "petra_tenant_licensed_users",
+        "petra_tenant_billable_users",
+        "petra_auth_failure",
+        "petra_last_success_timestamp_seconds",
+        "petra_api_requests_total",
+        "petra_rate_limited_total",
+        "petra_poll_duration_seconds",
+    ):
+        assert metric in exprs, f"no panel shows {metric}"
+    raw = json.dumps(dashboard())
+    assert 'tenant_id=~\\"$tenant\\"' in raw, "no panel filters by the tenant variable"
+
+
+def test_every_expression_parses_with_promtool(tmp_path: Path) -> None:
+    """promtool parses every panel query and variable query (as recording rules)."""
+    promtool = require_tool("promtool", "prometheus")
+    assert_promql_parses(all_expressions(), tmp_path, promtool)
+
+
+@pytest.mark.parametrize("where", sorted(all_expressions()))
+def test_expression_uses_only_exported_metrics_and_labels(where: str) -> None:
+    """Each query reads only metrics and labels the collector (or Prometheus) exports."""
+    expr = all_expressions()[where]
+    names = metric_names(expr)
+    assert names, f"no metric found in {expr!r}"
+    assert names <= EXPORTED_METRICS, f"unknown metrics {sorted(names - EXPORTED_METRICS)}"
+    labels = label_names(expr)
+    assert labels <= EXPORTED_LABELS, f"unknown labels {sorted(labels - EXPORTED_LABELS)}"
+
+
+def test_legends_name_only_known_labels() -> None:
+    """Legend templates like {{org}} refer to labels the query results carry."""
+    for panel in panels(dashboard()["panels"]):
+        for target in panel.get("targets", []):
+            used = set(
+                re.findall(
+                    r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", target.get("legendFormat", "")
+                )
+            )
+            assert used <= EXPORTED_LABELS, (panel["title"], used - EXPORTED_LABELS)
+
+
+def test_provisioning_files() -> None:
+    """The datasource and dashboard provider files have the shape Grafana expects."""
+    datasources = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "petra-collector.yaml").read_text()
+    )
+    assert datasources["apiVersion"] == 1
+    (source,) = datasources["datasources"]
+    assert source["type"] == "prometheus"
+    assert source["access"] == "proxy"
+    assert source["url"].startswith("http")
+    providers = yaml.safe_load(
+        (GRAFANA / "provisioning" / "dashboards" / "petra-collector.yaml").read_text()
+    )
+    assert providers["apiVersion"] == 1
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"].startswith("/")

@@ -1,0 +1,249 @@
+"""The kustomize manifests in deploy/kubernetes/: both renders are valid
+Kubernetes objects, the pods are locked down, the sharded overlay is
+consistent, and the Prometheus Operator objects match the plain rules."""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate  # type: ignore[import-untyped]  # the package ships no type hints
+import pytest
+import yaml
+
+from collector.config import parse_config
+from tests.deploy.kustomize import Obj, build, object_id
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+BASE = KUBERNETES / "base"
+SHARDED = KUBERNETES / "overlays" / "sharded"
+SECRET_EXAMPLE = BASE / "secret.example.yaml"
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+KEYS_MOUNT = "/run/secrets/petra"
+CONFIG_MOUNT = "/etc/petra-collector"
+# The oldest Kubernetes the manifests support (pod-index label: 1.28) and the
+# newest the validator knows.
+KUBERNETES_VERSIONS = ("1.28.0", kubernetes_validate.latest_version())
+RENDERS = {"base": BASE, "sharded": SHARDED}
+
+
+def render(name: str) -> list[Obj]:
+    return build(RENDERS[name])
+
+
+def one(objects: list[Obj], kind: str) -> Obj:
+    found = [obj for obj in objects if obj["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def workload(objects: list[Obj]) -> Obj:
+    (found,) = [obj for obj in objects if obj["kind"] in ("Deployment", "StatefulSet")]
+    return found
+
+
+def container(obj: Obj) -> dict[str, Any]:
+    (found,) = obj["spec"]["template"]["spec"]["containers"]
+    result: dict[str, Any] = found
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(RENDERS))
+def test_render_has_the_expected_objects(name: str) -> None:
+    """base renders a Deployment; sharded swaps it for a StatefulSet behind a headless Service."""
+    kinds = sorted(obj["kind"] for obj in render(name))
+    workload_kind = "Deployment" if name == "base" else "StatefulSet"
+    assert kinds == sorted(
+        [
+            "ServiceAccount",
+            "ConfigMap",
+            "Service",
+            workload_kind,
+            "ServiceMonitor",
+            "PrometheusRule",
+        ]
+    )
+
+
+@pytest.mark.parametrize("name", sorted(RENDERS))
+def test_render_matches_kubectl_kustomize(name: str) -> None:
+    """The test renderer gives the same objects as the real kustomize (when kubectl exists)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed: the Python renderer is used alone")
+    result = subprocess.run(  # noqa: S603 - fixed kubectl command line on a repository path
+        [kubectl, "kustomize", str(RENDERS[name])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    theirs = {object_id(obj): obj for obj in yaml.safe_load_all(result.stdout) if obj}
+    ours = {object_id(obj): obj for obj in render(name)}
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("name", sorted(RENDERS))
+def test_builtin_objects_validate_against_kubernetes_schemas(name: str, version: str) -> None:
+    """Every built-in object passes strict (no unknown fields) schema validation."""
+    objects = [*render(name), yaml.safe_load(SECRET_EXAMPLE.read_text())]
+    for obj in objects:
+        if obj["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # CRDs: checked by the structural tests below
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} for {version}: {error}")
+
+
+@pytest.mark.parametrize("name", sorted(RENDERS))
+def test_pod_is_locked_down(name: str) -> None:
+    """Non-root, read-only root fs, no privilege escalation, ALL caps dropped, RuntimeDefault."""
+    obj = workload(render(name))
+    pod = obj["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    security = container(obj)["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert "add" not in security["capabilities"]
+    resources = container(obj)["resources"]
+    assert {"cpu", "memory"} <= set(resources["requests"])
+    assert "memory" in resources["limits"]
+
+
+@pytest.mark.parametrize("name", sorted(RENDERS))
+def test_container_runs_the_daemon_with_probes(name: str) -> None:
+    """The container listens on all interfaces at the probed port; /healthz and /readyz probe it."""
+    spec = container(workload(render(name)))
+    args = spec["args"]
+    assert args[0] == "run"
+    assert args[args.index("--config") + 1] == f"{CONFIG_MOUNT}/config.yaml"
+    assert args[args.index("--listen") + 1] == "0.0.0.0:9865"
+    assert spec["ports"] == [{"name": "metrics", "containerPort": 9865, "protocol": "TCP"}]
+    assert spec["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert spec["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+
+
+@pytest.mark.parametrize("name", sorted(RENDERS))
+def test_references_between_objects_resolve(name: str) -> None:
+    """The pod's ConfigMap, Secret, ServiceAccount and the Service's selector all line up."""
+    objects = render(name)
+    obj = workload(objects)
+    pod = obj["spec"]["template"]["spec"]
+    names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert ("ServiceAccount", pod["serviceAccountName"]) in names
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert ("ConfigMap", volumes["config"]["configMap"]["name"]) in names
+    secret = yaml.safe_load(SECRET_EXAMPLE.read_text())
+    assert volumes["keys"]["secret"]["secretName"] == secret["metadata"]["name"]
+    mounts = {mount["name"]: mount["mountPath"] for mount in container(obj)["volumeMounts"]}
+    assert mounts["config"] == CONFIG_MOUNT
+    assert mounts["keys"] == KEYS_MOUNT
+    labels = obj["spec"]["template"]["metadata"]["labels"]
+    selector = obj["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= labels.items()
+    service = one(objects, "Service")
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert {p["targetPort"] for p in service["spec"]["ports"]} == {"metrics"}
+
+
+def test_configmap_config_is_valid_and_matches_the_secret(tmp_path: Path) -> None:
+    """The ConfigMap's config.yaml loads, and every key file it names is a key of the Secret."""
+    config_text = one(render("base"), "ConfigMap")["data"]["config.yaml"]
+    secret = yaml.safe_load(SECRET_EXAMPLE.read_text())
+    for key, value in secret["stringData"].items():
+        (tmp_path / key).write_text(value)
+    files = re.findall(r"api_key_file:\s*(\S+)", config_text)
+    assert files
+    assert {Path(f).parent.as_posix() for f in files} == {KEYS_MOUNT}
+    assert {Path(f).name for f in files} == set(secret["stringData"])
+    loaded = parse_config(config_text.replace(KEYS_MOUNT, str(tmp_path)), source="configmap")
+    assert len(loaded.settings.orgs) == len(files)
+    assert loaded.warnings == ()
+
+
+def test_sharded_statefulset_gets_its_shard_from_the_pod_index() -> None:
+    """Pod N runs --shard N/R with R = replicas, N from the pod-index label."""
+    objects = render("sharded")
+    statefulset = one(objects, "StatefulSet")
+    spec = container(statefulset)
+    args = spec["args"]
+    shard = args[args.index("--shard") + 1]
+    match = re.fullmatch(r"\$\(POD_INDEX\)/(\d+)", shard)
+    assert match, shard
+    assert int(match.group(1)) == statefulset["spec"]["replicas"] == 3
+    (env,) = [e for e in spec["env"] if e["name"] == "POD_INDEX"]
+    assert env["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    )
+    service = one(objects, "Service")
+    assert service["spec"]["clusterIP"] == "None"
+    assert statefulset["spec"]["serviceName"] == service["metadata"]["name"]
+
+
+def test_sharded_pod_is_the_base_pod_plus_sharding() -> None:
+    """The StatefulSet's pod equals the Deployment's but for --shard, POD_INDEX and spreading."""
+    base_pod = copy.deepcopy(workload(render("base"))["spec"]["template"])
+    sharded_pod = copy.deepcopy(workload(render("sharded"))["spec"]["template"])
+    sharded_spec = sharded_pod["spec"]
+    sharded_spec.pop("topologySpreadConstraints")
+    sharded_container = sharded_spec["containers"][0]
+    sharded_container.pop("env")
+    args = sharded_container["args"]
+    index = args.index("--shard")
+    del args[index : index + 2]
+    assert sharded_pod == base_pod
+
+
+def test_service_monitor_scrapes_the_service() -> None:
+    """The ServiceMonitor selects the Service by its labels and scrapes its named port."""
+    for name in RENDERS:
+        objects = render(name)
+        monitor = one(objects, "ServiceMonitor")
+        service = one(objects, "Service")
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= service["metadata"]["labels"].items()
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+        assert endpoint["path"] == "/metrics"
+        assert re.fullmatch(r"\d+[smh]", endpoint["interval"])
+        assert re.fullmatch(r"\d+[smh]", endpoint["scrapeTimeout"])
+        # The operator names the job after the Service; the rules expect this job.
+        assert service["metadata"]["name"] == "petra-collector"
+
+
+def test_prometheus_rule_is_alerts_yml() -> None:
+    """The PrometheusRule carries exactly the groups of deploy/prometheus/alerts.yml."""
+    rule = one(render("base"), "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(rule) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(rule["spec"]) == {"groups"}
+    expected = yaml.safe_load(ALERTS.read_text())["groups"]
+    assert rule["spec"]["groups"] == expected, (
+        "deploy/kubernetes/base/prometheusrule.yaml drifted from deploy/prometheus/alerts.yml"
+    )
+    for group in rule["spec"]["groups"]:
+        for entry in group["rules"]:
+            assert set(entry) <= {"alert", "record", "expr", "for", "labels", "annotations"}
+            assert isinstance(entry["expr"], str)
+
+
+def test_image_tag_is_the_package_version() -> None:
+    """The manifests deploy the image of the version in pyproject.toml."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for name in RENDERS:
+        image = container(workload(render(name)))["image"]
+        assert image == f"ghcr.io/petra-collector/petra-collector:{version}"

@@ -1,0 +1,315 @@
+"""End to end with a real Prometheus: simulator -> petra-collector -> Prometheus.
+
+The simulator serves three orgs in this test's event loop, one of whose keys
+is deleted before the collector starts. The collector runs as a subprocess
+(`python -m collector run`, the same entry point as the `petra-collector`
+script) and a real `prometheus` scrapes it every second, evaluating a copy of
+deploy/prometheus/alerts.yml whose `for:` durations are shortened. Everything
+listens on 127.0.0.1 and every process is stopped in `finally`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+import yaml
+
+from collector.simulator import SimulatedOrg, Simulator, sim_key, start_simulator
+from tests.deploy.dashboard import all_expressions
+from tests.tools import require_tool
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
+LOOPBACK = "127.0.0.1"
+TIME_BUDGET_SECONDS = 50.0  # for everything after start-up; the test must stay under 60 s
+SHORT_FOR = "2s"
+
+ORGS = (
+    SimulatedOrg("acme", sim_key("acme"), "Acme MSP", tenant_count=3),
+    SimulatedOrg("globex", sim_key("globex"), "Globex IT", tenant_count=4),
+    SimulatedOrg("initech", sim_key("initech"), "Initech", tenant_count=2),
+)
+BAD_ORG = "initech"
+GOOD_ORGS = ("acme", "globex")
+
+# Dashboard queries (title and refId) that rightly return nothing here: the
+# last success of orgs whose key fails, and initech never succeeded.
+MAY_BE_EMPTY = ("'Rejected API keys' B", "'Rejected API keys' C")
+SUCCESS_RATIO_PANEL = "'Poll success ratio (1 h)' A"
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def write_collector_config(directory: Path, simulator_port: int) -> Path:
+    keys = directory / "keys"
+    keys.mkdir()
+    orgs = []
+    for org in ORGS:
+        (keys / org.name).write_text(org.key + "\n")
+        orgs.append({"name": org.name, "api_key_file": str(keys / org.name)})
+    config = {
+        "api": {"base_url": f"http://{LOOPBACK}:{simulator_port}"},
+        "polling": {
+            "interval_seconds": 10,
+            "auth_failure_interval_seconds": 10,
+            "requests_per_minute_per_key": 10,  # 6 polls a minute need more than the default 5
+        },
+        "logging": {"format": "json", "level": "info"},
+        "orgs": orgs,
+    }
+    path = directory / "collector.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def write_prometheus_config(directory: Path, collector_port: int) -> Path:
+    """deploy/prometheus/prometheus.yml and alerts.yml, made fast and pointed at the collector."""
+    alerts = yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text())
+    for group in alerts["groups"]:
+        group["interval"] = "1s"
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = SHORT_FOR
+    (directory / "alerts.yml").write_text(yaml.safe_dump(alerts))
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    config.pop("alerting", None)
+    config["global"].update({"scrape_interval": "1s", "evaluation_interval": "1s"})
+    (job,) = config["scrape_configs"]
+    job.update({"scrape_interval": "1s", "scrape_timeout": "1s"})
+    job["static_configs"] = [{"targets": [f"{LOOPBACK}:{collector_port}"]}]
+    config["rule_files"] = ["alerts.yml"]
+    path = directory / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+async def start_process(command: list[str], log: Path) -> asyncio.subprocess.Process:
+    with log.open("wb") as output:
+        return await asyncio.create_subprocess_exec(
+            *command, stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=output
+        )
+
+
+async def stop_process(process: asyncio.subprocess.Process) -> int:
+    """SIGTERM, then SIGKILL after 10 s; returns the exit status."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), timeout=10)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]],
+    deadline: float,
+    what: str,
+    logs: list[Path],
+) -> T:
+    """Poll `check` until it returns something other than None, or fail at `deadline`."""
+    last: T | None = None
+    while True:
+        with contextlib.suppress(aiohttp.ClientError):
+            last = await check()
+            if last is not None:
+                return last
+        if time.monotonic() > deadline:
+            tails = "\n".join(
+                f"--- {log.name} (last lines)\n" + "\n".join(log.read_text().splitlines()[-20:])
+                for log in logs
+                if log.exists()
+            )
+            pytest.fail(f"timed out waiting for {what}\n{tails}")
+        await asyncio.sleep(0.5)
+
+
+async def query(http: aiohttp.ClientSession, prometheus: str, expr: str) -> list[dict[str, Any]]:
+    """An instant query; fails the test unless Prometheus evaluated it."""
+    async with http.get(f"{prometheus}/api/v1/query", params={"query": expr}) as response:
+        body = await response.json()
+    assert body["status"] == "success", f"{expr}: {body}"
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def by_label(result: list[dict[str, Any]], label: str) -> dict[str, float]:
+    return {series["metric"][label]: float(series["value"][1]) for series in result}
+
+
+async def test_prometheus_scrapes_usage_and_fires_key_alert(tmp_path: Path) -> None:
+    """Prometheus gets the simulator's usage through the collector and alerts on the deleted key."""
+    prometheus_bin = require_tool("prometheus", "prometheus")
+    promtool = require_tool("promtool", "prometheus")
+    collector_log = tmp_path / "collector.log"
+    prometheus_log = tmp_path / "prometheus.log"
+    logs = [collector_log, prometheus_log]
+
+    simulator = Simulator(ORGS)
+    simulator.delete_key(BAD_ORG)  # from now on its key is answered 401
+    runner, simulator_port = await start_simulator(simulator, LOOPBACK, 0)
+    processes: list[asyncio.subprocess.Process] = []
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            deadline = time.monotonic() + TIME_BUDGET_SECONDS
+            collector_port = free_port()
+            collector_url = f"http://{LOOPBACK}:{collector_port}"
+            collector = await start_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "collector",
+                    "run",
+                    "--config",
+                    str(write_collector_config(tmp_path, simulator_port)),
+                    "--listen",
+                    f"{LOOPBACK}:{collector_port}",
+                    "--log-format",
+                    "json",
+                ],
+                collector_log,
+            )
+            processes.append(collector)
+
+            async def collector_ready() -> bool | None:
+                assert collector.returncode is None, "the collector exited"
+                async with http.get(f"{collector_url}/readyz") as response:
+                    return True if response.status == 200 else None
+
+            await eventually(collector_ready, deadline, "the collector's /readyz", logs)
+
+            prometheus_port = free_port()
+            prometheus_url = f"http://{LOOPBACK}:{prometheus_port}"
+            config = write_prometheus_config(tmp_path, collector_port)
+            processes.append(
+                await start_process(
+                    [
+                        prometheus_bin,
+                        f"--config.file={config}",
+                        f"--storage.tsdb.path={tmp_path / 'data'}",
+                        f"--web.listen-address={LOOPBACK}:{prometheus_port}",
+                        "--log.level=warn",
+                    ],
+                    prometheus_log,
+                )
+            )
+
+            # 1. The usage series in Prometheus equal what the simulator served.
+            async def usage_arrived() -> bool | None:
+                tenants = by_label(await query(http, prometheus_url, "petra_org_tenants"), "org")
+                for name in GOOD_ORGS:
+                    body = simulator.last_body(name)
+                    if body is None or tenants.get(name) != body["totalTenants"]:
+                        return None
+                    licensed = by_label(
+                        await query(
+                            http, prometheus_url, f'petra_tenant_licensed_users{{org="{name}"}}'
+                        ),
+                        "tenant_id",
+                    )
+                    served_tenants = body["tenants"]
+                    assert isinstance(served_tenants, list)
+                    served = {
+                        tenant["petraTenantId"]: float(tenant["totalLicensedUsers"])
+                        for tenant in served_tenants
+                    }
+                    if licensed != served:
+                        return None
+                return True
+
+            await eventually(usage_arrived, deadline, "usage series with the served values", logs)
+            assert BAD_ORG not in by_label(
+                await query(http, prometheus_url, "petra_org_tenants"), "org"
+            )
+
+            # 2. PetraApiKeyInvalid fires for the deleted key's org, and nothing else fires.
+            async def only_key_alert_firing() -> list[dict[str, Any]] | None:
+                firing = await query(
+                    http, prometheus_url, 'ALERTS{alertstate="firing", alertname=~"Petra.*"}'
+                )
+                names = {(s["metric"]["alertname"], s["metric"].get("org")) for s in firing}
+                return firing if names == {("PetraApiKeyInvalid", BAD_ORG)} else None
+
+            (alert,) = await eventually(
+                only_key_alert_firing,
+                deadline,
+                f"PetraApiKeyInvalid firing for {BAD_ORG} only",
+                logs,
+            )
+            assert alert["metric"]["severity"] == "critical"
+            up = by_label(await query(http, prometheus_url, "petra_up"), "org")
+            assert up == {"acme": 1.0, "globex": 1.0, BAD_ORG: 0.0}
+
+            # 3. Every dashboard query runs against the real data. The success
+            # ratio needs a second poll of each org inside its window: wait for it.
+            live = {
+                "$org": ".+",
+                "$tenant": ".+",
+                "$__rate_interval": "1m",
+                "$__interval": "15s",
+                "$__range": "1h",
+                "${__range_s}": "3600",
+            }
+            exprs = all_expressions(live)  # "panel <id> '<title>' <refId>" or "variable <name>"
+            (ratio_expr,) = [e for w, e in exprs.items() if w.endswith(SUCCESS_RATIO_PANEL)]
+
+            async def ratio_for_good_orgs() -> dict[str, float] | None:
+                ratio = by_label(await query(http, prometheus_url, ratio_expr), "org")
+                return ratio if set(ratio) == set(GOOD_ORGS) else None
+
+            ratio = await eventually(ratio_for_good_orgs, deadline, "a poll success ratio", logs)
+            assert ratio == dict.fromkeys(GOOD_ORGS, 1.0)
+            for where, expr in exprs.items():
+                result = await query(http, prometheus_url, expr)
+                values = [float(series["value"][1]) for series in result]
+                assert all(not math.isnan(v) for v in values), f"{where}: NaN from {expr}"
+                if not where.endswith(MAY_BE_EMPTY):
+                    assert result, f"{where}: no data from {expr}"
+
+            # 4. promtool finds nothing to complain about in the exposition.
+            async with http.get(f"{collector_url}/metrics") as response:
+                assert response.status == 200
+                exposition = await response.read()
+            lint = await asyncio.create_subprocess_exec(
+                promtool,
+                "check",
+                "metrics",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            report, _ = await asyncio.wait_for(lint.communicate(exposition), timeout=30)
+            assert lint.returncode == 0, report.decode()
+            assert report.decode().strip() == "", report.decode()
+            assert re.search(rb'^petra_auth_failure\{org="initech"\} 1(\.0)?$', exposition, re.M)
+
+            # 5. SIGTERM is a clean stop.
+            assert await stop_process(collector) == 0
+    finally:
+        for process in processes:
+            await stop_process(process)
+        await runner.cleanup()

@@ -1,0 +1,113 @@
+"""Request pacing arithmetic, driven by plain float clocks."""
+
+from __future__ import annotations
+
+import pytest
+
+from collector.ratelimit import KeyBudget, Pacer
+
+
+def test_pacer_spaces_requests_evenly() -> None:
+    """With burst 1, requests asked for at the same moment start 1/rate apart."""
+    pacer = Pacer(rate_per_second=4.0)
+    assert pacer.spacing == 0.25
+    assert [pacer.reserve(100.0) for _ in range(5)] == [100.0, 100.25, 100.5, 100.75, 101.0]
+
+
+def test_pacer_never_hands_out_a_time_in_the_past() -> None:
+    """A slot starts no earlier than `now`, even when the pacer has been idle for long."""
+    pacer = Pacer(rate_per_second=1.0)
+    assert pacer.reserve(0.0) == 0.0
+    assert pacer.reserve(50.0) == 50.0
+    assert pacer.reserve(50.2) == 51.0
+    assert pacer.reserve(51.5) == 52.0
+
+
+def test_pacer_idle_time_does_not_build_up_credit() -> None:
+    """After a long pause, burst 1 still means one request at once and the rest spaced."""
+    pacer = Pacer(rate_per_second=2.0)
+    pacer.reserve(0.0)
+    assert [pacer.reserve(1000.0) for _ in range(3)] == [1000.0, 1000.5, 1001.0]
+
+
+def test_pacer_burst_then_spacing() -> None:
+    """With burst 3, three requests go at once, the next ones 1/rate apart."""
+    pacer = Pacer(rate_per_second=1.0, burst=3)
+    assert [pacer.reserve(10.0) for _ in range(6)] == [10.0, 10.0, 10.0, 11.0, 12.0, 13.0]
+
+
+def test_pacer_burst_refills_over_time() -> None:
+    """A burst allowance used up comes back at the pacer's rate."""
+    pacer = Pacer(rate_per_second=1.0, burst=2)
+    assert [pacer.reserve(0.0) for _ in range(2)] == [0.0, 0.0]
+    assert pacer.reserve(1.0) == 1.0  # one slot refilled
+    assert pacer.reserve(1.0) == 2.0  # but not two
+    assert [pacer.reserve(10.0) for _ in range(3)] == [10.0, 10.0, 11.0]
+
+
+def test_pacer_next_free_does_not_claim() -> None:
+    """next_free says when a slot would start without using it up."""
+    pacer = Pacer(rate_per_second=2.0)
+    assert pacer.next_free(5.0) == 5.0
+    assert pacer.reserve(5.0) == 5.0
+    assert pacer.next_free(5.0) == 5.5
+    assert pacer.next_free(5.0) == 5.5
+    assert pacer.next_free(7.0) == 7.0
+    assert pacer.reserve(5.0) == 5.5
+
+
+def test_pacer_rate_over_a_long_run() -> None:
+    """Requests reserved as soon as each is granted average exactly the configured rate."""
+    pacer = Pacer(rate_per_second=20.0)
+    now = 0.0
+    for _ in range(1000):
+        now = pacer.reserve(now)
+    assert now == pytest.approx(999 / 20.0)
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst"), [(0.0, 1), (-1.0, 1), (1.0, 0)], ids=["zero-rate", "negative", "no-burst"]
+)
+def test_pacer_rejects_nonsense(rate: float, burst: int) -> None:
+    """A pacer with no rate or no burst cannot be built."""
+    with pytest.raises(ValueError, match="rate must be positive"):
+        Pacer(rate, burst)
+
+
+def test_key_budget_spaces_requests_per_minute() -> None:
+    """5 requests per minute means one every 12 seconds."""
+    budget = KeyBudget(requests_per_minute=5.0)
+    assert [budget.reserve(0.0) for _ in range(3)] == [0.0, 12.0, 24.0]
+
+
+def test_key_budget_blocks_after_a_429() -> None:
+    """After block(until), nothing is handed out before `until`."""
+    budget = KeyBudget(requests_per_minute=6.0)
+    assert budget.reserve(0.0) == 0.0
+    budget.block(until=100.0)
+    assert budget.next_free(20.0) == 100.0
+    assert budget.reserve(20.0) == 100.0
+    assert budget.reserve(20.0) == 110.0  # spacing continues after the block
+
+
+def test_key_budget_block_is_never_shortened() -> None:
+    """A later, shorter block does not cut an earlier, longer one short."""
+    budget = KeyBudget(requests_per_minute=60.0)
+    budget.block(until=300.0)
+    budget.block(until=120.0)
+    assert budget.blocked_until == 300.0
+    assert budget.reserve(0.0) == 300.0
+
+
+def test_key_budget_block_in_the_past_changes_nothing() -> None:
+    """A block that has already expired does not delay anything."""
+    budget = KeyBudget(requests_per_minute=60.0)
+    budget.block(until=5.0)
+    assert budget.reserve(10.0) == 10.0
+    assert budget.next_free(10.5) == 11.0
+
+
+def test_key_budget_rejects_a_zero_budget() -> None:
+    """A key budget of 0 per minute is refused (the config never produces one)."""
+    with pytest.raises(ValueError, match="rate must be positive"):
+        KeyBudget(0.0)

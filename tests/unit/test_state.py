@@ -1,0 +1,211 @@
+"""Per-org state: auth-failure events, counters, kept reports and staleness."""
+
+from __future__ import annotations
+
+import pytest
+
+from collector.state import AUTH_STILL_FAILING_EVERY, AuthEvent, Health, OrgState
+from collector.usage import TenantUsage, UsageReport
+
+T0 = 1_795_671_116.0  # wall clock, epoch seconds
+M0 = 10_000.0  # monotonic clock
+HOUR = 3600.0
+
+
+def report(name: str = "Acme MSP") -> UsageReport:
+    """A one-tenant report."""
+    tenant = TenantUsage("t1", None, None, None, None, None, 10.0, 9.0, 1.0, None, None)
+    return UsageReport("2026-11-26", T0, name, 1.0, (tenant,))
+
+
+def new_state() -> OrgState:
+    """A fresh, never-polled org."""
+    return OrgState(
+        name="acme",
+        key_fingerprint="sha256:aaaaaaaaaaaa",
+        key_source="file /run/secrets/acme",
+        interval_seconds=300.0,
+    )
+
+
+def test_new_state_is_pending_and_stale() -> None:
+    """Before the first poll an org is pending, not up, and has nothing fresh to export."""
+    state = new_state()
+    assert state.health is Health.PENDING
+    assert not state.up
+    assert state.is_stale(T0, max_staleness=3600.0)
+
+
+def test_success_records_the_report() -> None:
+    """A success keeps the report, the times and the duration, and is not an auth event."""
+    state = new_state()
+    assert state.record_success(report(), T0, 0.25) is AuthEvent.NONE
+    assert state.health is Health.OK
+    assert state.up
+    assert state.report == report()
+    assert (state.last_poll_at, state.last_success_at, state.poll_duration) == (T0, T0, 0.25)
+    assert state.consecutive_failures == 0
+
+
+def test_first_401_is_failed_once_then_quiet() -> None:
+    """The first 401 says FAILED; further 401s within the hour say nothing."""
+    state = new_state()
+    assert state.record_auth_failure("key rejected (401)", T0, 0.1, M0) is AuthEvent.FAILED
+    assert state.health is Health.AUTH_FAILED
+    assert state.auth_failing
+    assert state.auth_failing_since == T0
+    for minutes in (15, 30, 45, 59):
+        event = state.record_auth_failure(
+            "key rejected (401)", T0 + minutes * 60, 0.1, M0 + minutes * 60
+        )
+        assert event is AuthEvent.NONE
+    assert state.auth_failures_total == 5
+    assert state.consecutive_failures == 5
+    assert state.auth_failing_since == T0
+
+
+def test_still_failing_at_most_hourly() -> None:
+    """STILL_FAILING comes once an hour by the monotonic clock, however often it is polled."""
+    state = new_state()
+    state.record_auth_failure("401", T0, 0.1, M0)
+    events = [
+        state.record_auth_failure("401", T0 + step * 600, 0.1, M0 + step * 600)
+        for step in range(1, 19)  # every 10 minutes for 3 hours
+    ]
+    still = [step for step, event in enumerate(events, start=1) if event is AuthEvent.STILL_FAILING]
+    assert still == [6, 12, 18]
+    assert AuthEvent.FAILED not in events
+
+
+def test_still_failing_follows_the_monotonic_clock_not_the_wall_clock() -> None:
+    """A wall-clock jump does not trigger STILL_FAILING early; monotonic time does."""
+    state = new_state()
+    state.record_auth_failure("401", T0, 0.1, M0)
+    assert state.record_auth_failure("401", T0 + 10 * HOUR, 0.1, M0 + 60) is AuthEvent.NONE
+    assert (
+        state.record_auth_failure("401", T0 - HOUR, 0.1, M0 + AUTH_STILL_FAILING_EVERY)
+        is AuthEvent.STILL_FAILING
+    )
+
+
+def test_recovery_after_401s() -> None:
+    """The first success after 401s says RECOVERED once and clears the failure."""
+    state = new_state()
+    state.record_auth_failure("401", T0, 0.1, M0)
+    state.record_auth_failure("401", T0 + 900, 0.1, M0 + 900)
+
+    assert state.record_success(report(), T0 + 1800, 0.2) is AuthEvent.RECOVERED
+    assert not state.auth_failing
+    assert state.auth_failing_since is None
+    assert state.consecutive_failures == 0
+    assert state.health is Health.OK
+    assert state.record_success(report(), T0 + 2100, 0.2) is AuthEvent.NONE
+    assert state.auth_failures_total == 2  # a counter: never goes down
+
+
+def test_failing_again_after_recovery_is_failed_again() -> None:
+    """A key that recovers and then fails again is news again."""
+    state = new_state()
+    state.record_auth_failure("401", T0, 0.1, M0)
+    state.record_success(report(), T0 + 900, 0.1)
+    assert state.record_auth_failure("401", T0 + 1800, 0.1, M0 + 1800) is AuthEvent.FAILED
+    assert state.auth_failing_since == T0 + 1800
+
+
+def test_replaced_key_that_is_also_rejected_is_failed_again() -> None:
+    """When the key is replaced and the new one is rejected too, FAILED is said again."""
+    state = new_state()
+    state.record_auth_failure("401", T0, 0.1, M0)
+    state.key_fingerprint = "sha256:bbbbbbbbbbbb"  # what the scheduler does on a key change
+
+    assert state.record_auth_failure("401", T0 + 60, 0.1, M0 + 60) is AuthEvent.FAILED
+    assert state.auth_failed_fingerprint == "sha256:bbbbbbbbbbbb"
+    assert state.auth_failing_since == T0  # the org has been failing since the first 401
+    assert state.record_auth_failure("401", T0 + 120, 0.1, M0 + 120) is AuthEvent.NONE
+
+
+def test_other_failures_do_not_end_an_auth_failure() -> None:
+    """A 429 or timeout while re-checking a rejected key keeps the alert and says nothing new."""
+    state = new_state()
+    state.record_auth_failure("401", T0, 0.1, M0)
+    state.record_rate_limited("429", T0 + 60, 0.1, until=T0 + 120)
+    state.record_error(Health.ERROR, "timeout", T0 + 180, None)
+
+    assert state.auth_failing
+    assert state.health is Health.ERROR
+    assert state.record_auth_failure("401", T0 + 240, 0.1, M0 + 240) is AuthEvent.NONE
+    assert state.consecutive_failures == 4
+
+
+def test_rate_limited_is_counted_with_its_wait() -> None:
+    """A 429 is counted, shows as rate_limited and remembers until when."""
+    state = new_state()
+    state.record_rate_limited("rate limited (429)", T0, 0.05, until=T0 + 30)
+    assert state.health is Health.RATE_LIMITED
+    assert (state.rate_limited_total, state.rate_limited_until) == (1, T0 + 30)
+    assert state.last_error == "rate limited (429)"
+    assert state.last_error_at == T0
+    state.record_success(report(), T0 + 40, 0.1)
+    assert (state.rate_limited_total, state.rate_limited_until) == (1, None)
+
+
+@pytest.mark.parametrize(
+    "health", [Health.ERROR, Health.FORBIDDEN, Health.KEY_UNAVAILABLE], ids=str
+)
+def test_errors_keep_the_last_good_report(health: Health) -> None:
+    """A failed poll changes health and error fields but keeps the last good report."""
+    state = new_state()
+    state.record_success(report(), T0, 0.1)
+    state.record_error(health, "server error (503)", T0 + 300, 2.0)
+
+    assert state.health is health
+    assert not state.up
+    assert state.report == report()
+    assert state.last_success_at == T0
+    assert state.last_poll_at == T0 + 300
+    assert state.poll_duration == 2.0
+    assert state.consecutive_failures == 1
+
+
+def test_error_without_duration_keeps_the_previous_one() -> None:
+    """An error with no request duration (e.g. an unreadable key) leaves poll_duration alone."""
+    state = new_state()
+    state.record_success(report(), T0, 0.3)
+    state.record_error(Health.KEY_UNAVAILABLE, "key file missing", T0 + 1, None)
+    assert state.poll_duration == 0.3
+
+
+def test_staleness() -> None:
+    """The report is fresh up to max_staleness after the last success, stale after."""
+    state = new_state()
+    state.record_success(report(), T0, 0.1)
+    state.record_error(Health.ERROR, "503", T0 + 1000, 0.1)
+
+    assert not state.is_stale(T0, 3600.0)
+    assert not state.is_stale(T0 + 3600.0, 3600.0)
+    assert state.is_stale(T0 + 3600.5, 3600.0)
+    state.record_success(report(), T0 + 4000, 0.1)
+    assert not state.is_stale(T0 + 4000, 3600.0)
+
+
+def test_requests_are_counted_by_code() -> None:
+    """count_request tallies per code label."""
+    state = new_state()
+    for code in ("200", "200", "401", "error"):
+        state.count_request(code)
+    assert state.requests_by_code == {"200": 2, "401": 1, "error": 1}
+
+
+def test_every_change_bumps_the_version() -> None:
+    """Readers can cache on `version`: every recorded outcome increases it."""
+    state = new_state()
+    seen = [state.version]
+    state.record_success(report(), T0, 0.1)
+    seen.append(state.version)
+    state.record_auth_failure("401", T0, 0.1, M0)
+    seen.append(state.version)
+    state.record_rate_limited("429", T0, 0.1, until=T0 + 5)
+    seen.append(state.version)
+    state.record_error(Health.ERROR, "x", T0, None)
+    seen.append(state.version)
+    assert seen == sorted(set(seen))

@@ -1,0 +1,360 @@
+"""`/v1/usage` parsing: tolerant of missing fields, strict about the overall shape."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from collector.usage import (
+    TenantUsage,
+    UsageFormatError,
+    UsageReport,
+    parse_usage,
+    parse_usage_body,
+)
+
+GENERATED = datetime(2026, 11, 26, 5, 31, 56, tzinfo=UTC).timestamp()
+JAN_2 = datetime(2025, 1, 2, tzinfo=UTC).timestamp()
+FEB_1 = datetime(2025, 2, 1, tzinfo=UTC).timestamp()
+
+FULL_TENANT: dict[str, object] = {
+    "petraTenantId": "ZZk90t",
+    "microsoftTenantId": "a1b2c3d4-5e6f-7890-abcd-ef1234567890",
+    "onboardingDate": "2025-01-02",
+    "displayName": "Customer One",
+    "service": "Monitoring",
+    "isPaused": False,
+    "firstBillableDate": "2025-02-01",
+    "billableStatus": "Trial",
+    "totalLicensedUsers": 120,
+    "billableUsersThisMonth": 118,
+    "proratingPercentageThisMonth": 100,
+}
+
+FULL_BODY: dict[str, object] = {
+    "asOf": "2026-11-26",
+    "reportGeneratedAt": "2026-11-26T05:31:56Z",
+    "organizationName": "Acme MSP",
+    "totalTenants": 2,
+    "tenants": [
+        FULL_TENANT,
+        {
+            "petraTenantId": "Qx7",
+            "microsoftTenantId": None,
+            "onboardingDate": "2025-02-01",
+            "displayName": "Customer Two",
+            "service": "Response",
+            "isPaused": True,
+            "firstBillableDate": None,
+            "billableStatus": "Billable",
+            "totalLicensedUsers": 0,
+            "billableUsersThisMonth": 0,
+            "proratingPercentageThisMonth": 37.5,
+        },
+    ],
+}
+
+
+def tenant(**fields: object) -> TenantUsage:
+    """Parse a report holding one tenant with the given fields and return that tenant."""
+    report = parse_usage({"tenants": [fields]})
+    assert len(report.tenants) == 1, report.notes
+    return report.tenants[0]
+
+
+def test_full_body_parses_every_field() -> None:
+    """The documented example body parses into exactly the expected report."""
+    report = parse_usage_body(orjson.dumps(FULL_BODY))
+
+    assert report == UsageReport(
+        as_of="2026-11-26",
+        report_generated_at=GENERATED,
+        organization_name="Acme MSP",
+        total_tenants=2.0,
+        tenants=(
+            TenantUsage(
+                tenant_id="ZZk90t",
+                microsoft_tenant_id="a1b2c3d4-5e6f-7890-abcd-ef1234567890",
+                display_name="Customer One",
+                service="Monitoring",
+                billable_status="Trial",
+                is_paused=False,
+                licensed_users=120.0,
+                billable_users=118.0,
+                prorating_ratio=1.0,
+                onboarding_timestamp=JAN_2,
+                first_billable_timestamp=FEB_1,
+            ),
+            TenantUsage(
+                tenant_id="Qx7",
+                microsoft_tenant_id=None,
+                display_name="Customer Two",
+                service="Response",
+                billable_status="Billable",
+                is_paused=True,
+                licensed_users=0.0,
+                billable_users=0.0,
+                prorating_ratio=0.375,
+                onboarding_timestamp=FEB_1,
+                first_billable_timestamp=None,
+            ),
+        ),
+        notes=(),
+    )
+
+
+def test_missing_fields_are_none_not_zero() -> None:
+    """A tenant with only an id, and a report with only tenants, have None everywhere else."""
+    report = parse_usage({"tenants": [{"petraTenantId": "t1"}]})
+
+    assert report == UsageReport(
+        as_of=None,
+        report_generated_at=None,
+        organization_name=None,
+        total_tenants=None,
+        tenants=(TenantUsage("t1", *([None] * 10)),),
+        notes=(),
+    )
+
+
+def test_null_fields_are_none_not_zero() -> None:
+    """Every field explicitly null gives None, never 0 or False."""
+    nulls = dict.fromkeys(FULL_TENANT, None) | {"petraTenantId": "t1"}
+    body = dict.fromkeys(FULL_BODY, None) | {"tenants": [nulls]}
+
+    report = parse_usage(body)
+
+    assert report.tenants == (TenantUsage("t1", *([None] * 10)),)
+    assert (report.as_of, report.report_generated_at) == (None, None)
+    assert (report.organization_name, report.total_tenants) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("118", 118.0),
+        ("118.5", 118.5),
+        (" 7 ", 7.0),
+        ("1e3", 1000.0),
+        (118, 118.0),
+        (118.25, 118.25),
+        (0, 0.0),
+        ("", None),
+        ("many", None),
+        ("NaN", None),
+        ("inf", None),
+        ("1e999", None),
+        (True, None),
+        (False, None),
+        ([1], None),
+        ({"value": 1}, None),
+    ],
+    ids=repr,
+)
+def test_numbers_accept_numeric_strings_only(value: object, expected: float | None) -> None:
+    """Numbers may come quoted; anything that is not a finite number is None."""
+    assert tenant(petraTenantId="t", totalLicensedUsers=value).licensed_users == expected
+    assert parse_usage({"tenants": [], "totalTenants": value}).total_tenants == expected
+
+
+def test_numbers_as_strings_in_a_whole_report() -> None:
+    """A gateway that quotes every number still yields the same numbers."""
+    quoted = {k: str(v) if isinstance(v, int | float) else v for k, v in FULL_TENANT.items()}
+    quoted["isPaused"] = "false"
+    body = {**FULL_BODY, "totalTenants": "1", "tenants": [quoted]}
+
+    report = parse_usage(body)
+
+    assert report.total_tenants == 1.0
+    assert report.tenants[0] == parse_usage(FULL_BODY).tenants[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        (1, True),
+        (0, False),
+        ("true", True),
+        ("false", False),
+        ("yes", None),
+        (2, None),
+        (None, None),
+    ],
+    ids=repr,
+)
+def test_is_paused(value: object, expected: bool | None) -> None:
+    """isPaused accepts booleans, 0/1 and "true"/"false"; anything else is unknown."""
+    assert tenant(petraTenantId="t", isPaused=value).is_paused is expected
+
+
+def test_prorating_percentage_becomes_a_ratio() -> None:
+    """proratingPercentageThisMonth is divided by 100; absent stays None."""
+    assert tenant(petraTenantId="t", proratingPercentageThisMonth=100).prorating_ratio == 1.0
+    assert tenant(petraTenantId="t", proratingPercentageThisMonth=50).prorating_ratio == 0.5
+    assert tenant(petraTenantId="t", proratingPercentageThisMonth="25").prorating_ratio == 0.25
+    assert tenant(petraTenantId="t", proratingPercentageThisMonth=0).prorating_ratio == 0.0
+    assert tenant(petraTenantId="t").prorating_ratio is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2025-01-02", JAN_2),
+        ("2025-01-02T00:00:00Z", JAN_2),
+        ("2025-01-02T01:00:00+01:00", JAN_2),
+        ("2025-01-02T00:00:00", JAN_2),  # no zone: UTC, as the docs say
+        ("1970-01-01", 0.0),
+        ("02/01/2025", None),
+        ("2025-13-01", None),
+        ("", None),
+        (20250102, None),
+        (None, None),
+    ],
+    ids=repr,
+)
+def test_dates_become_epoch_seconds(value: object, expected: float | None) -> None:
+    """ISO dates (midnight UTC) and date-times become epoch seconds; other values None."""
+    assert tenant(petraTenantId="t", onboardingDate=value).onboarding_timestamp == expected
+    assert tenant(petraTenantId="t", firstBillableDate=value).first_billable_timestamp == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-26T05:31:56Z", GENERATED),
+        ("2026-11-26T05:31:56+00:00", GENERATED),
+        ("2026-11-26T06:31:56+01:00", GENERATED),
+        ("2026-11-26T05:31:56", GENERATED),
+        ("2026-11-26T05:31:56.250Z", GENERATED + 0.25),
+        ("yesterday", None),
+        (1795671116, None),
+    ],
+    ids=repr,
+)
+def test_report_generated_at(value: object, expected: float | None) -> None:
+    """reportGeneratedAt is an ISO date-time in UTC; offsets are honoured."""
+    assert parse_usage({"tenants": [], "reportGeneratedAt": value}).report_generated_at == expected
+
+
+def test_text_fields() -> None:
+    """Text fields keep strings, turn integers into text, and drop empty or other values."""
+    parsed = tenant(petraTenantId=12345, displayName="", service=7, billableStatus=["Trial"])
+    assert parsed.tenant_id == "12345"
+    assert parsed.display_name is None
+    assert parsed.service == "7"
+    assert parsed.billable_status is None
+
+
+def test_non_dict_tenants_and_tenants_without_id_are_skipped_with_notes() -> None:
+    """Tenants that cannot be labelled are skipped, each with a note naming its index."""
+    body = {
+        "tenants": [
+            "ZZk90t",
+            None,
+            {"displayName": "no id"},
+            {"petraTenantId": None},
+            {"petraTenantId": ""},
+            {"petraTenantId": True},
+            [1, 2],
+            {"petraTenantId": "ok"},
+        ]
+    }
+    report = parse_usage(body)
+
+    assert [t.tenant_id for t in report.tenants] == ["ok"]
+    assert report.notes == (
+        "tenants[0] is a string, skipped",
+        "tenants[1] is null, skipped",
+        "tenants[2] has no petraTenantId, skipped",
+        "tenants[3] has no petraTenantId, skipped",
+        "tenants[4] has no petraTenantId, skipped",
+        "tenants[5] has no petraTenantId, skipped",
+        "tenants[6] is a list, skipped",
+    )
+
+
+def test_duplicate_tenant_ids_keep_the_first() -> None:
+    """A repeated petraTenantId keeps the first tenant and notes the repeat."""
+    body = {
+        "tenants": [
+            {"petraTenantId": "a", "displayName": "first"},
+            {"petraTenantId": "b"},
+            {"petraTenantId": "a", "displayName": "second"},
+        ]
+    }
+    report = parse_usage(body)
+
+    assert [(t.tenant_id, t.display_name) for t in report.tenants] == [("a", "first"), ("b", None)]
+    assert report.notes == ("tenants[2] repeats petraTenantId 'a', skipped",)
+
+
+def test_empty_tenant_list_is_a_valid_report() -> None:
+    """An org with no tenants is a report with no tenants, not an error."""
+    report = parse_usage_body(b'{"tenants": [], "totalTenants": 0}')
+    assert report.tenants == ()
+    assert report.total_tenants == 0.0
+
+
+def test_unknown_fields_are_ignored() -> None:
+    """Fields the collector does not know about do not disturb parsing."""
+    body = {**FULL_BODY, "nextPage": "x", "tenants": [{**FULL_TENANT, "newField": [1]}]}
+    assert parse_usage(body).tenants == parse_usage(FULL_BODY).tenants[:1]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[]", "expected a JSON object, got a list"),
+        (b'[{"tenants": []}]', "expected a JSON object, got a list"),
+        (b"null", "expected a JSON object, got null"),
+        (b'"report"', "expected a JSON object, got a string"),
+        (b"42", "expected a JSON object, got a number"),
+        (b"{}", "the answer has no 'tenants' list"),
+        (b'{"tenants": null}', "the answer has no 'tenants' list"),
+        (b'{"tenants": {"a": {}}}', "'tenants' is an object, not a list"),
+        (b'{"tenants": "none"}', "'tenants' is a string, not a list"),
+        (b'{"tenants": [', "body is not valid JSON"),
+        (b"", "body is not valid JSON"),
+        (b"<html>502 Bad Gateway</html>", "body is not valid JSON"),
+        (b'{"tenants": []}\xff', "body is not valid JSON"),
+    ],
+    ids=[
+        "list",
+        "list-of-report",
+        "null",
+        "string",
+        "number",
+        "no-tenants",
+        "null-tenants",
+        "tenants-object",
+        "tenants-string",
+        "truncated",
+        "empty",
+        "html",
+        "trailing-garbage",
+    ],
+)
+def test_wrong_shapes_raise_usage_format_error(body: bytes, message: str) -> None:
+    """A body that is not JSON, or not an object with a tenants list, is rejected whole."""
+    with pytest.raises(UsageFormatError, match="^" + message.replace("[", r"\[")):
+        parse_usage_body(body)
+
+
+def test_usage_format_error_is_a_value_error() -> None:
+    """UsageFormatError can be caught as ValueError by callers that do not know the type."""
+    assert issubclass(UsageFormatError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "tenants",
+    [["x"], [None, {"displayName": "no id"}], [{"petraTenantId": ""}, [1]]],
+    ids=["one-string", "null-and-no-id", "empty-id-and-list"],
+)
+def test_a_tenant_list_with_nothing_usable_is_rejected(tenants: list[object]) -> None:
+    """A non-empty tenant list without one usable tenant is a broken answer, not zero tenants."""
+    with pytest.raises(UsageFormatError, match=rf"^none of the {len(tenants)} tenants is usable"):
+        parse_usage({"tenants": tenants})
