@@ -12,7 +12,7 @@ from typing import Final
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge, ProcessCollector
 
 from collector import __version__
 from collector.config import (
@@ -99,6 +99,14 @@ class Daemon:
         self.serving = asyncio.Event()
         collector = PetraCollector(self.org_states, lambda: self.max_staleness)
         self._registry, self._metrics = build_registry(collector)
+        # The standard process_* series (memory, CPU, open fds) and the task count:
+        # what an operator watches to see that months of running leak nothing.
+        ProcessCollector(registry=self._registry)
+        Gauge(
+            "petra_collector_asyncio_tasks",
+            "asyncio tasks alive in the daemon (about one per org, plus a few).",
+            registry=self._registry,
+        ).set_function(_task_count)
 
     # -- what the web side reads ---------------------------------------------------
 
@@ -321,6 +329,13 @@ def apply_overrides(settings: Settings, overrides: Mapping[str, object]) -> Sett
         log_format="console" if log_format == "console" else "json" if log_format else None,
         log_level=log_level if isinstance(log_level, str) else None,
     )
+
+
+def _task_count() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # scraped outside the loop (tests, a debugger): nothing to count
+        return 0.0
 
 
 async def _wait_running(scheduler: Scheduler, task: asyncio.Task[None]) -> None:

@@ -54,7 +54,8 @@ class OrgState:
     auth_warned_monotonic: float = 0.0
     next_poll_at: float | None = None
     rate_limited_until: float | None = None
-    requests_by_code: dict[str, int] = field(default_factory=dict)
+    # code="200" exists from the start, so rate() and increase() see an org's first success.
+    requests_by_code: dict[str, int] = field(default_factory=lambda: {"200": 0})
     auth_failures_total: int = 0
     rate_limited_total: int = 0
     version: int = 0  # bumped on every change; lets readers cache what they derive

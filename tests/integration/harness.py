@@ -16,7 +16,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.app import Daemon, apply_overrides
-from collector.config import HostPort, load_config
+from collector.config import HostPort, Shard, load_config
 from collector.logs import configure_logging
 from collector.simulator import SimulatedOrg, Simulator, start_simulator
 
@@ -149,6 +149,7 @@ async def running_daemon(
     simulator: Simulator | None = None,
     environ: Mapping[str, str] | None = None,
     base_url: str | None = None,
+    shard: Shard | None = None,
 ) -> AsyncIterator[Running]:
     """Simulator with `orgs`, and a daemon configured with their keys plus `extra_keys`."""
     org_list = list(orgs)
@@ -160,7 +161,7 @@ async def running_daemon(
     stream = io.StringIO()
     configure_logging("json", "debug", stream=stream)
     loaded = load_config(config_path)
-    overrides = {"listen": HostPort("127.0.0.1", 0)}
+    overrides: dict[str, object] = {"listen": HostPort("127.0.0.1", 0), "shard": shard}
     daemon = Daemon(
         apply_overrides(loaded.settings, overrides),
         config_path=str(config_path),
