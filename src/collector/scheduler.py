@@ -387,6 +387,13 @@ class Scheduler:
         previous_failures = state.consecutive_failures
         previous_notes = state.report.notes if state.report is not None else ()
         log = _OrgLog(self._log, state)
+        delay = next_delay(
+            error,
+            interval=runner.config.interval_seconds,
+            auth_failure_interval=self._polling.auth_failure_interval_seconds,
+            failures=0 if error is None else previous_failures + 1,
+            rng=self._rng,
+        )
         if error is None:
             assert report is not None  # noqa: S101 - fetch returns a report or raises
             state.count_request("200")
@@ -397,21 +404,8 @@ class Scheduler:
                 log.info("poll_recovered", after_failures=previous_failures)
             if report.notes and report.notes != previous_notes:
                 log.warning("usage_anomalies", notes=list(report.notes))
-            return next_delay(
-                None,
-                interval=runner.config.interval_seconds,
-                auth_failure_interval=self._polling.auth_failure_interval_seconds,
-                failures=0,
-                rng=self._rng,
-            )
+            return delay
         state.count_request(error.code)
-        delay = next_delay(
-            error,
-            interval=runner.config.interval_seconds,
-            auth_failure_interval=self._polling.auth_failure_interval_seconds,
-            failures=state.consecutive_failures + 1,
-            rng=self._rng,
-        )
         if isinstance(error, KeyRejected):
             event = state.record_auth_failure(error.message, now, duration, self._clock.monotonic())
             if event is AuthEvent.FAILED:

@@ -91,7 +91,7 @@ def status_document(
     states: list[OrgState], now: float, max_staleness: float, *, shard: str | None, version: str
 ) -> dict[str, Any]:
     rows = [org_status(s, now, max_staleness) for s in states]
-    rows.sort(key=lambda r: (HEALTH_ORDER[Health(r["state"])], r["org"]))
+    rows.sort(key=lambda r: (HEALTH_ORDER.get(Health(r["state"]), len(HEALTH_ORDER)), r["org"]))
     return {
         "version": version,
         "generated_at": iso(now),

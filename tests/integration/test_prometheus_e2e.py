@@ -277,12 +277,14 @@ async def test_prometheus_scrapes_usage_and_fires_key_alert(tmp_path: Path) -> N
             exprs = all_expressions(live)  # "panel <id> '<title>' <refId>" or "variable <name>"
             (ratio_expr,) = [e for w, e in exprs.items() if w.endswith(SUCCESS_RATIO_PANEL)]
 
-            async def ratio_for_good_orgs() -> dict[str, float] | None:
+            # Every org has a code="200" series from its start, so the rejected key
+            # shows a ratio of 0 rather than no data.
+            async def ratio_for_all_orgs() -> dict[str, float] | None:
                 ratio = by_label(await query(http, prometheus_url, ratio_expr), "org")
-                return ratio if set(ratio) == set(GOOD_ORGS) else None
+                return ratio if set(ratio) == {*GOOD_ORGS, BAD_ORG} else None
 
-            ratio = await eventually(ratio_for_good_orgs, deadline, "a poll success ratio", logs)
-            assert ratio == dict.fromkeys(GOOD_ORGS, 1.0)
+            ratio = await eventually(ratio_for_all_orgs, deadline, "a poll success ratio", logs)
+            assert ratio == {**dict.fromkeys(GOOD_ORGS, 1.0), BAD_ORG: 0.0}
             for where, expr in exprs.items():
                 result = await query(http, prometheus_url, expr)
                 values = [float(series["value"][1]) for series in result]

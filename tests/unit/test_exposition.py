@@ -8,10 +8,16 @@ import zlib
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
-from collector.metrics import BLOCK_ORGS, PetraCollector, PetraRegistry, build_registry
+from collector.metrics import (
+    BLOCK_ORGS,
+    PetraCollector,
+    PetraRegistry,
+    build_registry,
+    crc32_combine,
+)
 from collector.state import OrgState
 from collector.usage import TenantUsage, UsageReport
 from collector.web import make_web_app
@@ -66,6 +72,9 @@ def make_registry(states: list[OrgState]) -> PetraRegistry:
     collector = PetraCollector(lambda: states, lambda: MAX_STALENESS, lambda: NOW)
     registry, own = build_registry(collector)
     own.config_loaded(len(states), NOW - 1000)
+    # Registered on the registry itself afterwards, as app.py does with its extras.
+    Gauge("petra_collector_extra", "Registered after the registry was built.", registry=registry)
+    Counter("petra_collector_things", "A counter with a created sample.", registry=registry).inc()
     return registry
 
 
@@ -184,3 +193,12 @@ async def test_an_escaping_the_fast_path_does_not_make_gets_the_stock_encoder() 
         body = await response.read()
     assert b"petra__up" in body  # dots escaping doubles underscores
     assert response.headers["Content-Type"].endswith("escaping=dots")
+
+
+@pytest.mark.parametrize("split", [0, 1, 7, 1000, 65_537])
+def test_crc32_combine_matches_zlib(split: int) -> None:
+    """Combining the CRCs of two parts gives the CRC of their concatenation."""
+    data = bytes(range(256)) * 300
+    first, second = data[:split], data[split:]
+    combined = crc32_combine(zlib.crc32(first), zlib.crc32(second), len(second))
+    assert combined == zlib.crc32(data)

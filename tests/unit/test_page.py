@@ -9,13 +9,14 @@ import pytest
 
 from collector.page import (
     DEFAULT_REFRESH_SECONDS,
+    STATE_LABELS,
     _script_json,
     refresh_seconds,
     relative,
     render_status_page,
 )
 from collector.state import Health, OrgState
-from collector.status import status_document
+from collector.status import HEALTH_ORDER, status_document
 from collector.usage import TenantUsage, UsageReport
 
 NOW = 1_790_000_000.0
@@ -122,3 +123,9 @@ def test_page_needs_nothing_from_outside() -> None:
     assert "@import" not in page
     assert "url(" not in page
     assert 'rel="icon" href="data:,"' in page
+
+
+def test_every_health_state_has_a_place_and_a_label() -> None:
+    """A new Health state must be given its sort place and its words on the page."""
+    assert set(HEALTH_ORDER) == set(Health)
+    assert set(STATE_LABELS) == {health.value for health in Health}
