@@ -25,6 +25,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,7 @@ FAULTS = (
     {"kind": "rate-limit", "retry_after_seconds": 3, "style": "seconds"},
     {"kind": "bad-body", "shape": "invalid-json"},
 )
-REJECTED_KEY = "petra_soak_rejected_key_000000000000"
+REJECTED_PREFIX = "petra_soak_rejected_"  # one rejected key per org: shared keys share a budget
 
 
 @dataclass
@@ -110,10 +111,14 @@ async def churn(
     """One disturbance; which one cycles with `step`."""
     kind = step % 3
     if kind == 0:
-        victim = rng.choice(names)
-        key_file = directory / "keys" / victim
-        bad = key_file.read_text() != REJECTED_KEY
-        key_file.write_text(REJECTED_KEY if bad else sim_key(victim))
+        # Every other time a key is rejected; in between, a rejected one is restored.
+        key_dir = directory / "keys"
+        rejected = sorted(
+            p.name for p in key_dir.iterdir() if p.read_text().startswith(REJECTED_PREFIX)
+        )
+        bad = not rejected or step % 2 == 0
+        victim = rng.choice(names) if bad else rejected[0]
+        (key_dir / victim).write_text(REJECTED_PREFIX + victim if bad else sim_key(victim))
         return f"key of {victim} {'rejected' if bad else 'restored'}"
     if kind == 1:
         keep = names if step % 2 else names[: len(names) * 9 // 10]
@@ -151,6 +156,7 @@ async def soak(orgs: int, tenants: int, duration: float, sample_every: float) ->
     names = [org.name for org in bench_orgs(orgs, tenants)]
     listen = _free_port()
     config = write_config(directory, port, names, listen)
+    log_file = (directory / "collector.log").open("wb")
     daemon = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -158,7 +164,7 @@ async def soak(orgs: int, tenants: int, duration: float, sample_every: float) ->
         "run",
         "--config",
         str(config),
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=log_file,
     )
     rng = random.Random(7)  # noqa: S311 - reproducible disturbances, not security
     samples: list[Sample] = []
@@ -201,8 +207,15 @@ async def soak(orgs: int, tenants: int, duration: float, sample_every: float) ->
             if process.returncode is None:
                 process.send_signal(signal.SIGTERM)
                 await process.wait()
+        log_file.close()
     if daemon.returncode != 0:
         raise SystemExit(f"the daemon stopped with exit code {daemon.returncode}")
+    events = Counter(
+        json.loads(line)["event"]
+        for line in (directory / "collector.log").read_text().splitlines()
+        if line.startswith("{")
+    )
+    print("log events:", dict(sorted(events.items())), file=sys.stderr)
     return samples
 
 
