@@ -5,6 +5,10 @@ series of orgs and tenants that are gone. Instead `collect()` walks the
 current snapshots on every scrape (no I/O, nothing but reading), so a
 removed org or a vanished tenant disappears from the next scrape.
 The family table below is the single description of every Petra metric.
+
+`PetraCollector.collect()` is the stock (reference) path; `/metrics` serves the
+same bytes from `CachedExposition` (below), which renders and compresses only
+what changed since the last scrape.
 """
 
 from __future__ import annotations
@@ -317,16 +321,22 @@ def _new_family(
     return GaugeMetricFamily(name, help_text, labels=labels)
 
 
-# -- The fast path: exposition text rendered once per change, joined per scrape -------------
+# -- The fast path: lines rendered once per change, compressed once per change -------------
 #
 # prometheus-client's own exposition builds a Metric and a Sample object per series
 # and formats every line on every scrape: about 5 us a series, seconds for a fleet.
-# `CachedExposition` renders each org's lines once per change of its state
-# (`OrgState.version`, and the freshness flag, which flips with time alone), keeps
-# them per family, and on a scrape joins family headers and cached chunks in the
-# stock order. Lines are made with the stock rules (labels sorted by name, values
-# escaped like `_escape`, numbers by `floatToGoString`), so the body is byte-for-byte
-# the stock one (tests/unit/test_exposition.py proves it against `PetraCollector`).
+# `CachedExposition` renders an org's lines only when its state changed
+# (`OrgState.version`, and the freshness flag, which flips with time alone):
+# - org families (a dozen short lines per org): kept as text per org;
+# - tenant families (nearly all of the body): kept only deflated, in blocks of
+#   BLOCK_ORGS orgs per family; a block is rebuilt when one of its orgs' tenants
+#   changed (the others' lines are taken from the old block, decompressed).
+# A gzip body is the pieces' deflate output concatenated (each ends with a sync
+# flush), with the CRC combined from the pieces'. Lines follow the stock rules
+# (labels sorted by name, values escaped like `_escape`, numbers by
+# `floatToGoString`, HELP/TYPE lines made by the stock encoders themselves), so the
+# body is byte for byte the stock one: tests/unit/test_exposition.py holds it to that
+# against `PetraCollector`, which stays the reference.
 
 
 # The stock number formatting, itself (prometheus-client leaves it unannotated).
@@ -464,8 +474,19 @@ def _render_tenants(org: str, tenants: tuple[TenantUsage, ...], index: int) -> b
 
 # One piece of the body: its text, or a block of tenant lines kept compressed.
 Piece = bytes | _Block
-# Making a body: yields (None) where the caller may pause, returns the body.
-Steps = Generator[None, None, bytes]
+# Making a body: yields (None) where the caller may pause, returns the body's pieces.
+Steps = Generator[None, None, list[Piece]]
+
+
+def piece_bytes(piece: Piece) -> bytes:
+    """A piece as it goes on the wire (a block of tenant lines is decompressed)."""
+    if isinstance(piece, bytes):
+        return piece
+    return zlib.decompressobj(-zlib.MAX_WBITS).decompress(piece.deflated)
+
+
+def piece_size(piece: Piece) -> int:
+    return len(piece) if isinstance(piece, bytes) else piece.size
 
 
 class CachedExposition:
@@ -496,7 +517,9 @@ class CachedExposition:
                 entry.version, entry.fresh = state.version, fresh
                 entry.org = _render_org(state, fresh, entry.org_label)
                 tenants = state.report.tenants if fresh and state.report is not None else None
-                if tenants is None or entry.tenants is None or entry.tenants != tenants:
+                if tenants is not entry.tenants and (
+                    tenants is None or entry.tenants is None or entry.tenants != tenants
+                ):
                     entry.generation += 1
                 entry.tenants = tenants  # equal lines: keep them, drop the old tuple
                 if pause.due():
@@ -547,6 +570,10 @@ class CachedExposition:
             if pause.due():
                 yield None
         self._blocks[index] = new
+        kept = {id(block) for block in new}
+        for block in old:
+            if id(block) not in kept:
+                block.members = ()  # no cycle through the entries: freed at once
 
     def pieces(self, openmetrics: bool, pieces: list[Piece]) -> Iterator[None]:
         """Fill `pieces` with the Petra part of the body, in order; yields to pause."""
@@ -568,15 +595,15 @@ class CachedExposition:
             pieces.extend(self._blocks[index])
 
     def text(self, openmetrics: bool, tail: bytes) -> Steps:
-        """Generator: yields to pause, returns (via StopIteration) the whole body."""
+        """Generator: yields to pause, returns (via StopIteration) the body's pieces,
+        tenant blocks still compressed (see `piece_bytes`)."""
         pieces: list[Piece] = []
         yield from self.pieces(openmetrics, pieces)
-        parts = [piece if isinstance(piece, bytes) else b"".join(piece.texts()) for piece in pieces]
-        parts.append(tail)
-        return b"".join(parts)
+        pieces.append(tail)
+        return pieces
 
     def gzip(self, openmetrics: bool, tail: bytes) -> Steps:
-        """Generator: yields to pause, returns the whole body gzip-compressed (level 1).
+        """Generator: yields to pause, returns the body gzip-compressed (level 1), in pieces.
 
         Each piece is deflated on its own and ended with a sync flush, so the pieces
         concatenate into one valid deflate stream; an unchanged piece reuses its bytes
@@ -606,7 +633,7 @@ class CachedExposition:
         crc = zlib.crc32(tail, crc)
         size += len(tail)
         out.append(struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF))
-        return b"".join(out)
+        return list[Piece](out)
 
 
 class _Pause:
@@ -626,13 +653,13 @@ class _Pause:
 
 
 def run_to_end(steps: Steps) -> bytes:
-    """Drive a `CachedExposition.text`/`gzip` generator without pausing; its result."""
+    """Drive a `CachedExposition.text`/`gzip` generator without pausing; the body."""
     while True:
         try:
             next(steps)
         except StopIteration as done:
-            result: bytes = done.value
-            return result
+            pieces: list[Piece] = done.value
+            return b"".join([piece_bytes(piece) for piece in pieces])
 
 
 def _deflate(text: bytes) -> bytes:
@@ -726,8 +753,16 @@ class PetraRegistry(CollectorRegistry):
         self.petra = collector
         self.own = CollectorRegistry(auto_describe=False)
         self.cached = CachedExposition(collector)
-        self.register(collector)
-        self.register(self.own)  # a registry is a collector too: its metrics follow
+        super().register(collector)
+        super().register(self.own)  # a registry is a collector too: its metrics follow
+
+    def register(self, collector: Collector) -> None:
+        """Anything registered later (own gauges, ProcessCollector) joins `own`, which the
+        fast path renders with the stock encoder after the Petra families."""
+        self.own.register(collector)
+
+    def unregister(self, collector: Collector) -> None:
+        self.own.unregister(collector)
 
     def _own(self, openmetrics: bool) -> bytes:
         """The collector's own metrics: a few gauges (and `# EOF` in OpenMetrics)."""
@@ -735,7 +770,8 @@ class PetraRegistry(CollectorRegistry):
 
     def exposition_steps(self, openmetrics: bool, gzipped: bool) -> Steps:
         """Generator making the body (gzip-compressed or not): yields now and then so
-        an event loop can run in between; returns the body. See `run_to_end`."""
+        an event loop can run in between; returns the body's pieces (`piece_bytes`
+        gives each one's bytes, `run_to_end` the whole body)."""
         tail = self._own(openmetrics)
         if gzipped:
             return self.cached.gzip(openmetrics, tail)

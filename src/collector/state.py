@@ -66,6 +66,11 @@ class OrgState:
     def record_success(self, report: UsageReport, now: float, duration: float) -> AuthEvent:
         was_failing = self.auth_failing
         self.health = Health.OK
+        if self.report is not None and report.tenants == self.report.tenants:
+            # Usually nothing changed: keep the old tuple, so only one copy lives and
+            # readers that cache what they derive from it (the /metrics cache) see
+            # the very same object.
+            report = report._replace(tenants=self.report.tenants)
         self.report = report
         self.last_poll_at = self.last_success_at = now
         self.poll_duration = duration

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import time
 from collections.abc import Callable
@@ -12,15 +13,18 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.openmetrics import exposition as om_exposition
 
 from collector import __version__
-from collector.metrics import GZIP_LEVEL, PetraRegistry
+from collector.metrics import GZIP_LEVEL, PetraRegistry, Piece, piece_bytes, piece_size
 from collector.page import refresh_seconds, render_status_page
 from collector.state import OrgState
 from collector.status import org_detail, status_document
 
-FAST_ESCAPINGS: Final = frozenset({openmetrics.UNDERSCORES, openmetrics.ALLOWUTF8})
+FAST_ESCAPINGS: Final = frozenset({om_exposition.UNDERSCORES, om_exposition.ALLOWUTF8})
+# Between two slices of a long render (metrics.STEP_SECONDS, 20 ms): a quarter of the
+# loop's time is left to polling while a large first scrape renders everything.
+SCRAPE_PAUSE_SECONDS: Final = 0.005
 
 
 class Daemon(Protocol):
@@ -46,6 +50,7 @@ class Daemon(Protocol):
 
 
 DAEMON: Final = web.AppKey("daemon", Daemon)
+EXPOSITION_LOCK: Final = web.AppKey("exposition_lock", asyncio.Lock)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -68,33 +73,61 @@ def _negotiate(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], str, 
     if encoder is generate_latest:
         return encoder, content_type, False
     if isinstance(encoder, partial):
-        escaping = encoder.keywords.get("escaping", openmetrics.UNDERSCORES)
+        escaping = encoder.keywords.get("escaping", om_exposition.UNDERSCORES)
         if escaping in FAST_ESCAPINGS:
             if encoder.func is generate_latest:
                 return encoder, content_type, False
-            if encoder.func is openmetrics.generate_latest:
+            if encoder.func is om_exposition.generate_latest:
                 return encoder, content_type, True
     return encoder, content_type, None
 
 
-async def metrics(request: web.Request) -> web.Response:
-    """`/metrics`: the fast cached body when the registry offers one, else the stock one."""
+async def _fast_pieces(
+    app: web.Application, registry: PetraRegistry, openmetrics: bool, gzipped: bool
+) -> list[Piece]:
+    """The cached exposition, letting the event loop run (polls go on) every few ms.
+
+    One scrape at a time: the cache it updates is not made for two at once. The
+    pieces it returns never change, so they are sent after the lock is let go.
+    """
+    async with app[EXPOSITION_LOCK]:
+        steps = registry.exposition_steps(openmetrics, gzipped)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                pieces: list[Piece] = done.value
+                return pieces
+            # Not sleep(0): a poll needs several loop turns, and this leaves them room.
+            await asyncio.sleep(SCRAPE_PAUSE_SECONDS)
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """`/metrics`: the fast cached body when the registry offers one, else the stock one.
+
+    The fast body is sent piece by piece (a block of tenant lines decompressed only
+    as it is written), so no second copy of a large body is ever held.
+    """
     registry = request.app[DAEMON].registry
     encoder, content_type, openmetrics_format = _negotiate(request.headers.get("Accept", ""))
     headers = {"Content-Type": content_type}
     gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
     if gzipped:
         headers["Content-Encoding"] = "gzip"
-    if openmetrics_format is not None and isinstance(registry, PetraRegistry):
-        if gzipped:
-            body = registry.exposition_gzip(openmetrics_format)
-        else:
-            body = registry.exposition(openmetrics_format)
-    else:
+    if openmetrics_format is None or not isinstance(registry, PetraRegistry):
         body = encoder(registry)
         if gzipped:
             body = gzip.compress(body, compresslevel=GZIP_LEVEL)
-    return web.Response(body=body, headers=headers)
+        return web.Response(body=body, headers=headers)
+    pieces = await _fast_pieces(request.app, registry, openmetrics_format, gzipped)
+    response = web.StreamResponse(headers=headers)
+    response.content_length = sum(piece_size(piece) for piece in pieces)
+    await response.prepare(request)
+    if request.method != "HEAD":  # a HEAD answer has the headers (and length) only
+        for piece in pieces:
+            await response.write(piece_bytes(piece))
+    await response.write_eof()
+    return response
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -146,6 +179,7 @@ async def reload(request: web.Request) -> web.Response:
 def make_web_app(daemon: Daemon) -> web.Application:
     app = web.Application()
     app[DAEMON] = daemon
+    app[EXPOSITION_LOCK] = asyncio.Lock()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

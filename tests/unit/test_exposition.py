@@ -160,6 +160,7 @@ class _FakeDaemon:
     [
         ("", False),
         ("text/plain;version=0.0.4;q=0.9,*/*;q=0.1", False),
+        ("text/plain;version=1.0.0;escaping=allow-utf-8", False),
         ("application/openmetrics-text;version=1.0.0;q=0.9,text/plain;q=0.5", True),
         ("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8", True),
     ],
@@ -179,6 +180,18 @@ async def test_metrics_endpoint_serves_the_negotiated_body(accept: str, openmetr
                 )
                 kind = "application/openmetrics-text" if openmetrics else "text/plain"
                 assert response.headers["Content-Type"].startswith(kind)
+
+
+async def test_head_metrics_sends_headers_only() -> None:
+    """HEAD /metrics answers the length of the body it would send, and no body."""
+    registry = make_registry(nasty_states())
+    server = TestServer(make_web_app(_FakeDaemon(registry)))
+    async with TestClient(server) as client:
+        for _ in range(2):  # the connection stays usable after a HEAD
+            async with client.head("/metrics", headers={"Accept-Encoding": "gzip"}) as response:
+                assert response.status == 200
+                assert int(response.headers["Content-Length"]) > 0
+                assert await response.read() == b""
 
 
 async def test_an_escaping_the_fast_path_does_not_make_gets_the_stock_encoder() -> None:
@@ -202,3 +215,22 @@ def test_crc32_combine_matches_zlib(split: int) -> None:
     first, second = data[:split], data[split:]
     combined = crc32_combine(zlib.crc32(first), zlib.crc32(second), len(second))
     assert combined == zlib.crc32(data)
+
+
+def test_a_report_with_the_same_tenants_keeps_the_old_tuple() -> None:
+    """Equal tenants in a new report: one tuple lives on, and /metrics still follows values."""
+    state = OrgState("acme", "fp", "file", 60)
+    state.record_success(_report("Acme", PLAIN, NASTY), NOW - 60, 0.1)
+    first = state.report
+    assert first is not None
+    registry = make_registry([state])
+    registry.exposition_gzip(False)
+    state.record_success(_report("Acme", PLAIN, NASTY), NOW, 0.2)  # equal, not the same
+    assert state.report is not None
+    assert state.report.tenants is first.tenants
+    assert registry.exposition(False) == generate_latest(registry)
+    state.record_success(_report("Acme", PLAIN._replace(licensed_users=7.0), NASTY), NOW, 0.3)
+    assert state.report.tenants is not first.tenants
+    body = gzip.decompress(registry.exposition_gzip(False))
+    assert body == generate_latest(registry)
+    assert b'petra_tenant_licensed_users{org="acme",tenant_id="ZZk90t"} 7.0' in body

@@ -1,0 +1,1 @@
+"""Benchmarks of petra-collector: `python -m bench.run --help`."""

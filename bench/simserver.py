@@ -1,0 +1,97 @@
+"""The simulator in its own process, with request-rate statistics for the benchmark.
+
+`python -m bench.simserver --orgs N --tenants T` prints the bound port on stdout,
+then serves `collector.simulator.Simulator` on 127.0.0.1 plus `GET /_bench/stats`:
+per-second request counts (CLOCK_MONOTONIC, which every process on the machine
+shares) and each org's first request time. Stops on SIGTERM/SIGINT, or by itself
+after `--max-seconds`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections import Counter
+
+import orjson
+from aiohttp import web
+
+from collector.simulator import Simulator, bench_orgs
+
+
+def pin_to_cpu(cpu: int) -> None:
+    """Run this process on one CPU only, where the platform allows it."""
+    if hasattr(os, "sched_setaffinity") and cpu in os.sched_getaffinity(0):
+        os.sched_setaffinity(0, {cpu})
+
+
+def stats(sim: Simulator, names: list[str], detail: bool, since: float) -> dict[str, object]:
+    """Requests in all and per org; with `detail`, per whole second and first times too,
+    counting only requests at or after `since` (CLOCK_MONOTONIC)."""
+    counts = [sim.request_count(name) for name in names]
+    result: dict[str, object] = {"requests": sum(counts), "counts": counts}
+    if detail:
+        per_second: Counter[int] = Counter()
+        first: list[float] = []
+        for name in names:
+            times = [t for t in sim.request_times(name) if t >= since]
+            if times:
+                first.append(times[0])
+            per_second.update(int(t) for t in times)
+        result["first_times"] = first
+        result["per_second"] = sorted(per_second.items())
+    return result
+
+
+async def serve(orgs: int, tenants: int, max_seconds: float) -> None:
+    simulated = bench_orgs(orgs, tenants)
+    names = [org.name for org in simulated]
+    sim = Simulator(simulated)
+
+    async def bench_stats(request: web.Request) -> web.Response:
+        detail = request.query.get("detail") == "1"
+        since = float(request.query.get("since", "0"))
+        body = orjson.dumps(stats(sim, names, detail, since))
+        return web.Response(body=body, content_type="application/json")
+
+    app = sim.make_app()
+    app.router.add_get("/_bench/stats", bench_stats)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = int(runner.addresses[0][1])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(port, flush=True)
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=max_seconds)
+    except TimeoutError:
+        print("simserver: --max-seconds reached, stopping", file=sys.stderr)
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orgs", type=int, required=True)
+    parser.add_argument("--tenants", type=int, default=10)
+    parser.add_argument("--cpu", type=int, default=1, help="CPU to pin to (-1: do not pin)")
+    parser.add_argument("--max-seconds", type=float, default=3600.0)
+    args = parser.parse_args()
+    if args.cpu >= 0:
+        pin_to_cpu(args.cpu)
+    try:
+        import uvloop  # noqa: PLC0415 - optional: a faster server leaves the bench less noisy
+    except ImportError:
+        asyncio.run(serve(args.orgs, args.tenants, args.max_seconds))
+    else:
+        uvloop.run(serve(args.orgs, args.tenants, args.max_seconds))
+
+
+if __name__ == "__main__":
+    main()
