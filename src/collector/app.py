@@ -149,6 +149,8 @@ class Daemon:
 
     async def run(self) -> None:
         settings = self._settings
+        # First of all, so a SIGHUP or SIGTERM during start-up is handled, not fatal.
+        self._install_signal_handlers()
         self._session = new_session(settings)
         try:
             scheduler = Scheduler(
@@ -160,7 +162,6 @@ class Daemon:
             self._scheduler = scheduler
             self._adopt(settings)
             await self._start_web(settings.server.listen)
-            self._install_signal_handlers()
             async with asyncio.TaskGroup() as group:
                 polling = group.create_task(scheduler.run(), name="scheduler")
                 await _wait_running(scheduler, polling)
@@ -267,6 +268,8 @@ class Daemon:
         async with self._reload_lock:
             if self._config_path is None:
                 return ["this instance was not started from a config file; nothing to reload"]
+            if self._scheduler is None:
+                return ["still starting; reload again once it serves"]
             self._notifier.reloading()
             try:
                 loaded = await asyncio.to_thread(load_config, self._config_path)

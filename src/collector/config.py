@@ -104,6 +104,8 @@ def read_key_file(path: Path) -> str:
         raise KeyLoadError(f"key file {path} is a directory") from None
     except OSError as error:
         raise KeyLoadError(f"key file {path} cannot be read: {error.strerror}") from None
+    except ValueError:  # a NUL byte in the path
+        raise KeyLoadError("the key file path contains a NUL byte") from None
     if len(raw) > MAX_KEY_FILE_BYTES:
         raise KeyLoadError(f"key file {path} is larger than {MAX_KEY_FILE_BYTES} bytes")
     try:
@@ -544,6 +546,14 @@ def _parse_orgs(
         first_seen[org.name] = index
         orgs.append(org)
     _check_key_budgets(problems, orgs, polling, first_seen)
+    for org in orgs:
+        if org.interval_seconds * 2 > polling.max_staleness_seconds:
+            problems.warn(
+                f"orgs[{first_seen[org.name]}].interval_seconds",
+                f"{org.interval_seconds:g} s is more than half of "
+                f"polling.max_staleness_seconds ({polling.max_staleness_seconds:g} s): one late "
+                "poll drops the org's usage series; raise max_staleness_seconds",
+            )
     return orgs
 
 
@@ -590,8 +600,14 @@ def _convert_name(problems: _Problems) -> Callable[[str, object], str | None]:
             problems.error(path, f"must be a string, not {_type_name(value)}")
             return None
         text = str(value)
+        if looks_like_key(text):
+            # The name is a label on every series and log line: a key must not become one.
+            problems.error(path, "looks like an API key, not a name; name the org instead")
+            return None
         if not ORG_NAME.fullmatch(text):
-            problems.error(path, f"{text!r} may only contain letters, digits, '_', '.' and '-'")
+            problems.error(
+                path, f"{_shown(text)!r} may only contain letters, digits, '_', '.' and '-'"
+            )
             return None
         return text
 
@@ -626,7 +642,12 @@ def _key_source(
         return None
     if kind == "api_key_env":
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            problems.error(path, f"{value!r} is not an environment variable name")
+            # Not echoed: a wrongly pasted key is exactly what lands here.
+            problems.error(
+                path,
+                "is not an environment variable name (letters, digits and _, "
+                "not starting with a digit)",
+            )
             return None
         return KeySource("env", value)
     try:

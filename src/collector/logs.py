@@ -59,13 +59,24 @@ class KeyRedactor:
             text = text.replace(secret, REDACTED)
         return text
 
+    def scrub_value(self, value: object) -> object:
+        """Strings scrubbed, containers walked, anything else turned into scrubbed text
+        (an exception or object would otherwise become text after this filter)."""
+        if isinstance(value, str):
+            return self.scrub(value)
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, dict):
+            return {k: self.scrub_value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.scrub_value(v) for v in value]
+        return self.scrub(str(value))
+
     def __call__(self, _logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
         if self._by_prefix or self._short:
             for field, value in event.items():
-                if isinstance(value, str):
-                    event[field] = self.scrub(value)
-                elif isinstance(value, list | tuple):
-                    event[field] = [self.scrub(v) if isinstance(v, str) else v for v in value]
+                if field != "exc_info":
+                    event[field] = self.scrub_value(value)
         return event
 
 
@@ -98,7 +109,8 @@ def configure_logging(
     renderer: Processor
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
-        tail: list[Processor] = [REDACTOR, renderer]
+        # Tracebacks become text before the redactor reads every field.
+        tail: list[Processor] = [structlog.processors.format_exc_info, REDACTOR, renderer]
     else:
         renderer = structlog.processors.JSONRenderer(serializer=_json)
         tail = [structlog.processors.format_exc_info, REDACTOR, _order_fields, renderer]

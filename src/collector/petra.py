@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import email.utils
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC
@@ -42,6 +43,7 @@ MAX_RETRY_AFTER_SECONDS: Final = 3600.0
 ERROR_BODY_BYTES: Final = 16 * 1024
 MESSAGE_CHARS: Final = 200
 REDACTED: Final = "[redacted]"
+_KEY_LIKE: Final = re.compile(r"petra_[A-Za-z0-9_]{4,}\S*")
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
@@ -80,9 +82,15 @@ def _retry_after_seconds(value: str, now: float) -> float | None:
 
 
 def scrub(text: str, key: ApiKey) -> str:
-    """Remove the key from text the API sent back, and keep it short."""
-    cleaned = text.replace(key.reveal(), REDACTED)
-    cleaned = " ".join(cleaned.split())
+    """Remove the key, and anything shaped like a Petra key or a piece of this one,
+    from text the API sent back, and keep it short."""
+    secret = key.reveal()
+    cleaned = text.replace(secret, REDACTED)
+    cleaned = _KEY_LIKE.sub(REDACTED, cleaned)
+    cleaned = " ".join(
+        REDACTED if len(word) >= 8 and word.strip(".,;:()[]'\"") in secret else word
+        for word in cleaned.split()
+    )
     return cleaned[:MESSAGE_CHARS]
 
 
@@ -173,13 +181,15 @@ class PetraClient:
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
         length = response.content_length
-        if length is not None:
-            if length > self._max_bytes:
-                raise BadResponse(
-                    f"answer of {length} bytes is over the {self._max_bytes} byte cap",
-                    status=response.status,
-                )
+        if length is not None and length > self._max_bytes:
+            raise BadResponse(
+                f"answer of {length} bytes is over the {self._max_bytes} byte cap",
+                status=response.status,
+            )
+        if length is not None and "Content-Encoding" not in response.headers:
             return await response.read()
+        # Chunked or compressed: Content-Length says nothing about what it unpacks
+        # to, so count what is actually read (iter_chunked yields decompressed data).
         chunks: list[bytes] = []
         total = 0
         async for chunk in response.content.iter_chunked(65536):

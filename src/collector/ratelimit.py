@@ -51,6 +51,13 @@ class KeyBudget:
     def __post_init__(self) -> None:
         self._pacer = Pacer(self.requests_per_minute / 60.0)
 
+    def set_rate(self, requests_per_minute: float) -> None:
+        """A new budget from a reload, keeping the 429 wait and the last send time."""
+        arrival = self._pacer._theoretical_arrival  # noqa: SLF001 - same module's pacer
+        self.requests_per_minute = requests_per_minute
+        self._pacer = Pacer(requests_per_minute / 60.0)
+        self._pacer._theoretical_arrival = arrival  # noqa: SLF001 - same module's pacer
+
     def reserve(self, now: float) -> float:
         """Claim the key's next send time, which honours any 429 wait."""
         return self._pacer.reserve(max(now, self.blocked_until))

@@ -76,9 +76,16 @@ def next_delay(
     if isinstance(error, KeyRejected):
         return auth_failure_interval
     if isinstance(error, RateLimited):
-        if error.retry_after is not None:
-            return error.retry_after
-        return RATE_LIMIT_DEFAULT_WAIT_SECONDS * (1.0 + 0.1 * rng())
+        wait = error.retry_after
+        if wait is None:
+            wait = RATE_LIMIT_DEFAULT_WAIT_SECONDS * (1.0 + 0.1 * rng())
+        if failures <= 1:
+            return wait
+        # 429 after 429: someone else is using this key's budget too. Back off from
+        # a minute, doubling, up to the interval (at least a minute), never below
+        # the API's own wait.
+        cap = max(interval, RATE_LIMIT_DEFAULT_WAIT_SECONDS)
+        return max(wait, backoff_delay(failures, cap, rng, base=RATE_LIMIT_DEFAULT_WAIT_SECONDS))
     return backoff_delay(failures, interval, rng)
 
 
@@ -171,7 +178,9 @@ class Scheduler:
                 # In-flight requests release the old semaphore; new ones use this one.
                 self._slots = asyncio.Semaphore(polling.concurrency)
             if polling.requests_per_minute_per_key != self._polling.requests_per_minute_per_key:
-                self._gates.clear()
+                for gate in self._gates.values():
+                    # In place: locks held by requests on the wire and 429 waits stay.
+                    gate.budget.set_rate(polling.requests_per_minute_per_key)
             self._polling = polling
         wanted = {org.name: org for org in orgs}
         for name in [name for name in self._runners if name not in wanted]:
@@ -366,8 +375,10 @@ class Scheduler:
         gate = self._gate(key)
         async with gate.lock:
             await self._wait_until(gate.budget.reserve(self._clock.monotonic()))
-            await self._wait_until(self._pacer.reserve(self._clock.monotonic()))
+            # Connection slot first, then the send slot: when a hung API frees many
+            # connections at once, the queued requests still leave evenly spaced.
             async with self._slots:
+                await self._wait_until(self._pacer.reserve(self._clock.monotonic()))
                 if self._stopping.is_set():
                     return 0.0
                 started = self._clock.monotonic()
@@ -380,6 +391,10 @@ class Scheduler:
                 finally:
                     runner.in_flight = False
                 duration = self._clock.monotonic() - started
+            if isinstance(error, KeyRejected) and key != runner.keys.key:
+                # The key was replaced while this request was on the wire: the 401
+                # is about the old key. Say nothing of it and try the new one now.
+                return 0.0
             delay = self._record(runner, report, error, duration)
             if isinstance(error, RateLimited):
                 gate.budget.block(self._clock.monotonic() + delay)

@@ -283,7 +283,10 @@ BAD_FILES = [
     pytest.param(
         Bad(
             "orgs:\n  - {name: acme, api_key_env: 'petra-key'}\n",
-            ("orgs[0].api_key_env: 'petra-key' is not an environment variable name",),
+            (
+                "orgs[0].api_key_env: is not an environment variable name "
+                "(letters, digits and _, not starting with a digit)",
+            ),
         ),
         id="env-var-bad-name",
     ),

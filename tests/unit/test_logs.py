@@ -49,3 +49,27 @@ def test_json_lines_start_with_timestamp_level_event() -> None:
     assert line["timestamp"].endswith("Z")
     assert line["level"] == "warning"
     assert line["org"] == "acme"
+
+
+def test_no_key_survives_in_tracebacks_nested_values_or_objects_in_either_format() -> None:
+    """Console and JSON lines scrub keys from tracebacks, dicts and objects turned to text."""
+    from collector.logs import REDACTOR  # noqa: PLC0415 - the process-wide filter under test
+
+    key = "petra_consoleleak0123456789abcdef"
+    REDACTOR.set_secrets([key])
+    try:
+        for fmt in ("console", "json"):
+            stream = io.StringIO()
+            configure_logging(fmt, "info", stream=stream)
+            log = structlog.get_logger()
+            try:
+                raise ValueError(f"boom with {key}")  # noqa: TRY301 - a real traceback to log
+            except ValueError:
+                log.exception("poll_crashed", detail={"header": f"Bearer {key}"})
+            log.error("odd", value=ValueError(key))
+            text = stream.getvalue()
+            assert "boom with" in text
+            assert key not in text, fmt
+            assert key[6:14] not in text, fmt
+    finally:
+        REDACTOR.set_secrets([])

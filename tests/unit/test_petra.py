@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gzip
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -287,6 +288,13 @@ async def stream_without_length(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def gzip_bomb(_request: web.Request) -> web.StreamResponse:
+    """A small gzip body with an honest Content-Length that unpacks far past the cap."""
+    body = gzip.compress(b"{" + b" " * (CAP * 50) + b"}")
+    assert len(body) < CAP
+    return web.Response(status=200, body=body, headers={"Content-Encoding": "gzip"})
+
+
 async def hang(_request: web.Request) -> web.StreamResponse:
     """Never answer (the server cancels this when the client gives up or it shuts down)."""
     await asyncio.sleep(3600)
@@ -475,6 +483,11 @@ STATUS_CASES = [
         stream_without_length,
         Expected(BadResponse, "200", f"answer is over the {CAP} byte cap"),
         id="200-over-cap-chunked",
+    ),
+    pytest.param(
+        gzip_bomb,
+        Expected(BadResponse, "200", f"answer is over the {CAP} byte cap"),
+        id="200-over-cap-once-decompressed",
     ),
     pytest.param(
         drop_connection,
