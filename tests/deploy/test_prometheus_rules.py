@@ -25,6 +25,7 @@ RUNBOOK_BASE = "https://github.com/petra-collector/petra-collector/blob/main/doc
 EXPECTED_ALERTS = {
     "PetraApiKeyInvalid",
     "PetraUsageStale",
+    "PetraOrgNeverPolled",
     "PetraCollectorDown",
     "PetraRateLimited",
     "PetraCollectorConfigReloadFailed",
