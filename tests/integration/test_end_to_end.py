@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from pathlib import Path
 
-from collector.simulator import RateLimitFault, SimulatedOrg, StatusFault, sim_key
+from collector.scheduler import initial_offset
+from collector.simulator import LatencyFault, RateLimitFault, SimulatedOrg, StatusFault, sim_key
 from collector.usage import parse_usage
 from tests.integration.harness import Running, running_daemon, value
 from tests.secrets_check import assert_no_key_material
@@ -194,3 +196,27 @@ async def test_endpoints_answer(tmp_path: Path) -> None:
         assert body.rstrip().endswith("# EOF")
         assert 'petra_up{org="acme"} 1.0' in body
         assert_no_key_material([REVOKED_KEY, ACME.key], run.log_stream.getvalue(), *run.pages)
+
+
+async def test_orgs_sharing_a_key_never_have_two_requests_in_flight(tmp_path: Path) -> None:
+    """Two orgs configured with one key take turns: each request starts after the last ended."""
+    slow = SimulatedOrg("shared", sim_key("shared"), tenant_count=1)
+    # "twin-2" is due 0.02 s after "shared" in every 2 s round: without the per-key
+    # lock their 0.4 s requests would overlap every time.
+    assert abs(initial_offset("twin-2", 2) - initial_offset("shared", 2)) < 0.03
+    async with running_daemon(
+        tmp_path, [slow], extra_keys={"twin-2": slow.key}, polling={"interval_seconds": 2}
+    ) as run:
+        run.simulator.set_fault("shared", LatencyFault(0.4))
+        await run.wait_for(
+            lambda: _count_at_least(run, "shared", 6), within=15, what="six requests"
+        )
+        times = run.simulator.request_times("shared")[-5:]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+        assert min(gaps) >= 0.39, gaps  # the 0.4 s answer always finished first
+        samples = await run.metrics()
+        assert value(samples, "petra_up", org="twin-2") == 1
+
+
+async def _count_at_least(run: Running, name: str, count: int) -> bool:
+    return run.simulator.request_count(name) >= count
