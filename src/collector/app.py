@@ -26,7 +26,7 @@ from collector.config import (
     load_config,
 )
 from collector.logs import REDACTOR, configure_logging, get_logger
-from collector.metrics import CollectorMetrics, PetraCollector, build_registry
+from collector.metrics import PetraCollector, build_registry
 from collector.petra import PetraClient
 from collector.scheduler import Scheduler
 from collector.sdnotify import SystemdNotifier
@@ -113,14 +113,6 @@ class Daemon:
     @property
     def registry(self) -> CollectorRegistry:
         return self._registry
-
-    @property
-    def collector_metrics(self) -> CollectorMetrics:
-        return self._metrics
-
-    @property
-    def settings(self) -> Settings:
-        return self._settings
 
     @property
     def ready(self) -> bool:

@@ -32,7 +32,6 @@ TROUBLESHOOTING_URL: Final = (
 STATE_LABELS: Final = {
     "ok": "OK",
     "auth_failed": "KEY REJECTED",
-    "key_unavailable": "KEY UNREADABLE",
     "forbidden": "FORBIDDEN",
     "error": "ERROR",
     "rate_limited": "RATE LIMITED",
@@ -83,8 +82,8 @@ td small{display:block;color:var(--muted);overflow-wrap:anywhere}
 .state{font-weight:600;white-space:nowrap}
 .state::before{content:"\\25CF\\00A0"}
 .s-ok{color:var(--ok)}.s-ok::before{content:"\\2714\\00A0"}
-.s-auth_failed,.s-key_unavailable,.s-forbidden,.s-error{color:var(--bad)}
-.s-auth_failed::before,.s-key_unavailable::before,.s-forbidden::before,
+.s-auth_failed,.s-forbidden,.s-error{color:var(--bad)}
+.s-auth_failed::before,.s-forbidden::before,
 .s-error::before{content:"\\2716\\00A0"}
 .s-rate_limited{color:var(--warn)}.s-rate_limited::before{content:"\\29D7\\00A0"}
 .s-pending{color:var(--muted)}

@@ -24,7 +24,6 @@ class Health(enum.StrEnum):
     RATE_LIMITED = "rate_limited"
     FORBIDDEN = "forbidden"  # 403
     ERROR = "error"  # transient or unusable answer
-    KEY_UNAVAILABLE = "key_unavailable"  # the key source could not be read
 
 
 class AuthEvent(enum.Enum):

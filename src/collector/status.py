@@ -10,7 +10,6 @@ from collector.state import Health, OrgState
 # Failing orgs first: what an operator opened the page for.
 HEALTH_ORDER: Final = {
     Health.AUTH_FAILED: 0,
-    Health.KEY_UNAVAILABLE: 1,
     Health.FORBIDDEN: 2,
     Health.ERROR: 3,
     Health.RATE_LIMITED: 4,

@@ -94,3 +94,45 @@ async def test_slow_and_flooding_web_clients_do_not_stall_polling(tmp_path: Path
 
 async def _polled_since(sim: Simulator, before: int, more: int) -> bool:
     return sim.request_count("acme") >= before + more
+
+
+async def test_a_request_that_ends_within_the_grace_period_is_recorded(tmp_path: Path) -> None:
+    """SIGTERM does not cut off a request that finishes inside the grace period."""
+    hanging = SimulatedOrg("slowpoke", sim_key("slowpoke"))
+    sim = Simulator([hanging])
+    sim.set_fault("slowpoke", HangFault())
+    runner, port = await start_simulator(sim, "127.0.0.1", 0)
+    config = write_config(
+        tmp_path,
+        f"http://127.0.0.1:{port}",
+        {"slowpoke": hanging.key},
+        polling={"shutdown_grace_seconds": 4},
+        api={"timeout_seconds": 1.5},
+    )
+    process = await asyncio.create_subprocess_exec(
+        *COMMAND,
+        "run",
+        "--config",
+        str(config),
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while sim.request_count("slowpoke") < 1:
+            assert time.monotonic() < deadline, "slowpoke was never polled"
+            await asyncio.sleep(0.05)
+        process.send_signal(signal.SIGTERM)  # the request has ~1.5 s left of its timeout
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=10)
+        assert process.returncode == 0, stderr.decode()
+        events = [json.loads(line) for line in stdout.decode().splitlines()]
+        names = [e["event"] for e in events]
+        # The timed-out poll is recorded after the stop began and before the daemon ended.
+        assert names.index("stopping") < names.index("poll_failed") < names.index("stopped")
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await runner.cleanup()

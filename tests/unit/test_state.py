@@ -149,9 +149,7 @@ def test_rate_limited_is_counted_with_its_wait() -> None:
     assert (state.rate_limited_total, state.rate_limited_until) == (1, None)
 
 
-@pytest.mark.parametrize(
-    "health", [Health.ERROR, Health.FORBIDDEN, Health.KEY_UNAVAILABLE], ids=str
-)
+@pytest.mark.parametrize("health", [Health.ERROR, Health.FORBIDDEN], ids=str)
 def test_errors_keep_the_last_good_report(health: Health) -> None:
     """A failed poll changes health and error fields but keeps the last good report."""
     state = new_state()
@@ -168,10 +166,10 @@ def test_errors_keep_the_last_good_report(health: Health) -> None:
 
 
 def test_error_without_duration_keeps_the_previous_one() -> None:
-    """An error with no request duration (e.g. an unreadable key) leaves poll_duration alone."""
+    """An error with no request duration (an internal error before sending) keeps the last."""
     state = new_state()
     state.record_success(report(), T0, 0.3)
-    state.record_error(Health.KEY_UNAVAILABLE, "key file missing", T0 + 1, None)
+    state.record_error(Health.ERROR, "internal error: ValueError", T0 + 1, None)
     assert state.poll_duration == 0.3
 
 
