@@ -31,16 +31,27 @@ class ProbeResult:
     organization_name: str | None = None
 
 
-def describe_config(settings: Settings) -> list[dict[str, object]]:
+@dataclass(frozen=True, slots=True)
+class OrgSummary:
+    """What `check` says of one org: never the key, only where it comes from."""
+
+    org: str
+    key_source: str
+    key_fingerprint: str
+    interval_seconds: float
+    in_this_shard: bool
+
+
+def describe_config(settings: Settings) -> list[OrgSummary]:
     owned = {org.name for org in iter_orgs_in_shard(settings.orgs, settings.shard)}
     return [
-        {
-            "org": org.name,
-            "key_source": org.key_source.describe(),
-            "key_fingerprint": org.key_fingerprint,
-            "interval_seconds": org.interval_seconds,
-            "in_this_shard": org.name in owned,
-        }
+        OrgSummary(
+            org=org.name,
+            key_source=org.key_source.describe(),
+            key_fingerprint=org.key_fingerprint,
+            interval_seconds=org.interval_seconds,
+            in_this_shard=org.name in owned,
+        )
         for org in settings.orgs
     ]
 
@@ -126,7 +137,7 @@ def probe_detail(result: ProbeResult) -> str:
 def render_check(
     source: str,
     shard: str | None,
-    orgs: Sequence[dict[str, object]],
+    orgs: Sequence[OrgSummary],
     results: Sequence[ProbeResult],
     *,
     style: Style,
@@ -138,7 +149,7 @@ def render_check(
     return _table(source, shard, orgs, results, colour=colour)
 
 
-def _tsv(orgs: Sequence[dict[str, object]], results: Sequence[ProbeResult]) -> str:
+def _tsv(orgs: Sequence[OrgSummary], results: Sequence[ProbeResult]) -> str:
     """One line per org, tab-separated, under a header line; values as scripts want them."""
     probed = {r.org: r for r in results}
     header = ["org", "key_source", "key_fingerprint", "interval_seconds", "in_this_shard"]
@@ -146,16 +157,15 @@ def _tsv(orgs: Sequence[dict[str, object]], results: Sequence[ProbeResult]) -> s
         header += ["outcome", "answer", "seconds", "detail"]
     lines = [header]
     for org in orgs:
-        interval = org["interval_seconds"]
         row = [
-            str(org["org"]),
-            str(org["key_source"]),
-            str(org["key_fingerprint"]),
-            f"{interval:g}" if isinstance(interval, int | float) else str(interval),
-            "yes" if org["in_this_shard"] else "no",
+            org.org,
+            org.key_source,
+            org.key_fingerprint,
+            f"{org.interval_seconds:g}",
+            "yes" if org.in_this_shard else "no",
         ]
         if results:
-            result = probed.get(str(org["org"]))
+            result = probed.get(org.org)
             if result is None:
                 row += ["-", "not probed: another shard polls it", "", ""]
             else:
@@ -173,7 +183,7 @@ def _tsv(orgs: Sequence[dict[str, object]], results: Sequence[ProbeResult]) -> s
 def _table(
     source: str,
     shard: str | None,
-    orgs: Sequence[dict[str, object]],
+    orgs: Sequence[OrgSummary],
     results: Sequence[ProbeResult],
     *,
     colour: bool,
@@ -187,16 +197,10 @@ def _table(
         heading += ["PROBE", "TIME", "DETAIL"]
     rows: list[tuple[list[str], str | None]] = []
     for org in orgs:
-        interval = org["interval_seconds"]
-        row = [
-            str(org["org"]),
-            str(org["key_source"]),
-            str(org["key_fingerprint"]),
-            f"{interval:g} s" if isinstance(interval, int | float) else str(interval),
-        ]
+        row = [org.org, org.key_source, org.key_fingerprint, f"{org.interval_seconds:g} s"]
         if shard:
-            row.append("this" if org["in_this_shard"] else "other")
-        result = probed.get(str(org["org"]))
+            row.append("this" if org.in_this_shard else "other")
+        result = probed.get(org.org)
         if results:
             if result is None:
                 row += ["-", "", "another shard polls it"]
@@ -215,7 +219,7 @@ def _table(
             padded[probe_at] = f"\x1b[{code}m{padded[probe_at]}\x1b[0m"
         return "  ".join(padded).rstrip()
 
-    here = sum(1 for org in orgs if org["in_this_shard"])
+    here = sum(1 for org in orgs if org.in_this_shard)
     scope = f"shard {shard}: {here} polled here" if shard else "all polled by this instance"
     lines = [f"{source}: valid, {len(orgs)} org(s) ({scope})", "", line(heading, None)]
     lines += [line(row, outcome) for row, outcome in rows]

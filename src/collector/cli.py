@@ -362,13 +362,13 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     orgs = describe_config(settings)
     shard = None if settings.shard is None else str(settings.shard)
     if args.probe and args.output != "json" and _is_terminal(err):
-        print(f"probing {sum(1 for o in orgs if o['in_this_shard'])} org(s)...", file=err)
+        print(f"probing {sum(1 for o in orgs if o.in_this_shard)} org(s)...", file=err)
     results = asyncio.run(probe(settings)) if args.probe else []
     if args.output == "json":
         document = {
             "config": settings.source,
             "shard": shard,
-            "orgs": orgs,
+            "orgs": [asdict(o) for o in orgs],
             "probes": [asdict(r) for r in results],
         }
         out.write(orgjson_text(document))

@@ -10,38 +10,24 @@ from typing import Final
 
 import pytest
 
-from collector.check import ProbeResult, probe_answer, render_check
+from collector.check import OrgSummary, ProbeResult, probe_answer, render_check
 from collector.cli import EXIT_OK, EXIT_USAGE, _check, build_parser, main
 
-ORGS: Final[list[dict[str, object]]] = [
-    {
-        "org": "acme",
-        "key_source": "file /run/secrets/petra/acme",
-        "key_fingerprint": "sha256:0123456789ab",
-        "interval_seconds": 300.0,
-        "in_this_shard": True,
-    },
-    {
-        "org": "umbrella-corporation",
-        "key_source": "env $PETRA_KEY_UMBRELLA",
-        "key_fingerprint": "sha256:ba9876543210",
-        "interval_seconds": 120.0,
-        "in_this_shard": True,
-    },
-    {
-        "org": "initech",
-        "key_source": "inline in the config file",
-        "key_fingerprint": "sha256:aaaaaaaaaaaa",
-        "interval_seconds": 60.5,
-        "in_this_shard": True,
-    },
-    {
-        "org": "globex",
-        "key_source": "file keys/globex",
-        "key_fingerprint": "sha256:cccccccccccc",
-        "interval_seconds": 300.0,
-        "in_this_shard": False,
-    },
+ORGS: Final = [
+    OrgSummary(
+        "acme", "file /run/secrets/petra/acme", "sha256:0123456789ab", 300.0, in_this_shard=True
+    ),
+    OrgSummary(
+        "umbrella-corporation",
+        "env $PETRA_KEY_UMBRELLA",
+        "sha256:ba9876543210",
+        120.0,
+        in_this_shard=True,
+    ),
+    OrgSummary(
+        "initech", "inline in the config file", "sha256:aaaaaaaaaaaa", 60.5, in_this_shard=True
+    ),
+    OrgSummary("globex", "file keys/globex", "sha256:cccccccccccc", 300.0, in_this_shard=False),
 ]
 RESULTS: Final = [
     ProbeResult("acme", True, "ok", "Acme MSP: 4 tenants", 0.213, 4, None, "Acme MSP"),
