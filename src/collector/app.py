@@ -129,7 +129,7 @@ class Daemon:
         return None if self._settings.shard is None else str(self._settings.shard)
 
     def org_states(self) -> list[OrgState]:
-        return [] if self._scheduler is None else list(self._scheduler.states())
+        return [] if self._scheduler is None else self._scheduler.states()
 
     def owned_orgs(self, settings: Settings) -> tuple[OrgConfig, ...]:
         return tuple(iter_orgs_in_shard(settings.orgs, settings.shard))

@@ -160,7 +160,8 @@ class Scheduler:
     def running(self) -> bool:
         return self._running.is_set() and not self._stopping.is_set()
 
-    def states(self) -> Iterable[OrgState]:
+    def states(self) -> list[OrgState]:
+        """A new list each call: readers may keep it while orgs come and go."""
         return [runner.state for runner in self._runners.values()]
 
     def state(self, name: str) -> OrgState | None:

@@ -31,6 +31,20 @@ def free_port() -> int:
         return port
 
 
+async def spawn_daemon(config: Path, port: int) -> asyncio.subprocess.Process:
+    """`petra-collector run` as a child process on 127.0.0.1:port, output piped."""
+    return await asyncio.create_subprocess_exec(
+        *COMMAND,
+        "run",
+        "--config",
+        str(config),
+        "--listen",
+        f"127.0.0.1:{port}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 def run_command(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
         [*COMMAND, *args], capture_output=True, text=True, timeout=timeout, check=False
@@ -108,16 +122,7 @@ async def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     runner, port = await start_simulator(Simulator([ACME]), "127.0.0.1", 0)
     listen = free_port()
     config = write_config(tmp_path, f"http://127.0.0.1:{port}", {"acme": ACME.key})
-    process = await asyncio.create_subprocess_exec(
-        *COMMAND,
-        "run",
-        "--config",
-        str(config),
-        "--listen",
-        f"127.0.0.1:{listen}",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await spawn_daemon(config, listen)
     try:
         async with aiohttp.ClientSession() as http:
             deadline = time.monotonic() + 15

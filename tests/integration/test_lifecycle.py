@@ -12,7 +12,7 @@ import aiohttp
 
 from collector.simulator import HangFault, SimulatedOrg, Simulator, sim_key, start_simulator
 from tests.integration.harness import running_daemon, write_config
-from tests.integration.test_cli import COMMAND, free_port
+from tests.integration.test_cli import free_port, spawn_daemon
 
 ACME = SimulatedOrg("acme", sim_key("acme"), tenant_count=2)
 
@@ -31,16 +31,7 @@ async def test_sigterm_mid_round_stops_within_the_grace_period(tmp_path: Path) -
         polling={"shutdown_grace_seconds": 1},
         api={"timeout_seconds": 60},
     )
-    process = await asyncio.create_subprocess_exec(
-        *COMMAND,
-        "run",
-        "--config",
-        str(config),
-        "--listen",
-        f"127.0.0.1:{free_port()}",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await spawn_daemon(config, free_port())
     try:
         deadline = time.monotonic() + 15
         while sum(sim.request_count(o.name) for o in hanging) < len(hanging):
@@ -109,16 +100,7 @@ async def test_a_request_that_ends_within_the_grace_period_is_recorded(tmp_path:
         polling={"shutdown_grace_seconds": 4},
         api={"timeout_seconds": 1.5},
     )
-    process = await asyncio.create_subprocess_exec(
-        *COMMAND,
-        "run",
-        "--config",
-        str(config),
-        "--listen",
-        f"127.0.0.1:{free_port()}",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await spawn_daemon(config, free_port())
     try:
         deadline = time.monotonic() + 15
         while sim.request_count("slowpoke") < 1:
