@@ -16,7 +16,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 COPY pyproject.toml README* LICENSE* ./
-COPY src ./src
+COPY collector ./collector
 RUN pip wheel --no-deps --wheel-dir /dist . \
  && python -m venv --without-pip /opt/petra-collector \
  && pip --python /opt/petra-collector/bin/python install /dist/*.whl \

@@ -89,7 +89,7 @@ def test_entrypoint_cmd_and_port() -> None:
 
 
 def test_dockerignore_is_an_allow_list() -> None:
-    """The build context is only pyproject, README/LICENSE and src: never keys or .git."""
+    """The build context is only pyproject, README/LICENSE and collector: never keys or .git."""
     lines = [
         line.strip()
         for line in DOCKERIGNORE.read_text().splitlines()
@@ -97,6 +97,6 @@ def test_dockerignore_is_an_allow_list() -> None:
     ]
     assert lines[0] == "*"
     allowed = {line[1:] for line in lines if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README*", "LICENSE*", "src/"}
+    assert allowed == {"pyproject.toml", "README*", "LICENSE*", "collector/"}
     copied = [rest for keyword, rest in stages()[0] if keyword == "COPY"]
-    assert copied == ["pyproject.toml README* LICENSE* ./", "src ./src"]
+    assert copied == ["pyproject.toml README* LICENSE* ./", "collector ./collector"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "src" / "collector"
+PACKAGE = Path(__file__).resolve().parents[2] / "collector"
 
 # module -> collector modules it must never import
 FORBIDDEN: dict[str, set[str]] = {
@@ -21,7 +21,7 @@ FORBIDDEN: dict[str, set[str]] = {
 }
 # Who may import the wiring modules at all.
 ALLOWED_IMPORTERS = {
-    "app": {"cli", "demo", "check"},
+    "app": {"cli", "demo"},
     "cli": {"__main__"},
 }
 

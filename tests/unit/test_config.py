@@ -9,13 +9,13 @@ from typing import NamedTuple
 import pytest
 
 from collector import __version__
+from collector.apikey import ApiKey
 from collector.config import (
     DEFAULT_BASE_URL,
     DEFAULT_PORT,
     ApiSettings,
     ConfigError,
     HostPort,
-    KeySource,
     LoadedConfig,
     LoggingSettings,
     OrgConfig,
@@ -27,7 +27,7 @@ from collector.config import (
     load_config,
     parse_config,
 )
-from collector.secrets import ApiKey
+from collector.keys import KeySource
 
 # Recognisable keys: any 8-character slice of them showing up somewhere is a leak.
 ACME_KEY = "petra_live_Zq8xW2mN4vB7cR1tY6uI0oP3aS5dF9gH"

@@ -144,9 +144,9 @@ def test_example_config_shows_every_option_with_its_documented_default() -> None
 
 
 def log_events() -> dict[str, set[str]]:
-    """event name -> the levels it is logged at, from `<logger>.<level>("event", ...)` in src."""
+    """event name -> the levels it is logged at, from `<logger>.<level>("event", ...)`."""
     events: dict[str, set[str]] = {}
-    for path in (ROOT / "src" / "collector").glob("*.py"):
+    for path in (ROOT / "collector").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if not (
                 isinstance(node, ast.Call)

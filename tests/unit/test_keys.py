@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.config import KeySource
-from collector.keys import KeyHolder, KeyStatus
-from collector.secrets import ApiKey
+from collector.apikey import ApiKey
+from collector.keys import KeyHolder, KeySource, KeyStatus
 
 OLD = "petra_live_OldKey1111aaaa2222bbbb3333"
 NEW = "petra_live_NewKey4444cccc5555dddd6666"

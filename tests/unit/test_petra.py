@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
+from collector.apikey import ApiKey
 from collector.errors import (
     BadResponse,
     Forbidden,
@@ -39,7 +40,6 @@ from collector.petra import (
     parse_retry_after,
     scrub,
 )
-from collector.secrets import ApiKey
 from collector.simulator import (
     RateLimitFault,
     ResetFault,

@@ -26,6 +26,8 @@ import orjson
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
+from collector.apikey import ApiKey
+from collector.config import ApiSettings
 from collector.errors import (
     BadResponse,
     Forbidden,
@@ -34,7 +36,6 @@ from collector.errors import (
     RateLimited,
     Unavailable,
 )
-from collector.secrets import ApiKey
 from collector.usage import UsageFormatError, UsageReport, parse_usage_body
 
 USAGE_PATH: Final = "/v1/usage"
@@ -230,3 +231,33 @@ class PetraClient:
         if status >= 500:
             raise Unavailable(f"server error ({status}){suffix}", status=status)
         raise BadResponse(f"unexpected status {status}{suffix}", status=status)
+
+
+def new_session() -> aiohttp.ClientSession:
+    """The one HTTP session every org's requests share."""
+    connector = aiohttp.TCPConnector(
+        limit=0,  # the scheduler's `concurrency` semaphore is the limit
+        ttl_dns_cache=300,
+        keepalive_timeout=30,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        # HTTPS_PROXY / NO_PROXY are honoured by PetraClient(proxy_from_env=True), read
+        # once; trust_env=True would also read ~/.netrc in a thread on every request.
+        trust_env=False,
+        raise_for_status=False,
+        auto_decompress=True,
+    )
+
+
+def new_client(session: aiohttp.ClientSession, api: ApiSettings) -> PetraClient:
+    """A client for the configured API over the shared session."""
+    return PetraClient(
+        session,
+        base_url=api.base_url,
+        user_agent=api.user_agent,
+        timeout_seconds=api.timeout_seconds,
+        max_response_bytes=api.max_response_bytes,
+        proxy_from_env=True,
+    )

@@ -20,11 +20,11 @@ from typing import Final, Protocol
 
 import structlog
 
+from collector.apikey import ApiKey
 from collector.config import OrgConfig, PollingSettings
 from collector.errors import Forbidden, KeyRejected, PetraError, RateLimited
 from collector.keys import KeyHolder, KeyStatus
 from collector.ratelimit import KeyBudget, Pacer
-from collector.secrets import ApiKey
 from collector.state import AuthEvent, Health, OrgState
 from collector.usage import UsageReport
 

@@ -27,7 +27,7 @@ from collector.config import (
 )
 from collector.logs import REDACTOR, configure_logging, get_logger
 from collector.metrics import PetraCollector, build_registry
-from collector.petra import PetraClient
+from collector.petra import new_client, new_session
 from collector.scheduler import Scheduler
 from collector.sdnotify import SystemdNotifier
 from collector.state import OrgState
@@ -38,36 +38,6 @@ WEB_SHUTDOWN_SECONDS: Final = 2.0
 
 class StartupError(Exception):
     """The daemon cannot start (for example, the listen address is taken)."""
-
-
-def new_session(settings: Settings) -> aiohttp.ClientSession:
-    """The one HTTP session every org's requests share."""
-    connector = aiohttp.TCPConnector(
-        limit=0,  # the scheduler's `concurrency` semaphore is the limit
-        ttl_dns_cache=300,
-        keepalive_timeout=30,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        # HTTPS_PROXY / NO_PROXY are honoured by PetraClient(proxy_from_env=True), read
-        # once; trust_env=True would also read ~/.netrc in a thread on every request.
-        trust_env=False,
-        raise_for_status=False,
-        auto_decompress=True,
-    )
-
-
-def new_client(session: aiohttp.ClientSession, settings: Settings) -> PetraClient:
-    api = settings.api
-    return PetraClient(
-        session,
-        base_url=api.base_url,
-        user_agent=api.user_agent,
-        timeout_seconds=api.timeout_seconds,
-        max_response_bytes=api.max_response_bytes,
-        proxy_from_env=True,
-    )
 
 
 class Daemon:
@@ -143,10 +113,10 @@ class Daemon:
         settings = self._settings
         # First of all, so a SIGHUP or SIGTERM during start-up is handled, not fatal.
         self._install_signal_handlers()
-        self._session = new_session(settings)
+        self._session = new_session()
         try:
             scheduler = Scheduler(
-                new_client(self._session, settings),
+                new_client(self._session, settings.api),
                 settings.polling,
                 logger=self._log,
                 on_keys_changed=self._remember_secrets,
@@ -297,7 +267,7 @@ class Daemon:
         if settings.logging != old.logging:
             configure_logging(settings.logging.format, settings.logging.level)
         if settings.api != old.api and self._session is not None and self._scheduler is not None:
-            self._scheduler.set_fetcher(new_client(self._session, settings))
+            self._scheduler.set_fetcher(new_client(self._session, settings.api))
         self._adopt(settings)
 
     def _log_loaded(self, loaded: LoadedConfig, settings: Settings, reason: str) -> None:

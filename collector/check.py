@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from collector.app import new_client, new_session
 from collector.config import OrgConfig, Settings, iter_orgs_in_shard
 from collector.errors import Forbidden, KeyRejected, PetraError, RateLimited, Unavailable
-from collector.petra import PetraClient
+from collector.petra import PetraClient, new_client, new_session
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +95,8 @@ async def probe(settings: Settings) -> list[ProbeResult]:
     """One `/v1/usage` call per org of this shard, `concurrency` at a time."""
     orgs = list(iter_orgs_in_shard(settings.orgs, settings.shard))
     slots = asyncio.Semaphore(settings.polling.concurrency)
-    async with new_session(settings) as session:
-        client = new_client(session, settings)
+    async with new_session() as session:
+        client = new_client(session, settings.api)
         return list(await asyncio.gather(*(_probe_one(client, org, slots) for org in orgs)))
 
 

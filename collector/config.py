@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from collector import __version__
-from collector.secrets import ApiKey, InvalidKeyError
+from collector.apikey import ApiKey, InvalidKeyError
+from collector.keys import KeyLoadError, KeySource
 from collector.sharding import owns
 
 DEFAULT_BASE_URL: Final = "https://api.petrasecurity.com"
@@ -30,10 +31,8 @@ PETRA_PUBLISHED_REQUESTS_PER_MINUTE: Final = 10
 ORG_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
 _KEY_SHAPE: Final = re.compile(r"petra_[A-Za-z0-9]{16,}")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
-MAX_KEY_FILE_BYTES: Final = 4096
 
 LogFormat = Literal["json", "console"]
-KeyKind = Literal["file", "env", "inline"]
 
 
 class ConfigError(Exception):
@@ -42,10 +41,6 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
-
-
-class KeyLoadError(Exception):
-    """A key source that cannot give a key right now (message never holds the key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,63 +59,6 @@ class Shard:
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
-
-
-@dataclass(frozen=True, slots=True)
-class KeySource:
-    """Where an org's key comes from. `describe()` is what people see."""
-
-    kind: KeyKind
-    location: str = ""
-    inline: ApiKey | None = field(default=None, repr=False, compare=True)
-
-    def describe(self) -> str:
-        if self.kind == "file":
-            return f"file {self.location}"
-        if self.kind == "env":
-            return f"env ${self.location}"
-        return "inline in the config file"
-
-    def load(self, environ: Mapping[str, str] | None = None) -> ApiKey:
-        """Read the key now. Raises KeyLoadError with a message safe to log."""
-        if self.kind == "inline":
-            assert self.inline is not None  # noqa: S101 - set by the parser for every inline source
-            return self.inline
-        if self.kind == "env":
-            value = (os.environ if environ is None else environ).get(self.location)
-            if value is None:
-                raise KeyLoadError(f"environment variable {self.location} is not set")
-            return _to_key(value.strip(), f"environment variable {self.location}")
-        return _to_key(read_key_file(Path(self.location)), f"key file {self.location}")
-
-
-def read_key_file(path: Path) -> str:
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_KEY_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise KeyLoadError(f"key file {path} not found") from None
-    except IsADirectoryError:
-        raise KeyLoadError(f"key file {path} is a directory") from None
-    except OSError as error:
-        raise KeyLoadError(f"key file {path} cannot be read: {error.strerror}") from None
-    except ValueError:  # a NUL byte in the path
-        raise KeyLoadError("the key file path contains a NUL byte") from None
-    if len(raw) > MAX_KEY_FILE_BYTES:
-        raise KeyLoadError(f"key file {path} is larger than {MAX_KEY_FILE_BYTES} bytes")
-    try:
-        return raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise KeyLoadError(f"key file {path} is not UTF-8 text") from None
-
-
-def _to_key(value: str, where: str) -> ApiKey:
-    if not value:
-        raise KeyLoadError(f"{where} is empty")
-    try:
-        return ApiKey(value)
-    except InvalidKeyError as error:
-        raise KeyLoadError(f"{where}: {error}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,19 +12,19 @@ import asyncio
 import sys
 from typing import Final, TextIO
 
+from collector.apikey import ApiKey
 from collector.app import Daemon, StartupError
 from collector.config import (
     ApiSettings,
     HostPort,
-    KeySource,
     LoggingSettings,
     OrgConfig,
     PollingSettings,
     ServerSettings,
     Settings,
 )
+from collector.keys import KeySource
 from collector.logs import configure_logging, get_logger
-from collector.secrets import ApiKey
 from collector.simulator import Simulator, demo_orgs, start_simulator
 
 DEMO_INTERVAL_SECONDS: Final = 15.0
