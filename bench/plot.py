@@ -32,9 +32,9 @@ def main() -> None:
     parser.add_argument("output", type=Path)
     parser.add_argument("--tenants", type=int, default=10)
     args = parser.parse_args()
-    import matplotlib  # noqa: PLC0415 - the optional `bench` extra; only this script needs it
+    import matplotlib as mpl  # noqa: PLC0415 - the optional `bench` extra; only this script needs it
 
-    matplotlib.use("Agg")
+    mpl.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415 - after choosing the backend
 
     runs = load(args.results, args.tenants)

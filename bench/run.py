@@ -27,10 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from prometheus_client import generate_latest
@@ -48,6 +48,8 @@ DAEMON_CPU = 0
 SIMULATOR_CPU = 1
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 SCRAPE_GAP_SECONDS = 15.0  # a common Prometheus scrape interval
+
+T = TypeVar("T")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -329,7 +331,7 @@ def spread(
         results.rate_per_second_mean = sum(counts) / len(counts)
 
 
-def _timed(function: Any, *args: Any) -> tuple[float, Any]:
+def _timed(function: Callable[..., T], *args: Any) -> tuple[float, T]:
     start = time.process_time()
     value = function(*args)
     return time.process_time() - start, value

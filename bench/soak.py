@@ -60,6 +60,10 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def open_fds(pid: int) -> int:
+    return sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir())
+
+
 def write_config(directory: Path, port: int, names: list[str], listen: int) -> Path:
     keys = directory / "keys"
     keys.mkdir(exist_ok=True)
@@ -184,7 +188,7 @@ async def soak(orgs: int, tenants: int, duration: float, sample_every: float) ->
                         Sample(
                             at=now - started,
                             rss_mb=rss_mb(daemon.pid),
-                            fds=len(os.listdir(f"/proc/{daemon.pid}/fd")),
+                            fds=open_fds(daemon.pid),
                             tasks=totals.get("petra_collector_asyncio_tasks", 0.0),
                             polls=totals.get("petra_api_requests_total", 0.0),
                         )

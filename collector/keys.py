@@ -104,7 +104,7 @@ Signature = tuple[int, int, int, int]
 
 def _signature(path: str) -> Signature | None:
     try:
-        info = os.stat(path)
+        info = Path(path).stat()
     except (OSError, ValueError):  # ValueError: a NUL byte in the path
         return None
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)

@@ -1,0 +1,1 @@
+"""The test suite: unit, integration, deploy and browser tests."""

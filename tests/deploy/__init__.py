@@ -1,0 +1,1 @@
+"""Tests of the files under deploy/ and of the Dockerfile."""

@@ -307,7 +307,9 @@ async def test_prometheus_scrapes_usage_and_fires_key_alert(tmp_path: Path) -> N
             report, _ = await asyncio.wait_for(lint.communicate(exposition), timeout=30)
             assert lint.returncode == 0, report.decode()
             assert report.decode().strip() == "", report.decode()
-            assert re.search(rb'^petra_auth_failure\{org="initech"\} 1(\.0)?$', exposition, re.M)
+            assert re.search(
+                rb'^petra_auth_failure\{org="initech"\} 1(\.0)?$', exposition, re.MULTILINE
+            )
 
             # 5. SIGTERM is a clean stop.
             assert await stop_process(collector) == 0

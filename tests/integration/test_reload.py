@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 from pathlib import Path
 
@@ -106,7 +105,7 @@ def _kubernetes_secret_swap(key_file: Path, new_key: str) -> None:
     second.mkdir()
     (second / "umbrella").write_text(new_key + "\n")
     (directory / "..data_tmp").symlink_to(second.name)
-    os.replace(directory / "..data_tmp", directory / "..data")
+    (directory / "..data_tmp").replace(directory / "..data")
 
 
 async def test_systemd_notifications_and_serialised_reloads(tmp_path: Path) -> None:

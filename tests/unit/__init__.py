@@ -1,0 +1,1 @@
+"""Unit tests, one module (or one document) at a time."""

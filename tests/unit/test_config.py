@@ -239,8 +239,10 @@ BAD_FILES = [
         Bad(
             "orgs:\n  - {name: acme, api_key_file: spaced.key}\n",
             (
-                "orgs[0].api_key_file: key file <dir>/spaced.key: "
-                "the key contains spaces or non-printable characters",
+                (
+                    "orgs[0].api_key_file: key file <dir>/spaced.key: "
+                    "the key contains spaces or non-printable characters"
+                ),
             ),
         ),
         id="key-file-with-inner-space",
@@ -284,8 +286,10 @@ BAD_FILES = [
         Bad(
             "orgs:\n  - {name: acme, api_key_env: 'petra-key'}\n",
             (
-                "orgs[0].api_key_env: is not an environment variable name "
-                "(letters, digits and _, not starting with a digit)",
+                (
+                    "orgs[0].api_key_env: is not an environment variable name "
+                    "(letters, digits and _, not starting with a digit)"
+                ),
             ),
         ),
         id="env-var-bad-name",
@@ -383,9 +387,11 @@ BAD_FILES = [
         Bad(
             "orgs:\n  - {name: acme, api_key_file: acme.key, interval_seconds: 6}\n",
             (
-                "orgs[0].interval_seconds: org(s) acme need 10.00 requests per minute with one "
-                "key, more than polling.requests_per_minute_per_key (5); use an interval of at "
-                "least 12 s or raise the budget",
+                (
+                    "orgs[0].interval_seconds: org(s) acme need 10.00 requests per minute with one "
+                    "key, more than polling.requests_per_minute_per_key (5); use an interval of at "
+                    "least 12 s or raise the budget"
+                ),
             ),
         ),
         id="interval-over-key-budget",
@@ -404,9 +410,11 @@ BAD_FILES = [
             "  - {name: acme-eu, api_key_file: '${CREDENTIALS_DIRECTORY}/acme', "
             "interval_seconds: 20}\n",
             (
-                "orgs[1].interval_seconds: org(s) acme, acme-eu need 6.00 requests per minute "
-                "with one key, more than polling.requests_per_minute_per_key (5); use an "
-                "interval of at least 24 s or raise the budget",
+                (
+                    "orgs[1].interval_seconds: org(s) acme, acme-eu need 6.00 requests per minute "
+                    "with one key, more than polling.requests_per_minute_per_key (5); use an "
+                    "interval of at least 24 s or raise the budget"
+                ),
             ),
         ),
         id="two-orgs-share-a-key-over-budget",
@@ -444,8 +452,10 @@ BAD_FILES = [
         Bad(
             "orgs:\n  - {name: acme, api_key_file: acme.key, intervall_seconds: 600}\n",
             (
-                "orgs[0].intervall_seconds: unknown key (known here: api_key, api_key_env, "
-                "api_key_file, interval_seconds, name)",
+                (
+                    "orgs[0].intervall_seconds: unknown key (known here: api_key, api_key_env, "
+                    "api_key_file, interval_seconds, name)"
+                ),
             ),
         ),
         id="unknown-org-key",
@@ -777,8 +787,10 @@ def test_inline_key_is_accepted_with_a_warning(config_dir: Path) -> None:
     assert org.key_source.kind == "inline"
     assert org.key_source.describe() == "inline in the config file"
     assert loaded.warnings == (
-        f"{config_dir / 'config.yaml'}: orgs[0].api_key: an inline key is stored in the "
-        "config file; prefer api_key_file or api_key_env",
+        (
+            f"{config_dir / 'config.yaml'}: orgs[0].api_key: an inline key is stored in the "
+            "config file; prefer api_key_file or api_key_env"
+        ),
     )
     assert_no_key_in("\n".join(loaded.warnings))
 

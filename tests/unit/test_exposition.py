@@ -128,7 +128,7 @@ def test_cached_pieces_follow_every_change() -> None:
     check()
 
 
-def test_promtool_accepts_the_body(tmp_path: pytest.TempPathFactory) -> None:
+def test_promtool_accepts_the_body() -> None:
     """`promtool check metrics` finds no problem in the fast text body."""
     promtool = require_tool("promtool", "prometheus")
     body = make_registry(nasty_states()).exposition(False)

@@ -73,7 +73,7 @@ def test_file_moved_into_place_is_noticed(tmp_path: Path) -> None:
     stat = path.stat()
     os.utime(staged, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
-    os.replace(staged, path)
+    staged.replace(path)
 
     assert holder.refresh().status is KeyStatus.CHANGED
     assert holder.key == ApiKey(NEW)
@@ -92,12 +92,12 @@ def kubernetes_volume(root: Path, key: str) -> Path:
 
 def kubernetes_update(root: Path, key: str, stamp: str) -> None:
     """Update a Secret volume like the kubelet: new dir, then atomically swap ..data."""
-    old_target = os.readlink(root / "..data")
+    old_target = (root / "..data").readlink()
     fresh = root / f"..2026_11_26_{stamp}"
     fresh.mkdir()
     (fresh / "key").write_text(key, encoding="utf-8")
     (root / "..data_tmp").symlink_to(fresh.name)
-    os.replace(root / "..data_tmp", root / "..data")  # rename(2): atomic
+    (root / "..data_tmp").replace(root / "..data")  # rename(2): atomic
     for leftover in (root / old_target).iterdir():
         leftover.unlink()
     (root / old_target).rmdir()
