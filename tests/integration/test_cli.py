@@ -75,7 +75,7 @@ def test_missing_config_and_bad_arguments_exit_2(tmp_path: Path) -> None:
     result = run_command("run", "--config", "x.yaml", "--shrd", "0/2")
     assert result.returncode == 2
     assert "did you mean --shard" in result.stderr
-    result = run_command("chek")
+    result = run_command("chek")  # codespell:ignore chek - the typo is the test
     assert result.returncode == 2
     assert "did you mean check" in result.stderr
 

@@ -210,7 +210,7 @@ def test_every_command_and_option_explains_itself() -> None:
 @pytest.mark.parametrize(
     ("argv", "hint"),
     [
-        (["chek"], "did you mean check?"),
+        (["chek"], "did you mean check?"),  # codespell:ignore chek - the typo is the test
         (["simulat"], "did you mean simulate?"),
         (["check", "--config", "x", "--outptu", "json"], "did you mean --output?"),
         (["run", "--config", "x", "--lisen", ":1"], "did you mean --listen?"),

@@ -787,10 +787,8 @@ def test_inline_key_is_accepted_with_a_warning(config_dir: Path) -> None:
     assert org.key_source.kind == "inline"
     assert org.key_source.describe() == "inline in the config file"
     assert loaded.warnings == (
-        (
-            f"{config_dir / 'config.yaml'}: orgs[0].api_key: an inline key is stored in the "
-            "config file; prefer api_key_file or api_key_env"
-        ),
+        f"{config_dir / 'config.yaml'}: orgs[0].api_key: an inline key is stored in the "  # noqa: ISC004 - one warning
+        "config file; prefer api_key_file or api_key_env",
     )
     assert_no_key_in("\n".join(loaded.warnings))
 
