@@ -37,7 +37,8 @@ from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from bench.simserver import pin_to_cpu
-from collector.metrics import PetraCollector, build_registry
+from collector.exposition import Exposition
+from collector.metrics import CollectorMetrics, PetraCollector
 from collector.sharding import shard_of
 from collector.simulator import Simulator, bench_orgs, write_bench_config
 from collector.state import OrgState
@@ -359,21 +360,22 @@ def stock_comparison(args: argparse.Namespace, results: Results) -> None:
             state.count_request("200")
             state.record_success(parse_usage_body(body), now, 0.01)
         states.append(state)
-    registry, own = build_registry(PetraCollector(lambda: states, lambda: 3600.0))
-    own.config_loaded(len(states), now)
+    exposition = Exposition(PetraCollector(lambda: states, lambda: 3600.0))
+    CollectorMetrics(exposition.own).config_loaded(len(states), now)
+    registry = exposition.registry
     gc.collect()
     stock_text_s, stock_text = _timed(generate_latest, registry)
     stock_om_s, _ = _timed(openmetrics_latest, registry)
     gzip1_s, _ = _timed(gzip.compress, stock_text, 1)
     gzip9_s, _ = _timed(gzip.compress, stock_text, 9)
     results.series = sum(1 for line in stock_text.split(b"\n") if line and line[:1] != b"#")
-    cold_s, _ = _timed(registry.exposition_gzip, False)
-    warm_s, fast_gzip = _timed(registry.exposition_gzip, False)
+    cold_s, _ = _timed(exposition.body_gzip, "text")
+    warm_s, fast_gzip = _timed(exposition.body_gzip, "text")
     polled(states, now + 60)  # every org polled since the last scrape: org lines re-rendered
-    polled_s, _ = _timed(registry.exposition_gzip, False)
+    polled_s, _ = _timed(exposition.body_gzip, "text")
     polled(states, now + 120)
-    om_s, _ = _timed(registry.exposition_gzip, True)
-    plain_s, fast_text = _timed(registry.exposition, False)
+    om_s, _ = _timed(exposition.body_gzip, "openmetrics")
+    plain_s, fast_text = _timed(exposition.body, "text")
     assert fast_text == generate_latest(registry), "fast and stock bodies differ"
     assert gzip.decompress(fast_gzip)[:1000] == stock_text[:1000]
     results.stock = {

@@ -12,7 +12,7 @@ from typing import Final
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Gauge, ProcessCollector
+from prometheus_client import Gauge, ProcessCollector
 
 from collector import __version__
 from collector.config import (
@@ -25,8 +25,9 @@ from collector.config import (
     iter_orgs_in_shard,
     load_config,
 )
+from collector.exposition import Exposition
 from collector.logs import REDACTOR, configure_logging, get_logger
-from collector.metrics import PetraCollector, build_registry
+from collector.metrics import CollectorMetrics, PetraCollector
 from collector.petra import new_client, new_session
 from collector.scheduler import Scheduler
 from collector.sdnotify import SystemdNotifier
@@ -67,22 +68,23 @@ class Daemon:
         self._secrets: set[str] = set()
         self.bound_port: int | None = None
         self.serving = asyncio.Event()
-        collector = PetraCollector(self.org_states, lambda: self.max_staleness)
-        self._registry, self._metrics = build_registry(collector)
+        self._exposition = Exposition(PetraCollector(self.org_states, lambda: self.max_staleness))
+        own = self._exposition.own
+        self._metrics = CollectorMetrics(own)
         # The standard process_* series (memory, CPU, open fds) and the task count:
         # what an operator watches to see that months of running leak nothing.
-        ProcessCollector(registry=self._registry)
+        ProcessCollector(registry=own)
         Gauge(
             "petra_collector_asyncio_tasks",
             "asyncio tasks alive in the daemon (about one per org, plus a few).",
-            registry=self._registry,
+            registry=own,
         ).set_function(_task_count)
 
     # -- what the web side reads ---------------------------------------------------
 
     @property
-    def registry(self) -> CollectorRegistry:
-        return self._registry
+    def exposition(self) -> Exposition:
+        return self._exposition
 
     @property
     def ready(self) -> bool:

@@ -5,24 +5,26 @@ from __future__ import annotations
 import asyncio
 import gzip
 import time
-from collections.abc import Callable
-from functools import partial
 from typing import Any, Final, Protocol
 
 import orjson
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.openmetrics import exposition as om_exposition
 
 from collector import __version__
-from collector.metrics import GZIP_LEVEL, PetraRegistry, Piece, piece_bytes, piece_size
+from collector.exposition import (
+    Exposition,
+    FastFormat,
+    Piece,
+    negotiate,
+    piece_bytes,
+    piece_size,
+)
+from collector.gzipstream import LEVEL as GZIP_LEVEL
 from collector.page import refresh_seconds, render_status_page
 from collector.state import OrgState
 from collector.status import org_detail, status_document
 
-FAST_ESCAPINGS: Final = frozenset({om_exposition.UNDERSCORES, om_exposition.ALLOWUTF8})
-# Between two slices of a long render (metrics.STEP_SECONDS, 20 ms): a quarter of the
+# Between two slices of a long render (exposition.STEP_SECONDS, 20 ms): a quarter of the
 # loop's time is left to polling while a large first scrape renders everything.
 SCRAPE_PAUSE_SECONDS: Final = 0.005
 
@@ -31,7 +33,7 @@ class Daemon(Protocol):
     """What the web side needs from the running daemon."""
 
     @property
-    def registry(self) -> CollectorRegistry: ...
+    def exposition(self) -> Exposition: ...
 
     @property
     def ready(self) -> bool: ...
@@ -61,29 +63,8 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
-def _negotiate(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], str, bool | None]:
-    """The stock encoder and content type for `accept`, and which fast body matches it.
-
-    The third item is False (text), True (OpenMetrics) or None when the scraper asked
-    for a name escaping (dots, values) the fast path does not make; then the stock
-    encoder serves it. With the escapings it does make (underscores, allow-utf-8), every
-    name here is a legacy name, so the output is the same either way.
-    """
-    encoder, content_type = choose_encoder(accept)
-    if encoder is generate_latest:
-        return encoder, content_type, False
-    if isinstance(encoder, partial):
-        escaping = encoder.keywords.get("escaping", om_exposition.UNDERSCORES)
-        if escaping in FAST_ESCAPINGS:
-            if encoder.func is generate_latest:
-                return encoder, content_type, False
-            if encoder.func is om_exposition.generate_latest:
-                return encoder, content_type, True
-    return encoder, content_type, None
-
-
 async def _fast_pieces(
-    app: web.Application, registry: PetraRegistry, openmetrics: bool, gzipped: bool
+    app: web.Application, exposition: Exposition, fmt: FastFormat, *, gzipped: bool
 ) -> list[Piece]:
     """The cached exposition, letting the event loop run (polls go on) every few ms.
 
@@ -91,7 +72,7 @@ async def _fast_pieces(
     pieces it returns never change, so they are sent after the lock is let go.
     """
     async with app[EXPOSITION_LOCK]:
-        steps = registry.exposition_steps(openmetrics, gzipped)
+        steps = exposition.steps(fmt, gzipped=gzipped)
         while True:
             try:
                 next(steps)
@@ -103,23 +84,23 @@ async def _fast_pieces(
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
-    """`/metrics`: the fast cached body when the registry offers one, else the stock one.
+    """`/metrics`: the fast cached body when it is the negotiated one, else the stock one.
 
     The fast body is sent piece by piece (a block of tenant lines decompressed only
     as it is written), so no second copy of a large body is ever held.
     """
-    registry = request.app[DAEMON].registry
-    encoder, content_type, openmetrics_format = _negotiate(request.headers.get("Accept", ""))
-    headers = {"Content-Type": content_type}
+    exposition = request.app[DAEMON].exposition
+    negotiated = negotiate(request.headers.get("Accept", ""))
+    headers = {"Content-Type": negotiated.content_type}
     gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
     if gzipped:
         headers["Content-Encoding"] = "gzip"
-    if openmetrics_format is None or not isinstance(registry, PetraRegistry):
-        body = encoder(registry)
+    if negotiated.fast is None:
+        body = negotiated.encoder(exposition.registry)
         if gzipped:
             body = gzip.compress(body, compresslevel=GZIP_LEVEL)
         return web.Response(body=body, headers=headers)
-    pieces = await _fast_pieces(request.app, registry, openmetrics_format, gzipped)
+    pieces = await _fast_pieces(request.app, exposition, negotiated.fast, gzipped=gzipped)
     response = web.StreamResponse(headers=headers)
     response.content_length = sum(piece_size(piece) for piece in pieces)
     await response.prepare(request)

@@ -15,7 +15,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "state": {"app", "cli", "petra", "scheduler", "metrics", "web"},
     "scheduler": {"app", "cli", "petra", "metrics", "web"},
     "petra": {"app", "cli", "scheduler", "state", "metrics", "web"},
-    "metrics": {"app", "cli", "petra", "scheduler", "web"},
+    "metrics": {"app", "cli", "petra", "scheduler", "web", "exposition", "gzipstream"},
+    "exposition": {"app", "cli", "petra", "scheduler", "web"},
     "web": {"app", "cli", "petra", "scheduler"},
     "simulator": {"app", "cli", "scheduler", "metrics", "web", "petra"},
 }
@@ -49,6 +50,23 @@ def test_each_module_imports_only_downstream() -> None:
     for module, banned in FORBIDDEN.items():
         imported = collector_imports(PACKAGE / f"{module}.py")
         assert not imported & banned, f"{module} imports {sorted(imported & banned)}"
+
+
+def test_the_gzip_framing_is_stdlib_only() -> None:
+    """gzipstream.py is pure framing: no collector module, no third-party package."""
+    tree = ast.parse((PACKAGE / "gzipstream.py").read_text())
+    roots = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    roots |= {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert roots <= {"__future__", "struct", "typing", "zlib"}, sorted(roots)
 
 
 def test_only_the_entry_points_import_the_wiring() -> None:

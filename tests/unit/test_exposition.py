@@ -8,16 +8,11 @@ import zlib
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import Counter, Gauge, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
-from collector.metrics import (
-    BLOCK_ORGS,
-    PetraCollector,
-    PetraRegistry,
-    build_registry,
-    crc32_combine,
-)
+from collector.exposition import BLOCK_ORGS, Exposition, FastFormat, Steps, negotiate
+from collector.metrics import CollectorMetrics, PetraCollector
 from collector.state import OrgState
 from collector.usage import TenantUsage, UsageReport
 from collector.web import make_web_app
@@ -68,35 +63,40 @@ def nasty_states() -> list[OrgState]:
     return [fresh, stale, limited, pending]
 
 
-def make_registry(states: list[OrgState]) -> PetraRegistry:
-    collector = PetraCollector(lambda: states, lambda: MAX_STALENESS, lambda: NOW)
-    registry, own = build_registry(collector)
-    own.config_loaded(len(states), NOW - 1000)
-    # Registered on the registry itself afterwards, as app.py does with its extras.
-    Gauge("petra_collector_extra", "Registered after the registry was built.", registry=registry)
-    Counter("petra_collector_things", "A counter with a created sample.", registry=registry).inc()
-    return registry
+def make_exposition(states: list[OrgState]) -> Exposition:
+    exposition = Exposition(PetraCollector(lambda: states, lambda: MAX_STALENESS, lambda: NOW))
+    CollectorMetrics(exposition.own).config_loaded(len(states), NOW - 1000)
+    # Registered on `own` afterwards, as app.py does with its extras.
+    own = exposition.own
+    Gauge("petra_collector_extra", "Registered after the exposition was built.", registry=own)
+    Counter("petra_collector_things", "A counter with a created sample.", registry=own).inc()
+    return exposition
 
 
-@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
-def test_the_cached_body_is_the_stock_body(openmetrics: bool) -> None:
+def stock(exposition: Exposition, fmt: FastFormat) -> bytes:
+    """What prometheus-client's own encoder makes of everything /metrics serves."""
+    return (openmetrics_latest if fmt == "openmetrics" else generate_latest)(exposition.registry)
+
+
+@pytest.mark.parametrize("fmt", ["text", "openmetrics"])
+def test_the_cached_body_is_the_stock_body(fmt: FastFormat) -> None:
     """Same bytes as the stock encoder for labels needing escapes, None fields and stale orgs."""
-    registry = make_registry(nasty_states())
-    stock = (openmetrics_latest if openmetrics else generate_latest)(registry)
-    assert registry.exposition(openmetrics) == stock
-    assert b"old.org-1" in stock  # the stale org keeps petra_up and its counters...
-    assert b'petra_org_tenants{org="old.org-1"}' not in stock  # ...but no usage series
+    exposition = make_exposition(nasty_states())
+    stock_body = stock(exposition, fmt)
+    assert exposition.body(fmt) == stock_body
+    assert b"old.org-1" in stock_body  # the stale org keeps petra_up and its counters...
+    assert b'petra_org_tenants{org="old.org-1"}' not in stock_body  # ...but no usage series
 
 
-@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
-def test_the_gzip_body_is_the_stock_body_compressed(openmetrics: bool) -> None:
+@pytest.mark.parametrize("fmt", ["text", "openmetrics"])
+def test_the_gzip_body_is_the_stock_body_compressed(fmt: FastFormat) -> None:
     """The gzip body decompresses (also as a stream, checking the CRC) to the stock body."""
-    registry = make_registry(nasty_states())
-    body = registry.exposition_gzip(openmetrics)
-    stock = (openmetrics_latest if openmetrics else generate_latest)(registry)
-    assert gzip.decompress(body) == stock
+    exposition = make_exposition(nasty_states())
+    body = exposition.body_gzip(fmt)
+    stock_body = stock(exposition, fmt)
+    assert gzip.decompress(body) == stock_body
     stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    assert stream.decompress(body) == stock
+    assert stream.decompress(body) == stock_body
     assert stream.eof
     assert not stream.unused_data
 
@@ -108,13 +108,13 @@ def test_cached_pieces_follow_every_change() -> None:
         state.record_success(_report("Bulk", PLAIN._replace(tenant_id=f"t{index}")), NOW, 0.1)
     clock = [NOW]
     collector = PetraCollector(lambda: states, lambda: MAX_STALENESS, lambda: clock[0])
-    registry, _own = build_registry(collector)
+    exposition = Exposition(collector)
     assert len(states) > 2 * BLOCK_ORGS  # several blocks per family
 
     def check() -> None:
-        stock = generate_latest(registry)
-        assert registry.exposition(False) == stock
-        assert gzip.decompress(registry.exposition_gzip(False)) == stock
+        stock_body = stock(exposition, "text")
+        assert exposition.body("text") == stock_body
+        assert gzip.decompress(exposition.body_gzip("text")) == stock_body
 
     check()
     states[0].record_success(_report("Acme", NASTY), NOW, 0.3)  # PLAIN vanished
@@ -131,11 +131,31 @@ def test_cached_pieces_follow_every_change() -> None:
 def test_promtool_accepts_the_body() -> None:
     """`promtool check metrics` finds no problem in the fast text body."""
     promtool = require_tool("promtool", "prometheus")
-    body = make_registry(nasty_states()).exposition(False)
+    body = make_exposition(nasty_states()).body("text")
     result = subprocess.run(  # noqa: S603 - a fixed tool path and no shell
         [promtool, "check", "metrics"], input=body, capture_output=True, check=False, timeout=30
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+class _CountingExposition(Exposition):
+    """The real exposition, counting the bodies its fast path makes."""
+
+    def __init__(self, petra: PetraCollector) -> None:
+        super().__init__(petra)
+        self.fast_bodies = 0
+
+    def steps(self, fmt: FastFormat, *, gzipped: bool) -> Steps:
+        self.fast_bodies += 1
+        return super().steps(fmt, gzipped=gzipped)
+
+
+def counting_exposition(states: list[OrgState]) -> _CountingExposition:
+    exposition = _CountingExposition(
+        PetraCollector(lambda: states, lambda: MAX_STALENESS, lambda: NOW)
+    )
+    CollectorMetrics(exposition.own).config_loaded(len(states), NOW - 1000)
+    return exposition
 
 
 class _FakeDaemon:
@@ -145,8 +165,8 @@ class _FakeDaemon:
     max_staleness = MAX_STALENESS
     shard = None
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
+    def __init__(self, exposition: Exposition) -> None:
+        self.exposition = exposition
 
     def org_states(self) -> list[OrgState]:
         return []
@@ -155,37 +175,124 @@ class _FakeDaemon:
         return [reason]
 
 
+# The Accept headers scrapers send (Prometheus' scrape.go: `scrapeAcceptHeader`, later
+# `acceptHeader(scrape_protocols, escaping)`), and the body each must get fast.
+PROTOBUF = (
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+)
+SCRAPER_ACCEPT_HEADERS: dict[str, tuple[str, FastFormat]] = {
+    "prometheus-2.0-to-2.48": (
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+        "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        "openmetrics",
+    ),
+    "prometheus-2.49-to-2.55": (
+        "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;"
+        "version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+        "openmetrics",
+    ),
+    "prometheus-2-protobuf-first": (
+        f"{PROTOBUF};q=0.5,application/openmetrics-text;version=1.0.0;q=0.4,"
+        "application/openmetrics-text;version=0.0.1;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
+        "openmetrics",
+    ),
+    "prometheus-3.0-utf8-names": (
+        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+        "application/openmetrics-text;version=0.0.1;escaping=allow-utf-8;q=0.5,"
+        "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,"
+        "text/plain;version=0.0.4;escaping=allow-utf-8;q=0.3,*/*;q=0.2",
+        "openmetrics",
+    ),
+    "prometheus-3-allow-utf-8": (
+        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+        "application/openmetrics-text;version=0.0.1;q=0.5,"
+        "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,"
+        "*/*;q=0.2",
+        "openmetrics",
+    ),
+    "prometheus-3-underscores": (
+        "application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.6,"
+        "application/openmetrics-text;version=0.0.1;q=0.5,"
+        "text/plain;version=1.0.0;escaping=underscores;q=0.4,text/plain;version=0.0.4;q=0.3,"
+        "*/*;q=0.2",
+        "openmetrics",
+    ),
+    "prometheus-3-protobuf-first": (
+        f"{PROTOBUF};q=0.6,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;"
+        "q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,"
+        "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,"
+        "*/*;q=0.1",
+        "openmetrics",
+    ),
+    "prometheus-3-text-1.0.0-only": (
+        "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.6,*/*;q=0.5",
+        "text",
+    ),
+    "prometheus-text-0.0.4-only": ("text/plain;version=0.0.4;q=0.6,*/*;q=0.5", "text"),
+    "plain-text-0.0.4": ("text/plain;version=0.0.4", "text"),
+    "no-accept-header": ("", "text"),
+    "curl": ("*/*", "text"),
+    "protobuf-only": (PROTOBUF, "text"),
+}
+
+
 @pytest.mark.parametrize(
-    ("accept", "openmetrics"),
+    ("accept", "fmt"), SCRAPER_ACCEPT_HEADERS.values(), ids=SCRAPER_ACCEPT_HEADERS.keys()
+)
+def test_scrapers_accept_headers_pick_the_fast_body(accept: str, fmt: FastFormat) -> None:
+    """Each scraper's header gets the fast body, and it is the negotiated encoder's output.
+
+    This is what keeps a prometheus-client upgrade from silently sending every
+    scrape down the stock encoder (30 times the CPU), or the fast body in a format
+    the client would have rendered differently.
+    """
+    negotiated = negotiate(accept)
+    assert negotiated.fast == fmt, negotiated.content_type
+    kind = "application/openmetrics-text" if fmt == "openmetrics" else "text/plain"
+    assert negotiated.content_type.startswith(kind)
+    exposition = make_exposition(nasty_states())
+    assert exposition.body(fmt) == negotiated.encoder(exposition.registry)
+
+
+@pytest.mark.parametrize(
+    "accept",
     [
-        ("", False),
-        ("text/plain;version=0.0.4;q=0.9,*/*;q=0.1", False),
-        ("text/plain;version=1.0.0;escaping=allow-utf-8", False),
-        ("application/openmetrics-text;version=1.0.0;q=0.9,text/plain;q=0.5", True),
-        ("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8", True),
+        "application/openmetrics-text;version=1.0.0;escaping=dots",
+        "application/openmetrics-text;version=1.0.0;escaping=values",
+        "text/plain;version=1.0.0;escaping=dots",
+        "application/openmetrics-text;version=2.0.0",
     ],
 )
-async def test_metrics_endpoint_serves_the_negotiated_body(accept: str, openmetrics: bool) -> None:
-    """/metrics answers the format and content type prometheus-client would, gzipped on request."""
-    registry = make_registry(nasty_states())
-    stock = (openmetrics_latest if openmetrics else generate_latest)(registry)
-    async with TestClient(TestServer(make_web_app(_FakeDaemon(registry)))) as client:
-        for encoding in ("gzip", "identity"):
+def test_formats_the_fast_path_does_not_make_go_to_the_stock_encoder(accept: str) -> None:
+    """Name escapings that rewrite names, and versions it does not render: stock."""
+    assert negotiate(accept).fast is None
+
+
+@pytest.mark.parametrize(
+    ("accept", "fmt"), SCRAPER_ACCEPT_HEADERS.values(), ids=SCRAPER_ACCEPT_HEADERS.keys()
+)
+async def test_metrics_endpoint_serves_the_negotiated_body(accept: str, fmt: FastFormat) -> None:
+    """/metrics answers prometheus-client's format and content type, from the fast path,
+    gzipped on request."""
+    exposition = counting_exposition(nasty_states())
+    negotiated = negotiate(accept)
+    stock_body = negotiated.encoder(exposition.registry)
+    async with TestClient(TestServer(make_web_app(_FakeDaemon(exposition)))) as client:
+        for served, encoding in enumerate(("gzip", "identity"), start=1):
             headers = {"Accept": accept, "Accept-Encoding": encoding}
             async with client.get("/metrics", headers=headers) as response:
                 assert response.status == 200
-                assert await response.read() == stock
+                assert await response.read() == stock_body
                 assert response.headers.get("Content-Encoding") == (
                     "gzip" if encoding == "gzip" else None
                 )
-                kind = "application/openmetrics-text" if openmetrics else "text/plain"
-                assert response.headers["Content-Type"].startswith(kind)
+                assert response.headers["Content-Type"] == negotiated.content_type
+            assert exposition.fast_bodies == served
 
 
 async def test_head_metrics_sends_headers_only() -> None:
     """HEAD /metrics answers the length of the body it would send, and no body."""
-    registry = make_registry(nasty_states())
-    server = TestServer(make_web_app(_FakeDaemon(registry)))
+    server = TestServer(make_web_app(_FakeDaemon(make_exposition(nasty_states()))))
     async with TestClient(server) as client:
         for _ in range(2):  # the connection stays usable after a HEAD
             async with client.head("/metrics", headers={"Accept-Encoding": "gzip"}) as response:
@@ -196,9 +303,9 @@ async def test_head_metrics_sends_headers_only() -> None:
 
 async def test_an_escaping_the_fast_path_does_not_make_gets_the_stock_encoder() -> None:
     """A scraper asking for `escaping=dots` gets prometheus-client's own output for it."""
-    registry = make_registry(nasty_states())
+    exposition = counting_exposition(nasty_states())
     accept = "application/openmetrics-text;version=1.0.0;escaping=dots"
-    server = TestServer(make_web_app(_FakeDaemon(registry)))
+    server = TestServer(make_web_app(_FakeDaemon(exposition)))
     async with (
         TestClient(server) as client,
         client.get("/metrics", headers={"Accept": accept}) as response,
@@ -206,15 +313,7 @@ async def test_an_escaping_the_fast_path_does_not_make_gets_the_stock_encoder() 
         body = await response.read()
     assert b"petra__up" in body  # dots escaping doubles underscores
     assert response.headers["Content-Type"].endswith("escaping=dots")
-
-
-@pytest.mark.parametrize("split", [0, 1, 7, 1000, 65_537])
-def test_crc32_combine_matches_zlib(split: int) -> None:
-    """Combining the CRCs of two parts gives the CRC of their concatenation."""
-    data = bytes(range(256)) * 300
-    first, second = data[:split], data[split:]
-    combined = crc32_combine(zlib.crc32(first), zlib.crc32(second), len(second))
-    assert combined == zlib.crc32(data)
+    assert exposition.fast_bodies == 0
 
 
 def test_a_report_with_the_same_tenants_keeps_the_old_tuple() -> None:
@@ -223,14 +322,14 @@ def test_a_report_with_the_same_tenants_keeps_the_old_tuple() -> None:
     state.record_success(_report("Acme", PLAIN, NASTY), NOW - 60, 0.1)
     first = state.report
     assert first is not None
-    registry = make_registry([state])
-    registry.exposition_gzip(False)
+    exposition = make_exposition([state])
+    exposition.body_gzip("text")
     state.record_success(_report("Acme", PLAIN, NASTY), NOW, 0.2)  # equal, not the same
     assert state.report is not None
     assert state.report.tenants is first.tenants
-    assert registry.exposition(False) == generate_latest(registry)
+    assert exposition.body("text") == stock(exposition, "text")
     state.record_success(_report("Acme", PLAIN._replace(licensed_users=7.0), NASTY), NOW, 0.3)
     assert state.report.tenants is not first.tenants
-    body = gzip.decompress(registry.exposition_gzip(False))
-    assert body == generate_latest(registry)
+    body = gzip.decompress(exposition.body_gzip("text"))
+    assert body == stock(exposition, "text")
     assert b'petra_tenant_licensed_users{org="acme",tenant_id="ZZk90t"} 7.0' in body

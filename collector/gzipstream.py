@@ -1,0 +1,98 @@
+"""One gzip member assembled from separately deflated pieces (stdlib only, no I/O).
+
+Each piece is raw deflate ended with a sync flush, so pieces concatenate into
+one valid deflate stream; a piece that did not change is reused as it is, and
+the member's CRC-32 is combined from the pieces' CRCs (`crc32_combine`) rather
+than recomputed over text that is only kept compressed.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Final
+
+LEVEL: Final = 1  # level 1 is several times cheaper than 9 and close in size
+# Member header: magic, deflate, no flags, no mtime, "fastest" (level 1), unknown OS.
+HEADER: Final = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"
+_RAW: Final = -zlib.MAX_WBITS  # raw deflate: no zlib or gzip framing of its own
+_END: Final = zlib.compressobj(LEVEL, zlib.DEFLATED, _RAW).flush()  # an empty final block
+
+
+def deflate(text: bytes) -> bytes:
+    """Raw deflate of `text` alone, ending on a byte boundary without a final block."""
+    compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, _RAW)
+    return compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+def inflate(deflated: bytes) -> bytes:
+    """The text of a piece made by `deflate`."""
+    return zlib.decompressobj(_RAW).decompress(deflated)
+
+
+class GzipMember:
+    """Collects pieces in order; `finish()` gives the member's bytes, in parts."""
+
+    __slots__ = ("_crc", "_parts", "_size")
+
+    def __init__(self) -> None:
+        self._parts = [HEADER]
+        self._crc = 0
+        self._size = 0
+
+    def add(self, text: bytes, deflated: bytes | None = None) -> None:
+        """Append `text`; `deflated` is its `deflate()` when the caller kept one."""
+        self._parts.append(deflate(text) if deflated is None else deflated)
+        self._crc = zlib.crc32(text, self._crc)
+        self._size += len(text)
+
+    def add_deflated(self, deflated: bytes, crc: int, size: int) -> None:
+        """Append a piece known only compressed, from its text's CRC-32 and length."""
+        self._parts.append(deflated)
+        self._crc = crc32_combine(self._crc, crc, size)
+        self._size += size
+
+    def finish(self) -> list[bytes]:
+        """The member: header, the pieces, the final block and the CRC/length trailer."""
+        trailer = struct.pack("<II", self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF)
+        return [*self._parts, _END, trailer]
+
+
+# CRC-32 of a concatenation from the parts' CRCs (zlib's crc32_combine, which Python's
+# zlib module does not offer): multiplication by x^(8 * len2) modulo the CRC polynomial.
+_CRC_POLY: Final = 0xEDB88320
+
+
+def _multmodp(a: int, b: int) -> int:
+    m, p = 1 << 31, 0
+    while True:
+        if a & m:
+            p ^= b
+            if not a & (m - 1):
+                return p
+        m >>= 1
+        b = (b >> 1) ^ _CRC_POLY if b & 1 else b >> 1
+
+
+def _powers() -> tuple[int, ...]:
+    powers, p = [], 1 << 30  # x^1
+    for _ in range(32):
+        powers.append(p)
+        p = _multmodp(p, p)
+    return tuple(powers)
+
+
+_X2N: Final = _powers()  # x^(2^n) modulo the polynomial
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """The CRC-32 of A + B, from crc1 = crc32(A), crc2 = crc32(B) and len2 = len(B)."""
+    if len2 <= 0:
+        return crc1
+    p, k, n = 1 << 31, 3, len2  # x^0; k = 3: lengths count bytes, x^(8n) = x^(2^3 n)
+    while n:
+        if n & 1:
+            p = _multmodp(_X2N[k & 31], p)
+        n >>= 1
+        k += 1
+    return _multmodp(p, crc1) ^ crc2
