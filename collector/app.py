@@ -16,12 +16,13 @@ from prometheus_client import Gauge, ProcessCollector
 
 from collector import __version__
 from collector.config import (
+    NO_OVERRIDES,
+    CliOverrides,
     ConfigError,
     HostPort,
     LoadedConfig,
     OrgConfig,
     Settings,
-    Shard,
     iter_orgs_in_shard,
     load_config,
 )
@@ -42,20 +43,25 @@ class StartupError(Exception):
 
 
 class Daemon:
-    """The running collector. `run()` returns after SIGTERM/SIGINT or `stop()`."""
+    """The running collector. `run()` returns after SIGTERM/SIGINT or `stop()`.
+
+    It runs `loaded` with `overrides` applied, and applies them again to every
+    reloaded file; each load (the first one and every reload) is logged once.
+    """
 
     def __init__(
         self,
-        settings: Settings,
+        loaded: LoadedConfig,
         *,
+        overrides: CliOverrides = NO_OVERRIDES,
         config_path: str | None = None,
-        cli_overrides: Mapping[str, object] | None = None,
         environ: Mapping[str, str] | None = None,
         install_signal_handlers: bool = True,
     ) -> None:
-        self._settings = settings
+        self._settings = overrides.apply(loaded.settings)
+        self._start_warnings = loaded.warnings
         self._config_path = config_path
-        self._overrides = dict(cli_overrides or {})
+        self._overrides = overrides
         self._notifier = SystemdNotifier(environ)
         self._install_signals = install_signal_handlers
         self._log = get_logger()
@@ -125,6 +131,7 @@ class Daemon:
             )
             self._scheduler = scheduler
             self._adopt(settings)
+            self._log_loaded(self._start_warnings, settings, "start")
             await self._start_web(settings.server.listen)
             async with asyncio.TaskGroup() as group:
                 polling = group.create_task(scheduler.run(), name="scheduler")
@@ -247,14 +254,11 @@ class Daemon:
                 )
                 self._notifier.ready("config reload rejected; still running the previous one")
                 return error.problems
-            settings = self._with_overrides(loaded)
+            settings = self._overrides.apply(loaded.settings)
             self._apply_reloaded(settings)
-            self._log_loaded(loaded, settings, reason)
+            self._log_loaded(loaded.warnings, self._settings, reason)
             self._notifier.ready(f"polling {len(self.org_states())} orgs")
             return []
-
-    def _with_overrides(self, loaded: LoadedConfig) -> Settings:
-        return apply_overrides(loaded.settings, self._overrides)
 
     def _apply_reloaded(self, settings: Settings) -> None:
         old = self._settings
@@ -272,8 +276,8 @@ class Daemon:
             self._scheduler.set_fetcher(new_client(self._session, settings.api))
         self._adopt(settings)
 
-    def _log_loaded(self, loaded: LoadedConfig, settings: Settings, reason: str) -> None:
-        for warning in loaded.warnings:
+    def _log_loaded(self, warnings: tuple[str, ...], settings: Settings, reason: str) -> None:
+        for warning in warnings:
             self._log.warning("config_warning", message=warning)
         self._log.info(
             "config_loaded",
@@ -283,19 +287,6 @@ class Daemon:
             orgs_in_file=len(settings.orgs),
             shard=self.shard,
         )
-
-
-def apply_overrides(settings: Settings, overrides: Mapping[str, object]) -> Settings:
-    listen = overrides.get("listen")
-    shard = overrides.get("shard")
-    log_format = overrides.get("log_format")
-    log_level = overrides.get("log_level")
-    return settings.with_overrides(
-        listen=listen if isinstance(listen, HostPort) else None,
-        shard=shard if isinstance(shard, Shard) else None,
-        log_format="console" if log_format == "console" else "json" if log_format else None,
-        log_level=log_level if isinstance(log_level, str) else None,
-    )
 
 
 def _task_count() -> float:
@@ -315,26 +306,15 @@ async def _wait_running(scheduler: Scheduler, task: asyncio.Task[None]) -> None:
 
 
 async def run_daemon(
-    loaded: LoadedConfig, *, config_path: str | None, overrides: Mapping[str, object]
+    loaded: LoadedConfig, *, config_path: str | None, overrides: CliOverrides
 ) -> int:
-    """The `run` command: log the config, serve until stopped. Returns the exit code."""
-    settings = apply_overrides(loaded.settings, overrides)
+    """The `run` command: serve until stopped. Returns the exit code."""
+    settings = overrides.apply(loaded.settings)
     configure_logging(settings.logging.format, settings.logging.level)
-    log = get_logger()
-    daemon = Daemon(settings, config_path=config_path, cli_overrides=overrides)
-    for warning in loaded.warnings:
-        log.warning("config_warning", message=warning)
-    log.info(
-        "config_loaded",
-        source=settings.source,
-        reason="start",
-        orgs=len(daemon.owned_orgs(settings)),
-        orgs_in_file=len(settings.orgs),
-        shard=None if settings.shard is None else str(settings.shard),
-    )
+    daemon = Daemon(loaded, overrides=overrides, config_path=config_path)
     try:
         await daemon.run()
     except StartupError as error:
-        log.error("startup_failed", error=str(error))  # noqa: TRY400 - the message says it all
+        get_logger().error("startup_failed", error=str(error))
         return 1
     return 0

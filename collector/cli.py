@@ -21,9 +21,11 @@ from collector import __version__
 from collector.config import (
     DEFAULT_PORT,
     LOG_LEVELS,
+    CliOverrides,
     ConfigError,
     HostPort,
     LoadedConfig,
+    Shard,
     load_config,
     parse_listen,
     parse_shard,
@@ -87,7 +89,7 @@ def _listen(text: str) -> HostPort:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _shard(text: str) -> object:
+def _shard(text: str) -> Shard:
     try:
         return parse_shard(text)
     except ValueError as error:
@@ -338,12 +340,9 @@ def _run(args: argparse.Namespace) -> int:
     loaded = _load(args.config, sys.stderr)
     if loaded is None:
         return EXIT_USAGE
-    overrides = {
-        "listen": args.listen,
-        "shard": args.shard,
-        "log_format": args.log_format,
-        "log_level": args.log_level,
-    }
+    overrides = CliOverrides(
+        listen=args.listen, shard=args.shard, log_format=args.log_format, log_level=args.log_level
+    )
     with _event_loop_runner() as runner:
         return runner.run(run_daemon(loaded, config_path=args.config, overrides=overrides))
 
@@ -355,8 +354,7 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if loaded is None:
         return EXIT_USAGE
     settings = loaded.settings
-    if args.shard is not None:
-        settings = settings.with_overrides(shard=args.shard)
+    settings = CliOverrides(shard=args.shard).apply(settings)
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=err)
     orgs = describe_config(settings)

@@ -113,25 +113,33 @@ class Settings:
     shard: Shard | None = None
     source: str = "<built-in>"
 
-    def with_overrides(
-        self,
-        *,
-        listen: HostPort | None = None,
-        shard: Shard | None = None,
-        log_format: LogFormat | None = None,
-        log_level: str | None = None,
-    ) -> Settings:
-        """Apply command-line options, which win over the file."""
-        result = self
-        if listen is not None:
-            result = replace(result, server=replace(result.server, listen=listen))
-        if shard is not None:
-            result = replace(result, shard=shard)
-        if log_format is not None:
-            result = replace(result, logging=replace(result.logging, format=log_format))
-        if log_level is not None:
-            result = replace(result, logging=replace(result.logging, level=log_level))
-        return result
+
+@dataclass(frozen=True, slots=True)
+class CliOverrides:
+    """Command-line options that win over the config file; None where not given.
+
+    Applied at start and again to every reloaded file, so a reload never undoes them.
+    """
+
+    listen: HostPort | None = None
+    shard: Shard | None = None
+    log_format: LogFormat | None = None
+    log_level: str | None = None
+
+    def apply(self, settings: Settings) -> Settings:
+        server, logging, shard = settings.server, settings.logging, settings.shard
+        if self.listen is not None:
+            server = replace(server, listen=self.listen)
+        if self.shard is not None:
+            shard = self.shard
+        if self.log_format is not None:
+            logging = replace(logging, format=self.log_format)
+        if self.log_level is not None:
+            logging = replace(logging, level=self.log_level)
+        return replace(settings, server=server, logging=logging, shard=shard)
+
+
+NO_OVERRIDES: Final = CliOverrides()
 
 
 @dataclass(frozen=True, slots=True)

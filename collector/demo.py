@@ -17,6 +17,7 @@ from collector.app import Daemon, StartupError
 from collector.config import (
     ApiSettings,
     HostPort,
+    LoadedConfig,
     LoggingSettings,
     OrgConfig,
     PollingSettings,
@@ -83,7 +84,7 @@ async def run_demo(
     except OSError as error:
         print(f"demo: cannot start the simulator on {simulator_listen}: {error.strerror}", file=out)
         return 1
-    daemon = Daemon(demo_settings(sim_port, listen))
+    daemon = Daemon(LoadedConfig(demo_settings(sim_port, listen), warnings=()))
     try:
         runner = asyncio.create_task(daemon.run())
         serving = asyncio.ensure_future(daemon.serving.wait())

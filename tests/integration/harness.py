@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.app import Daemon, apply_overrides
-from collector.config import HostPort, Shard, load_config
+from collector.app import Daemon
+from collector.config import CliOverrides, HostPort, Shard, load_config
 from collector.logs import configure_logging
 from collector.simulator import SimulatedOrg, Simulator, start_simulator
 
@@ -160,12 +160,10 @@ async def running_daemon(
     config_path = write_config(tmp_path, base_url or simulator_url, keys, polling=polling, api=api)
     stream = io.StringIO()
     configure_logging("json", "debug", stream=stream)
-    loaded = load_config(config_path)
-    overrides: dict[str, object] = {"listen": HostPort("127.0.0.1", 0), "shard": shard}
     daemon = Daemon(
-        apply_overrides(loaded.settings, overrides),
+        load_config(config_path),
+        overrides=CliOverrides(listen=HostPort("127.0.0.1", 0), shard=shard),
         config_path=str(config_path),
-        cli_overrides=overrides,
         environ=environ or {},
         install_signal_handlers=False,
     )

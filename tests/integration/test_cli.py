@@ -142,6 +142,7 @@ async def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         assert time.monotonic() - started < 5
         events = [json.loads(line)["event"] for line in stdout.decode().splitlines()]
         assert events.index("config_loaded") < events.index("started")
+        assert events.count("config_loaded") == 1  # logged by the daemon alone, not also by `run`
         assert events[-1] == "stopped"
         assert_no_key_material([ACME.key], stdout.decode(), stderr.decode(), body)
     finally:

@@ -45,6 +45,23 @@ async def test_reload_adds_removes_and_keeps_unchanged_orgs(tmp_path: Path) -> N
         assert loaded[0]["orgs"] == 2
 
 
+async def test_each_load_is_logged_once(tmp_path: Path) -> None:
+    """config_loaded (and each config_warning) once at start and once per applied reload."""
+    async with running_daemon(tmp_path, [ACME]) as run:
+        await run.wait_metric("petra_up", 1, org="acme")
+        assert [e["reason"] for e in run.events("config_loaded")] == ["start"]
+        # The test pacing is above Petra's published limit: one warning per load.
+        warnings = len(run.events("config_warning"))
+        assert warnings >= 1
+        assert (await run.post("/-/reload"))[0] == 200
+        assert [e["reason"] for e in run.events("config_loaded")] == ["start", "http"]
+        assert len(run.events("config_warning")) == 2 * warnings
+        (tmp_path / "config.yaml").write_text("orgs: []\n")
+        assert (await run.post("/-/reload"))[0] == 400  # rejected: not a load
+        assert len(run.events("config_loaded")) == 2
+        assert len(run.events("config_reload_failed")) == 1
+
+
 async def test_a_bad_reload_changes_nothing_and_says_why(tmp_path: Path) -> None:
     """An invalid file is rejected whole: 400 with reasons, metric 0, log line, old config runs."""
     async with running_daemon(tmp_path, [ACME, GLOBEX]) as run:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -14,6 +15,7 @@ from collector.config import (
     DEFAULT_BASE_URL,
     DEFAULT_PORT,
     ApiSettings,
+    CliOverrides,
     ConfigError,
     HostPort,
     LoadedConfig,
@@ -868,15 +870,18 @@ def test_iter_orgs_in_shard_splits_the_org_list(config_dir: Path) -> None:
 
 
 def test_command_line_overrides_win() -> None:
-    """with_overrides replaces only what is given."""
-    base = Settings(orgs=())
-    changed = base.with_overrides(
+    """CliOverrides.apply replaces only what is given, and changes nothing else."""
+    base = Settings(orgs=(), server=ServerSettings(HostPort("127.0.0.2", 9)), shard=Shard(1, 3))
+    changed = CliOverrides(
         listen=HostPort("127.0.0.1", 1), shard=Shard(0, 2), log_format="console", log_level="error"
-    )
+    ).apply(base)
     assert changed.server.listen == HostPort("127.0.0.1", 1)
     assert changed.shard == Shard(0, 2)
     assert changed.logging == LoggingSettings(format="console", level="error")
-    assert base.with_overrides() == base
+    assert replace(changed, server=base.server, shard=base.shard, logging=base.logging) == base
+    assert CliOverrides().apply(base) == base
+    only_level = CliOverrides(log_level="debug").apply(base)
+    assert only_level == replace(base, logging=LoggingSettings(level="debug"))
 
 
 # -- The key never shows -----------------------------------------------------------------------
