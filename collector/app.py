@@ -18,7 +18,6 @@ from collector import __version__
 from collector.config import (
     NO_OVERRIDES,
     CliOverrides,
-    ConfigError,
     HostPort,
     LoadedConfig,
     OrgConfig,
@@ -26,6 +25,7 @@ from collector.config import (
     iter_orgs_in_shard,
     load_config,
 )
+from collector.configreader import ConfigError
 from collector.exposition import Exposition
 from collector.logs import REDACTOR, configure_logging, get_logger
 from collector.metrics import CollectorMetrics, PetraCollector

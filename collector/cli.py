@@ -22,7 +22,6 @@ from collector.config import (
     DEFAULT_PORT,
     LOG_LEVELS,
     CliOverrides,
-    ConfigError,
     HostPort,
     LoadedConfig,
     Shard,
@@ -30,6 +29,7 @@ from collector.config import (
     parse_listen,
     parse_shard,
 )
+from collector.configreader import ConfigError
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1

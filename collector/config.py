@@ -1,27 +1,33 @@
-"""YAML config file -> frozen, validated `Settings`.
+"""The config file's schema: YAML -> frozen, validated `Settings`.
 
-Validation collects every problem instead of stopping at the first, and
-each problem names the file and the path inside it
-(`config.yaml: orgs[3].api_key_file: file not found`), so an operator can
-fix a broken file in one pass.
+The dataclasses below are every option and its default; the `_parse_*`
+functions read each section with configreader.py, which collects every
+problem at once, each named by file and path
+(`config.yaml: orgs[3].api_key_file: file not found`).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final, Literal, TypeVar
+from typing import Final, Literal
 from urllib.parse import urlsplit
-
-import yaml
 
 from collector import __version__
 from collector.apikey import ApiKey, InvalidKeyError
+from collector.configreader import (
+    Problems,
+    Section,
+    looks_like_key,
+    parse_yaml,
+    read_text,
+    shown,
+    type_name,
+)
 from collector.keys import KeyLoadError, KeySource
 from collector.sharding import owns
 
@@ -29,18 +35,9 @@ DEFAULT_BASE_URL: Final = "https://api.petrasecurity.com"
 DEFAULT_PORT: Final = 9865
 PETRA_PUBLISHED_REQUESTS_PER_MINUTE: Final = 10
 ORG_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
-_KEY_SHAPE: Final = re.compile(r"petra_[A-Za-z0-9]{16,}")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 
 LogFormat = Literal["json", "console"]
-
-
-class ConfigError(Exception):
-    """One or more problems in a config file; `problems` holds one line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,143 +178,11 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-T = TypeVar("T")
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key written twice in one mapping (PyYAML keeps the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
-        seen: set[object] = set()
-        for key_node, _value_node in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"key {_shown(key)!r} appears twice in one mapping",
-                    key_node.start_mark,
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def looks_like_key(text: str) -> bool:
-    """A value that is probably an API key typed into the wrong field: never echo it."""
-    return bool(_KEY_SHAPE.fullmatch(text)) or (len(text) >= 32 and text.isalnum())
-
-
-def _shown(value: object) -> str:
-    text = str(value)
-    return "<a value that looks like an API key>" if looks_like_key(text) else text
-
-
-class _Problems:
-    """Collects problems while walking the YAML tree."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.errors: list[str] = []
-        self.warnings: list[str] = []
-
-    def error(self, path: str, message: str) -> None:
-        self.errors.append(
-            f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}"
-        )
-
-    def warn(self, path: str, message: str) -> None:
-        self.warnings.append(f"{self.source}: {path}: {message}")
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "a mapping",
-    }.get(type(value), type(value).__name__)
-
-
-class _Section:
-    """One YAML mapping with typed getters; reports unknown keys on `finish()`."""
-
-    def __init__(self, problems: _Problems, path: str, raw: object) -> None:
-        self.problems = problems
-        self.path = path
-        self.seen: set[str] = set()
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            problems.error(path, f"must be a mapping, not {_type_name(raw)}")
-            raw = {}
-        self.raw: dict[object, object] = raw
-
-    def child(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def has(self, key: str) -> bool:
-        return key in self.raw and self.raw[key] is not None
-
-    def get(self, key: str, default: T, convert: Callable[[str, object], T | None]) -> T:
-        self.seen.add(key)
-        if key not in self.raw or self.raw[key] is None:
-            return default
-        converted = convert(self.child(key), self.raw[key])
-        return default if converted is None else converted
-
-    def number(self, key: str, default: float, *, integer: bool = False) -> float:
-        def convert(path: str, value: object) -> float | None:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                self.problems.error(path, f"must be a number, not {_type_name(value)}")
-                return None
-            if not math.isfinite(value):
-                self.problems.error(path, f"must be a finite number, got {value}")
-                return None
-            if value <= 0:
-                self.problems.error(path, f"must be greater than 0, got {value}")
-                return None
-            if integer and value != int(value):
-                self.problems.error(path, f"must be a whole number, got {value}")
-                return None
-            return float(value)
-
-        return self.get(key, default, convert)
-
-    def string(self, key: str, default: str) -> str:
-        def convert(path: str, value: object) -> str | None:
-            if not isinstance(value, str) or not value.strip():
-                self.problems.error(path, f"must be a non-empty string, not {_type_name(value)}")
-                return None
-            return value.strip()
-
-        return self.get(key, default, convert)
-
-    def finish(self) -> None:
-        for key in self.raw:
-            if key not in self.seen:
-                known = ", ".join(sorted(self.seen))
-                self.problems.error(self.child(_shown(key)), f"unknown key (known here: {known})")
-
-
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> LoadedConfig:
     """Read and validate a config file. Raises ConfigError listing every problem."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{source}: file not found"]) from None
-    except IsADirectoryError:
-        raise ConfigError([f"{source}: is a directory, not a config file"]) from None
-    except OSError as error:
-        raise ConfigError([f"{source}: cannot be read: {error.strerror}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{source}: is not UTF-8 text"]) from None
+    text = read_text(path)
     base_dir = Path(path).resolve().parent
-    return parse_config(text, source=source, base_dir=base_dir, environ=environ)
+    return parse_config(text, source=str(path), base_dir=base_dir, environ=environ)
 
 
 def parse_config(
@@ -329,25 +194,13 @@ def parse_config(
 ) -> LoadedConfig:
     """Validate YAML text. Relative key file paths resolve against `base_dir`."""
     env = os.environ if environ is None else environ
-    try:
-        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        reason = getattr(error, "problem", None) or "not valid YAML"
-        raise ConfigError([f"{source}: {where}invalid YAML: {reason}"]) from None
-    problems = _Problems(source)
-    top = _Section(problems, "", raw)
-
-    api_section = _Section(problems, "api", top.get("api", None, lambda _p, v: v))
-    api = _parse_api(api_section)
-    polling = _parse_polling(
-        _Section(problems, "polling", top.get("polling", None, lambda _p, v: v))
-    )
-    server = _parse_server(_Section(problems, "server", top.get("server", None, lambda _p, v: v)))
-    logging = _parse_logging(
-        _Section(problems, "logging", top.get("logging", None, lambda _p, v: v))
-    )
+    raw = parse_yaml(text, source)
+    problems = Problems(source)
+    top = Section(problems, "", raw)
+    api = _parse_api(top.section("api"))
+    polling = _parse_polling(top.section("polling"))
+    server = _parse_server(top.section("server"))
+    logging = _parse_logging(top.section("logging"))
 
     def convert_shard(path: str, value: object) -> Shard | None:
         try:
@@ -357,12 +210,9 @@ def parse_config(
             return None
 
     shard = top.get("shard", None, convert_shard)
-    raw_orgs = top.get("orgs", None, lambda _p, v: v)
-    orgs = _parse_orgs(problems, raw_orgs, polling, base_dir or Path.cwd(), env)
+    orgs = _parse_orgs(problems, top.value("orgs"), polling, base_dir or Path.cwd(), env)
     top.finish()
-
-    if problems.errors:
-        raise ConfigError(problems.errors)
+    problems.raise_errors()
     settings = Settings(
         orgs=tuple(orgs),
         api=api,
@@ -375,7 +225,7 @@ def parse_config(
     return LoadedConfig(settings, tuple(problems.warnings))
 
 
-def _parse_api(section: _Section) -> ApiSettings:
+def _parse_api(section: Section) -> ApiSettings:
     defaults = ApiSettings()
     base_url = section.string("base_url", defaults.base_url).rstrip("/")
     parts = urlsplit(base_url)
@@ -403,7 +253,7 @@ def _parse_api(section: _Section) -> ApiSettings:
     return result
 
 
-def _parse_polling(section: _Section) -> PollingSettings:
+def _parse_polling(section: Section) -> PollingSettings:
     d = PollingSettings()
     result = PollingSettings(
         interval_seconds=section.number("interval_seconds", d.interval_seconds),
@@ -431,7 +281,7 @@ def _parse_polling(section: _Section) -> PollingSettings:
     return result
 
 
-def _parse_server(section: _Section) -> ServerSettings:
+def _parse_server(section: Section) -> ServerSettings:
     def convert(path: str, value: object) -> HostPort | None:
         try:
             return parse_listen(str(value))
@@ -444,7 +294,7 @@ def _parse_server(section: _Section) -> ServerSettings:
     return result
 
 
-def _parse_logging(section: _Section) -> LoggingSettings:
+def _parse_logging(section: Section) -> LoggingSettings:
     fmt = section.string("format", "json")
     if fmt not in ("json", "console"):
         section.problems.error(section.child("format"), f"must be json or console, not {fmt!r}")
@@ -460,7 +310,7 @@ def _parse_logging(section: _Section) -> LoggingSettings:
 
 
 def _parse_orgs(
-    problems: _Problems,
+    problems: Problems,
     raw: object,
     polling: PollingSettings,
     base_dir: Path,
@@ -470,7 +320,7 @@ def _parse_orgs(
         problems.error("orgs", "is missing: list at least one organization")
         return []
     if not isinstance(raw, list):
-        problems.error("orgs", f"must be a list, not {_type_name(raw)}")
+        problems.error("orgs", f"must be a list, not {type_name(raw)}")
         return []
     if not raw:
         problems.error("orgs", "is empty: list at least one organization")
@@ -478,7 +328,7 @@ def _parse_orgs(
     orgs: list[OrgConfig] = []
     first_seen: dict[str, int] = {}
     for index, item in enumerate(raw):
-        section = _Section(problems, f"orgs[{index}]", item)
+        section = Section(problems, f"orgs[{index}]", item)
         org = _parse_org(section, polling, base_dir, env)
         section.finish()
         if org is None:
@@ -504,7 +354,7 @@ def _parse_orgs(
 
 
 def _parse_org(
-    section: _Section, polling: PollingSettings, base_dir: Path, env: Mapping[str, str]
+    section: Section, polling: PollingSettings, base_dir: Path, env: Mapping[str, str]
 ) -> OrgConfig | None:
     problems = section.problems
     name = section.get("name", "", _convert_name(problems))
@@ -523,7 +373,7 @@ def _parse_org(
     path = section.child(source_key)
     value = section.raw[source_key]
     if not isinstance(value, str) or not value.strip():
-        problems.error(path, f"must be a non-empty string, not {_type_name(value)}")
+        problems.error(path, f"must be a non-empty string, not {type_name(value)}")
         return None
     key_source = _key_source(
         problems, path=path, kind=source_key, value=value.strip(), base_dir=base_dir, env=env
@@ -540,10 +390,10 @@ def _parse_org(
     return OrgConfig(name=name, key_source=key_source, interval_seconds=interval, key=key)
 
 
-def _convert_name(problems: _Problems) -> Callable[[str, object], str | None]:
+def _convert_name(problems: Problems) -> Callable[[str, object], str | None]:
     def convert(path: str, value: object) -> str | None:
         if not isinstance(value, str | int) or isinstance(value, bool):
-            problems.error(path, f"must be a string, not {_type_name(value)}")
+            problems.error(path, f"must be a string, not {type_name(value)}")
             return None
         text = str(value)
         if looks_like_key(text):
@@ -552,7 +402,7 @@ def _convert_name(problems: _Problems) -> Callable[[str, object], str | None]:
             return None
         if not ORG_NAME.fullmatch(text):
             problems.error(
-                path, f"{_shown(text)!r} may only contain letters, digits, '_', '.' and '-'"
+                path, f"{shown(text)!r} may only contain letters, digits, '_', '.' and '-'"
             )
             return None
         return text
@@ -561,7 +411,7 @@ def _convert_name(problems: _Problems) -> Callable[[str, object], str | None]:
 
 
 def _key_source(
-    problems: _Problems,
+    problems: Problems,
     *,
     path: str,
     kind: str,
@@ -620,7 +470,7 @@ def _expand_env(value: str, env: Mapping[str, str]) -> str:
 
 
 def _check_key_budgets(
-    problems: _Problems,
+    problems: Problems,
     orgs: list[OrgConfig],
     polling: PollingSettings,
     positions: dict[str, int],

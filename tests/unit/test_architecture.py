@@ -10,6 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "collector"
 # module -> collector modules it must never import
 FORBIDDEN: dict[str, set[str]] = {
     "config": {"app", "cli", "scheduler", "petra", "metrics", "web", "state"},
+    "configreader": {"app", "cli", "config", "keys", "apikey", "petra", "scheduler", "state"},
     "usage": {"app", "cli", "config", "petra", "scheduler", "state", "metrics", "web"},
     "ratelimit": {"app", "cli", "petra", "scheduler", "state", "metrics", "web"},
     "state": {"app", "cli", "petra", "scheduler", "metrics", "web"},

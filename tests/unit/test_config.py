@@ -16,7 +16,6 @@ from collector.config import (
     DEFAULT_PORT,
     ApiSettings,
     CliOverrides,
-    ConfigError,
     HostPort,
     LoadedConfig,
     LoggingSettings,
@@ -29,6 +28,7 @@ from collector.config import (
     load_config,
     parse_config,
 )
+from collector.configreader import ConfigError
 from collector.keys import KeySource
 
 # Recognisable keys: any 8-character slice of them showing up somewhere is a leak.

@@ -18,12 +18,12 @@ import yaml
 from collector import __version__
 from collector.config import (
     ApiSettings,
-    ConfigError,
     LoggingSettings,
     PollingSettings,
     ServerSettings,
     parse_config,
 )
+from collector.configreader import ConfigError
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 DOCS: Final = ROOT / "docs"
