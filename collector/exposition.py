@@ -22,6 +22,7 @@ a scraper's Accept header.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import zlib
 from collections.abc import Callable, Generator, Iterator
@@ -87,6 +88,9 @@ _ORG_FORMATS: Final = tuple(
 _TENANT_FORMATS: Final = tuple(_SampleFormat(f.name, f.labels) for f in TENANT_FAMILIES)
 BLOCK_ORGS: Final = 256  # orgs per separately compressed block of a family
 STEP_SECONDS: Final = 0.02  # the longest stretch of rendering between two yields
+# Between two slices of a long render: a fifth of the loop's time is left to polling
+# while a large first scrape renders everything.
+SCRAPE_PAUSE_SECONDS: Final = 0.005
 
 
 def _family_headers(openmetrics: bool) -> tuple[bytes, ...]:
@@ -205,7 +209,7 @@ class CachedExposition:
     (state.py does so in every `record_*`). Reads state, never writes it. The
     work is a generator that yields now and then (`STEP_SECONDS`), so a caller
     on the event loop can let polls through during a long first render; callers
-    must not interleave two runs (web.py holds a lock).
+    must not interleave two runs (`Exposition.pieces` holds a lock).
     """
 
     def __init__(self, collector: PetraCollector) -> None:
@@ -380,6 +384,24 @@ class Exposition:
         self.registry.register(petra)
         self.registry.register(self.own)  # a registry is a collector too: its metrics follow
         self._cache = CachedExposition(petra)
+        self._one_at_a_time = asyncio.Lock()  # the cache is not made for two renders at once
+
+    async def pieces(self, fmt: FastFormat, *, gzipped: bool) -> list[Piece]:
+        """The body's pieces, letting the event loop run (polls go on) every few ms.
+
+        One render at a time. The pieces returned never change, so the caller may
+        send them after the next render has begun.
+        """
+        async with self._one_at_a_time:
+            steps = self.steps(fmt, gzipped=gzipped)
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    pieces: list[Piece] = done.value
+                    return pieces
+                # Not sleep(0): a poll needs several loop turns, and this leaves them room.
+                await asyncio.sleep(SCRAPE_PAUSE_SECONDS)
 
     def steps(self, fmt: FastFormat, *, gzipped: bool) -> Steps:
         """Generator making the body (gzip-compressed or not): yields now and then so

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import time
 from typing import Any, Final, Protocol
@@ -13,8 +12,6 @@ from aiohttp import web
 from collector import __version__
 from collector.exposition import (
     Exposition,
-    FastFormat,
-    Piece,
     negotiate,
     piece_bytes,
     piece_size,
@@ -23,10 +20,6 @@ from collector.gzipstream import LEVEL as GZIP_LEVEL
 from collector.page import refresh_seconds, render_status_page
 from collector.state import OrgState
 from collector.status import org_detail, status_document
-
-# Between two slices of a long render (exposition.STEP_SECONDS, 20 ms): a quarter of the
-# loop's time is left to polling while a large first scrape renders everything.
-SCRAPE_PAUSE_SECONDS: Final = 0.005
 
 
 class Daemon(Protocol):
@@ -52,7 +45,6 @@ class Daemon(Protocol):
 
 
 DAEMON: Final = web.AppKey("daemon", Daemon)
-EXPOSITION_LOCK: Final = web.AppKey("exposition_lock", asyncio.Lock)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -61,26 +53,6 @@ def _json(data: Any, status: int = 200) -> web.Response:
         status=status,
         content_type="application/json",
     )
-
-
-async def _fast_pieces(
-    app: web.Application, exposition: Exposition, fmt: FastFormat, *, gzipped: bool
-) -> list[Piece]:
-    """The cached exposition, letting the event loop run (polls go on) every few ms.
-
-    One scrape at a time: the cache it updates is not made for two at once. The
-    pieces it returns never change, so they are sent after the lock is let go.
-    """
-    async with app[EXPOSITION_LOCK]:
-        steps = exposition.steps(fmt, gzipped=gzipped)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                pieces: list[Piece] = done.value
-                return pieces
-            # Not sleep(0): a poll needs several loop turns, and this leaves them room.
-            await asyncio.sleep(SCRAPE_PAUSE_SECONDS)
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
@@ -100,7 +72,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
         if gzipped:
             body = gzip.compress(body, compresslevel=GZIP_LEVEL)
         return web.Response(body=body, headers=headers)
-    pieces = await _fast_pieces(request.app, exposition, negotiated.fast, gzipped=gzipped)
+    pieces = await exposition.pieces(negotiated.fast, gzipped=gzipped)
     response = web.StreamResponse(headers=headers)
     response.content_length = sum(piece_size(piece) for piece in pieces)
     await response.prepare(request)
@@ -160,7 +132,6 @@ async def reload(request: web.Request) -> web.Response:
 def make_web_app(daemon: Daemon) -> web.Application:
     app = web.Application()
     app[DAEMON] = daemon
-    app[EXPOSITION_LOCK] = asyncio.Lock()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
