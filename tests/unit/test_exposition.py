@@ -181,7 +181,11 @@ PROTOBUF = (
     "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
 )
 SCRAPER_ACCEPT_HEADERS: dict[str, tuple[str, FastFormat]] = {
-    "prometheus-2.0-to-2.48": (
+    "prometheus-2-openmetrics-0.0.1-era": (
+        "application/openmetrics-text; version=0.0.1,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        "text",
+    ),
+    "prometheus-2-openmetrics-1.0.0": (
         "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
         "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
         "openmetrics",
