@@ -47,8 +47,10 @@ def test_a_second_file_gets_its_own_source_and_paths() -> None:
         "web.yml: tls_server_config.cert_file: must be a non-empty string, not a number",
         "web.yml: tls_server_config.key_fil: unknown key (known here: cert_file, key_file)",
         "web.yml: http_server_config.max_connections: must be a whole number, got 2.5",
-        "web.yml: extra: unknown key "
-        "(known here: basic_auth_users, http_server_config, tls_server_config)",
+        (
+            "web.yml: extra: unknown key "
+            "(known here: basic_auth_users, http_server_config, tls_server_config)"
+        ),
     ]
 
 

@@ -180,58 +180,79 @@ class _FakeDaemon:
 PROTOBUF = (
     "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
 )
+OM_1 = "application/openmetrics-text;version=1.0.0"
+OM_0 = "application/openmetrics-text;version=0.0.1"
+TEXT_1 = "text/plain;version=1.0.0"
+TEXT_0 = "text/plain;version=0.0.4"
 SCRAPER_ACCEPT_HEADERS: dict[str, tuple[str, FastFormat]] = {
     "prometheus-2-openmetrics-0.0.1-era": (
         "application/openmetrics-text; version=0.0.1,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
         "text",
     ),
     "prometheus-2-openmetrics-1.0.0": (
-        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
-        "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        ",".join([OM_1, f"{OM_0};q=0.75", f"{TEXT_0};q=0.5", "*/*;q=0.1"]),
         "openmetrics",
     ),
     "prometheus-2.49-to-2.55": (
-        "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;"
-        "version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+        ",".join([f"{OM_1};q=0.5", f"{OM_0};q=0.4", f"{TEXT_0};q=0.3", "*/*;q=0.2"]),
         "openmetrics",
     ),
     "prometheus-2-protobuf-first": (
-        f"{PROTOBUF};q=0.5,application/openmetrics-text;version=1.0.0;q=0.4,"
-        "application/openmetrics-text;version=0.0.1;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
+        ",".join(
+            [f"{PROTOBUF};q=0.5", f"{OM_1};q=0.4", f"{OM_0};q=0.3", f"{TEXT_0};q=0.2", "*/*;q=0.1"]
+        ),
         "openmetrics",
     ),
     "prometheus-3.0-utf8-names": (
-        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
-        "application/openmetrics-text;version=0.0.1;escaping=allow-utf-8;q=0.5,"
-        "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,"
-        "text/plain;version=0.0.4;escaping=allow-utf-8;q=0.3,*/*;q=0.2",
+        ",".join(
+            [
+                f"{OM_1};escaping=allow-utf-8;q=0.6",
+                f"{OM_0};escaping=allow-utf-8;q=0.5",
+                f"{TEXT_1};escaping=allow-utf-8;q=0.4",
+                f"{TEXT_0};escaping=allow-utf-8;q=0.3",
+                "*/*;q=0.2",
+            ]
+        ),
         "openmetrics",
     ),
     "prometheus-3-allow-utf-8": (
-        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
-        "application/openmetrics-text;version=0.0.1;q=0.5,"
-        "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,"
-        "*/*;q=0.2",
+        ",".join(
+            [
+                f"{OM_1};escaping=allow-utf-8;q=0.6",
+                f"{OM_0};q=0.5",
+                f"{TEXT_1};escaping=allow-utf-8;q=0.4",
+                f"{TEXT_0};q=0.3",
+                "*/*;q=0.2",
+            ]
+        ),
         "openmetrics",
     ),
     "prometheus-3-underscores": (
-        "application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.6,"
-        "application/openmetrics-text;version=0.0.1;q=0.5,"
-        "text/plain;version=1.0.0;escaping=underscores;q=0.4,text/plain;version=0.0.4;q=0.3,"
-        "*/*;q=0.2",
+        ",".join(
+            [
+                f"{OM_1};escaping=underscores;q=0.6",
+                f"{OM_0};q=0.5",
+                f"{TEXT_1};escaping=underscores;q=0.4",
+                f"{TEXT_0};q=0.3",
+                "*/*;q=0.2",
+            ]
+        ),
         "openmetrics",
     ),
     "prometheus-3-protobuf-first": (
-        f"{PROTOBUF};q=0.6,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;"
-        "q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,"
-        "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,"
-        "*/*;q=0.1",
+        ",".join(
+            [
+                f"{PROTOBUF};q=0.6",
+                f"{OM_1};escaping=allow-utf-8;q=0.5",
+                f"{OM_0};q=0.4",
+                f"{TEXT_1};escaping=allow-utf-8;q=0.3",
+                f"{TEXT_0};q=0.2",
+                "*/*;q=0.1",
+            ]
+        ),
         "openmetrics",
     ),
-    "prometheus-3-text-1.0.0-only": (
-        "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.6,*/*;q=0.5",
-        "text",
-    ),
+    "prometheus-3-text-1.0.0-only": (f"{TEXT_1};escaping=allow-utf-8;q=0.6,*/*;q=0.5", "text"),
     "prometheus-text-0.0.4-only": ("text/plain;version=0.0.4;q=0.6,*/*;q=0.5", "text"),
     "plain-text-0.0.4": ("text/plain;version=0.0.4", "text"),
     "no-accept-header": ("", "text"),
@@ -280,6 +301,7 @@ async def test_metrics_endpoint_serves_the_negotiated_body(accept: str, fmt: Fas
     gzipped on request."""
     exposition = counting_exposition(nasty_states())
     negotiated = negotiate(accept)
+    assert negotiated.fast == fmt
     stock_body = negotiated.encoder(exposition.registry)
     async with TestClient(TestServer(make_web_app(_FakeDaemon(exposition)))) as client:
         for served, encoding in enumerate(("gzip", "identity"), start=1):
