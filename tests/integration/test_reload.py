@@ -6,6 +6,7 @@ import asyncio
 import socket
 from pathlib import Path
 
+from collector.config import Shard
 from collector.simulator import SimulatedOrg, sim_key
 from tests.integration.harness import Running, running_daemon, value, write_config
 
@@ -60,6 +61,17 @@ async def test_each_load_is_logged_once(tmp_path: Path) -> None:
         assert (await run.post("/-/reload"))[0] == 400  # rejected: not a load
         assert len(run.events("config_loaded")) == 2
         assert len(run.events("config_reload_failed")) == 1
+
+
+async def test_command_line_overrides_outlive_a_reload(tmp_path: Path) -> None:
+    """--shard and --listen still win after a reload of a file that sets neither."""
+    async with running_daemon(tmp_path, [ACME, GLOBEX, HOOLI], shard=Shard(0, 2)) as run:
+        owned = sorted(state.name for state in run.daemon.org_states())
+        assert 0 < len(owned) < 3  # the shard owns some orgs, not all
+        assert (await run.post("/-/reload"))[0] == 200
+        assert sorted(state.name for state in run.daemon.org_states()) == owned
+        assert run.events("config_loaded", reason="http")[0]["shard"] == "0/2"
+        assert not run.events("config_needs_restart")  # the --listen port 0 still holds
 
 
 async def test_a_bad_reload_changes_nothing_and_says_why(tmp_path: Path) -> None:
