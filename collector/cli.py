@@ -353,8 +353,7 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     loaded = _load(args.config, err)
     if loaded is None:
         return EXIT_USAGE
-    settings = loaded.settings
-    settings = CliOverrides(shard=args.shard).apply(settings)
+    settings = CliOverrides(shard=args.shard).apply(loaded.settings)
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=err)
     orgs = describe_config(settings)
