@@ -72,6 +72,6 @@ def test_an_empty_member_is_valid_gzip() -> None:
 def test_a_wrong_crc_is_caught_by_the_reader() -> None:
     """The trailer is really checked: a piece added with a wrong CRC makes the member fail."""
     member = GzipMember()
-    member.add_deflated(deflate(b"abc"), zlib.crc32(b"abd"), 3)
+    member.add_deflated(deflate(b"abc"), zlib.crc32(b"abx"), 3)
     with pytest.raises(gzip.BadGzipFile):
         gzip.decompress(b"".join(member.finish()))
