@@ -14,15 +14,17 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from collector.config import OrgConfig, Settings, iter_orgs_in_shard
-from collector.errors import Forbidden, KeyRejected, PetraError, RateLimited, Unavailable
+from collector.errors import Forbidden, KeyRejected, PetraError, RateLimited
 from collector.petra import PetraClient, new_client, new_session
+from collector.state import Health
+from collector.status import HEALTH_LABELS
 
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
     org: str
     ok: bool
-    outcome: str  # ok | key_rejected | forbidden | rate_limited | unreachable | bad_response
+    outcome: Health  # what the status page would show for this answer
     detail: str
     seconds: float
     tenants: int | None = None
@@ -55,16 +57,15 @@ def describe_config(settings: Settings) -> list[OrgSummary]:
     ]
 
 
-def _outcome(error: PetraError) -> tuple[str, str]:
+def _outcome(error: PetraError) -> Health:
+    """The state the daemon would record for this error; its message says the rest."""
     if isinstance(error, KeyRejected):
-        return "key_rejected", error.message
+        return Health.AUTH_FAILED
     if isinstance(error, Forbidden):
-        return "forbidden", error.message
+        return Health.FORBIDDEN
     if isinstance(error, RateLimited):
-        return "rate_limited", error.message
-    if isinstance(error, Unavailable):
-        return "unreachable", error.message
-    return "bad_response", error.message
+        return Health.RATE_LIMITED
+    return Health.ERROR
 
 
 async def _probe_one(client: PetraClient, org: OrgConfig, slots: asyncio.Semaphore) -> ProbeResult:
@@ -73,17 +74,21 @@ async def _probe_one(client: PetraClient, org: OrgConfig, slots: asyncio.Semapho
         try:
             report = await client.fetch_usage(org.key)
         except PetraError as error:
-            outcome, detail = _outcome(error)
             retry = error.retry_after if isinstance(error, RateLimited) else None
             return ProbeResult(
-                org.name, False, outcome, detail, time.monotonic() - started, retry_after=retry
+                org.name,
+                False,
+                _outcome(error),
+                error.message,
+                time.monotonic() - started,
+                retry_after=retry,
             )
         tenants = len(report.tenants)
         name = report.organization_name or "?"
         return ProbeResult(
             org.name,
             True,
-            "ok",
+            Health.OK,
             f"{name}: {tenants} tenants",
             time.monotonic() - started,
             tenants=tenants,
@@ -100,25 +105,17 @@ async def probe(settings: Settings) -> list[ProbeResult]:
         return list(await asyncio.gather(*(_probe_one(client, org, slots) for org in orgs)))
 
 
-OUTCOME_LABELS: Final = {
-    "ok": "OK",
-    "key_rejected": "KEY REJECTED",
-    "forbidden": "FORBIDDEN",
-    "rate_limited": "RATE LIMITED",
-    "unreachable": "UNREACHABLE",
-    "bad_response": "BAD RESPONSE",
-}
-_COLOURS: Final = {"ok": "32", "rate_limited": "33"}  # green, yellow; the rest red
+_COLOURS: Final = {Health.OK: "32", Health.RATE_LIMITED: "33"}  # green, yellow; the rest red
 Style = Literal["table", "tsv"]
 
 
 def probe_answer(result: ProbeResult) -> str:
     """What the API answered, in a few words: "OK, 4 tenants", "RATE LIMITED, retry in 30 s"."""
-    label = OUTCOME_LABELS.get(result.outcome, result.outcome.upper())
-    if result.outcome == "ok":
+    label = HEALTH_LABELS[result.outcome]
+    if result.outcome is Health.OK:
         count = "?" if result.tenants is None else str(result.tenants)
         return f"{label}, {count} tenant{'' if result.tenants == 1 else 's'}"
-    if result.outcome == "rate_limited":
+    if result.outcome is Health.RATE_LIMITED:
         wait = (
             "no wait given" if result.retry_after is None else f"retry in {result.retry_after:g} s"
         )
@@ -128,7 +125,7 @@ def probe_answer(result: ProbeResult) -> str:
 
 def probe_detail(result: ProbeResult) -> str:
     """The organization name on success, else the error message."""
-    if result.outcome == "ok":
+    if result.outcome is Health.OK:
         return result.organization_name or ""
     return result.detail
 
@@ -194,7 +191,7 @@ def _table(
         heading.append("SHARD")
     if results:
         heading += ["PROBE", "TIME", "DETAIL"]
-    rows: list[tuple[list[str], str | None]] = []
+    rows: list[tuple[list[str], Health | None]] = []
     for org in orgs:
         row = [org.org, org.key_source, org.key_fingerprint, f"{org.interval_seconds:g} s"]
         if shard:
@@ -211,7 +208,7 @@ def _table(
     ]
     probe_at = heading.index("PROBE") if results else -1
 
-    def line(cells: list[str], outcome: str | None) -> str:
+    def line(cells: list[str], outcome: Health | None) -> str:
         padded = [cell.ljust(width) for cell, width in zip(cells, widths, strict=True)]
         if colour and outcome is not None:
             code = _COLOURS.get(outcome, "31")
@@ -226,9 +223,7 @@ def _table(
         failed = [r for r in results if not r.ok]
         lines.append("")
         if failed:
-            names = ", ".join(
-                f"{r.org} ({OUTCOME_LABELS.get(r.outcome, r.outcome)})" for r in failed
-            )
+            names = ", ".join(f"{r.org} ({HEALTH_LABELS[r.outcome]})" for r in failed)
             lines.append(f"{len(failed)} of {len(results)} probe(s) failed: {names}")
         else:
             lines.append(f"all {len(results)} probe(s) OK")

@@ -1,26 +1,43 @@
-"""The status page at `/`: one self-contained HTML document, no external assets.
+"""The status page at `/`, rendered here and only here: rows, summary and tenants.
 
-The server renders the whole table from status.py's document (the one
-`/api/v1/status` serves), so the page works without JavaScript and in an
-air-gapped network. A small script then re-fetches `/api/v1/status` every
-`refresh` seconds (15 by default, `/?refresh=N` to change, 0 to stop) and
-rebuilds the rows with the same cells, using `textContent` only, keeping the
-filter the operator typed. A click on an org's name shows its tenants under
-its row (from `/api/v1/orgs/NAME`; without JavaScript the link opens that
-JSON). Everything from the API or the config is escaped here on the server,
-and never reaches `innerHTML` in the browser.
+The server renders the whole page from status.py's document (the one
+`/api/v1/status` serves), so it works without JavaScript and in an air-gapped
+network; its style and script are package data (collector/static), loaded from
+this server only, so the page runs under a strict Content-Security-Policy with
+no inline script or style. The script refreshes the page every `refresh`
+seconds (15 by default, `/?refresh=N` to change, 0 to stop) by fetching
+`page/rows`, the same rows rendered by the same code, and swapping them in;
+a click on an org's name puts `page/orgs/NAME` (its tenants) under its row.
+Without JavaScript the filter is a form (`/?q=TEXT`, rows that do not match
+are hidden here) and the org link opens `/api/v1/orgs/NAME` as JSON.
 
-Relative times ("3 min ago") are counted from the document's `generated_at`,
-the server's clock, so a browser with a wrong clock still reads them right;
-the absolute time (UTC) stands under each one.
+Everything from the API or the config is escaped here. Relative times ("3 min
+ago") are counted from the document's `generated_at`, the server's clock, so a
+browser with a wrong clock still reads them right; the absolute time (UTC)
+stands under each one.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
-from typing import Any, Final
+from importlib import resources
+from types import MappingProxyType
+from typing import Final
+from urllib.parse import quote
+
+from collector.status import (
+    HEALTH_LABELS,
+    OrgDetail,
+    OrgStatus,
+    StatusDocument,
+    Summary,
+    TenantStatus,
+    is_failing,
+)
 
 DEFAULT_REFRESH_SECONDS: Final = 15
 MAX_REFRESH_SECONDS: Final = 3600
@@ -29,278 +46,28 @@ TROUBLESHOOTING_URL: Final = (
     "https://github.com/petra-collector/petra-collector/blob/main/docs/troubleshooting.md"
 )
 
-STATE_LABELS: Final = {
-    "ok": "OK",
-    "auth_failed": "KEY REJECTED",
-    "forbidden": "FORBIDDEN",
-    "error": "ERROR",
-    "rate_limited": "RATE LIMITED",
-    "pending": "PENDING",
-}
-
 COLUMNS: Final = (
-    ("org", "Org"),
-    ("state", "State"),
-    ("organization_name", "Organization"),
-    ("tenants", "Tenants"),
-    ("billable_users", "Billable users"),
-    ("last_success", "Last success"),
-    ("last_error", "Last error"),
-    ("next_poll", "Next poll"),
-    ("key_fingerprint", "Key"),
+    "Org",
+    "State",
+    "Organization",
+    "Tenants",
+    "Billable users",
+    "Last success",
+    "Last error",
+    "Next poll",
+    "Key",
 )
 
-SUMMARY_FACTS: Final = (
-    ("orgs", "orgs"),
-    ("ok", "OK"),
-    ("failing", "failing"),
-    ("auth_failing", "keys rejected"),
-    ("rate_limited", "rate-limited"),
-    ("stale", "stale"),
-    ("pending", "pending"),
+TENANT_COLUMNS: Final = (
+    "Tenant",
+    "Petra ID",
+    "Microsoft tenant",
+    "Service",
+    "Status",
+    "Paused",
+    "Licensed",
+    "Billable",
 )
-
-_STYLE: Final = """
-:root{color-scheme:light dark;--ok:#1a7f37;--bad:#cf222e;--warn:#9a6700;--muted:#6e7781;
---line:#8884;--badbg:#cf222e14}
-@media (prefers-color-scheme:dark){:root{--ok:#3fb950;--bad:#ff7b72;--warn:#d29922;
---muted:#9198a1;--badbg:#ff7b7218}}
-*{box-sizing:border-box}
-body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:1rem;max-width:110rem}
-h1{font-size:1.3rem;margin:0 0 .25rem}
-nav{margin:.25rem 0}nav a{margin-right:1rem}
-.summary{margin:.75rem 0;display:flex;flex-wrap:wrap;gap:.3rem 1.2rem;align-items:baseline}
-.summary b{font-size:1.15rem}
-.summary .bad b{color:var(--bad)}.summary .warn b{color:var(--warn)}
-.tools{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;margin:.5rem 0}
-input{font:inherit;padding:.35rem .5rem;width:min(26rem,100%)}
-table{border-collapse:collapse;width:100%}
-th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
-th{position:sticky;top:0;background:Canvas}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-td small{display:block;color:var(--muted);overflow-wrap:anywhere}
-.state{font-weight:600;white-space:nowrap}
-.state::before{content:"\\25CF\\00A0"}
-.s-ok{color:var(--ok)}.s-ok::before{content:"\\2714\\00A0"}
-.s-auth_failed,.s-forbidden,.s-error{color:var(--bad)}
-.s-auth_failed::before,.s-forbidden::before,
-.s-error::before{content:"\\2716\\00A0"}
-.s-rate_limited{color:var(--warn)}.s-rate_limited::before{content:"\\29D7\\00A0"}
-.s-pending{color:var(--muted)}
-tr.failing{background:var(--badbg)}
-tr.detail>td{padding:.2rem .5rem .8rem 1.5rem}
-tr.detail p{margin:.2rem 0}
-table.tenants{width:auto;min-width:60%;font-size:.95em}
-table.tenants th{position:static}
-.muted{color:var(--muted)}
-code{font-size:.9em}
-.banner{border:1px solid var(--bad);color:var(--bad);padding:.4rem .6rem}
-@media (max-width:48rem){
- body{margin:.5rem}
- table,tbody,tr,td{display:block;width:100%}
- thead{display:none}
- tr{border:1px solid var(--line);border-radius:.4rem;margin:0 0 .6rem;padding:.3rem .5rem}
- td{border:0;padding:.15rem 0;display:grid;grid-template-columns:8.5rem 1fr;gap:.5rem}
- td::before{content:attr(data-label);color:var(--muted);font-weight:400}
- td.state::before{content:attr(data-label)}
- td.num{text-align:left}
- td small{grid-column:2}
- tr.detail>td{display:block}
- tr.detail>td::before{content:none}
- table.tenants td{grid-template-columns:7rem 1fr}
-}
-"""
-
-# Mirrors _row() below cell for cell; the browser test checks that both agree.
-_SCRIPT: Final = """
-(function(){
-  'use strict';
-  const labels=JSON.parse(document.getElementById('labels').textContent);
-  const input=document.getElementById('filter');
-  const body=document.getElementById('rows');
-  const params=new URLSearchParams(location.search);
-  const refreshSeconds=Number(document.body.dataset.refresh);
-  const KEY='petra-collector-filter';
-  const tones={failing:'bad',auth_failing:'bad',rate_limited:'warn',stale:'warn'};
-  // sessionStorage can be unavailable (privacy settings): the filter then lives per load.
-  function recall(){try{return sessionStorage.getItem(KEY)||'';}catch(e){return '';}}
-  function remember(v){try{sessionStorage.setItem(KEY,v);}catch(e){}}
-  input.value=params.has('q')?params.get('q'):recall();
-  function ago(iso,now){
-    if(!iso){return '';}
-    const s=Math.floor((now-Date.parse(iso))/1000);
-    const a=Math.abs(s);
-    if(a===0){return 'now';}
-    const t=a<90?a+' s':a<5400?Math.floor((a+30)/60)+' min'
-      :a<129600?Math.floor((a+1800)/3600)+' h':Math.floor((a+43200)/86400)+' d';
-    return s>0?t+' ago':'in '+t;
-  }
-  function abs(iso){return iso?iso.replace('T',' ').replace('Z',' UTC'):'';}
-  function num(v){return v===null||v===undefined?'':String(v);}
-  function td(tr,label,cls,text,small){
-    const cell=document.createElement('td');
-    cell.dataset.label=label;
-    if(cls){cell.className=cls;}
-    cell.append(text);
-    if(small){const s=document.createElement('small');s.textContent=small;cell.append(s);}
-    tr.append(cell);
-    return cell;
-  }
-  function when(tr,label,iso,now,none){
-    const cell=td(tr,label,'',iso?ago(iso,now):none,iso?abs(iso):'');
-    if(iso){cell.title=iso;}
-  }
-  function row(o,now){
-    const tr=document.createElement('tr');
-    tr.dataset.org=o.org; tr.dataset.state=o.state;
-    if(!['ok','pending','rate_limited'].includes(o.state)){tr.className='failing';}
-    const link=document.createElement('a');
-    link.href='api/v1/orgs/'+encodeURIComponent(o.org); link.textContent=o.org;
-    link.className='org-link'; link.title='show or hide its tenants';
-    link.setAttribute('aria-expanded',String(open.has(o.org)));
-    td(tr,'Org','org',link,'');
-    let state=labels[o.state]||o.state;
-    if(o.stale){state+=' (stale)';}
-    td(tr,'State','state s-'+o.state,state,
-       o.consecutive_failures>1?o.consecutive_failures+' failures in a row':'');
-    td(tr,'Organization','',o.organization_name||'','');
-    td(tr,'Tenants','num',num(o.tenants),'');
-    td(tr,'Billable users','num',num(o.billable_users),'');
-    when(tr,'Last success',o.last_success,now,'never');
-    const err=td(tr,'Last error','',o.last_error||'',
-                 o.last_error_at?ago(o.last_error_at,now)+', '+abs(o.last_error_at):'');
-    if(o.last_error_at){err.title=o.last_error_at;}
-    when(tr,'Next poll',o.next_poll,now,'');
-    const code=document.createElement('code'); code.textContent=o.key_fingerprint;
-    td(tr,'Key','key',code,o.key_source);
-    return tr;
-  }
-  function orgRows(){return Array.from(body.querySelectorAll('tr[data-org]'));}
-  function applyFilter(){
-    const q=input.value.trim().toLowerCase();
-    remember(input.value);
-    const all=orgRows();
-    let shown=0;
-    for(const tr of all){
-      const hit=!q||tr.textContent.toLowerCase().includes(q);
-      tr.hidden=!hit; if(hit){shown++;}
-      const next=tr.nextElementSibling;
-      if(next&&next.dataset.detailFor===tr.dataset.org){next.hidden=!hit;}
-    }
-    document.getElementById('shown').textContent=q?shown+' of '+all.length+' shown':'';
-  }
-  // Tenants of an org, shown under its row when its name is clicked (kept across refreshes).
-  const open=new Map();
-  const TENANT_COLUMNS=[['display_name','Tenant'],['tenant_id','Petra ID'],
-    ['microsoft_tenant_id','Microsoft tenant'],['service','Service'],
-    ['billable_status','Status'],['is_paused','Paused'],['licensed_users','Licensed'],
-    ['billable_users','Billable']];
-  function tenantTable(detail){
-    const table=document.createElement('table'); table.className='tenants';
-    const head=table.createTHead().insertRow();
-    for(const [,title] of TENANT_COLUMNS){
-      const th=document.createElement('th'); th.textContent=title; head.append(th);
-    }
-    const tbody=table.createTBody();
-    const list=[...detail.tenant_list].sort((a,b)=>
-      String(a.display_name||'').localeCompare(String(b.display_name||'')));
-    for(const t of list){
-      const tr=tbody.insertRow();
-      for(const [key,title] of TENANT_COLUMNS){
-        const v=t[key];
-        td(tr,title,typeof v==='number'?'num':'',
-           v===true?'yes':v===false?'no':num(v),'');
-      }
-    }
-    return table;
-  }
-  function detailRow(org,detail){
-    const tr=document.createElement('tr');
-    tr.className='detail'; tr.dataset.detailFor=org;
-    const cell=document.createElement('td'); cell.colSpan=9; tr.append(cell);
-    if(!detail){cell.textContent='Loading tenants…';}
-    else if(detail.error){cell.textContent='Could not load the tenants: '+detail.error;}
-    else if(!detail.tenant_list.length){cell.textContent='No tenants in the last report.';}
-    else{
-      const caption=document.createElement('p');
-      const n=detail.tenant_list.length;
-      caption.textContent=n+(n===1?' tenant':' tenants')+' of '+
-        (detail.organization_name||org)+(detail.as_of?', as of '+detail.as_of:'');
-      cell.append(caption,tenantTable(detail));
-    }
-    return tr;
-  }
-  function placeDetails(){
-    for(const old of body.querySelectorAll('tr.detail')){old.remove();}
-    for(const tr of orgRows()){
-      if(open.has(tr.dataset.org)){
-        const row=detailRow(tr.dataset.org,open.get(tr.dataset.org));
-        row.hidden=tr.hidden; tr.after(row);
-      }
-    }
-  }
-  async function loadDetail(org){
-    let detail;
-    try{
-      const r=await fetch('api/v1/orgs/'+encodeURIComponent(org),{cache:'no-store'});
-      if(!r.ok){throw new Error('HTTP '+r.status);}
-      detail=await r.json();
-    }catch(e){detail={error:e.message};}
-    if(open.has(org)){open.set(org,detail); placeDetails();}
-  }
-  body.addEventListener('click',e=>{
-    const link=e.target.closest('a.org-link');
-    if(!link||e.ctrlKey||e.metaKey||e.shiftKey||e.button!==0){return;}
-    e.preventDefault();
-    const org=link.closest('tr').dataset.org;
-    if(open.has(org)){open.delete(org);}else{open.set(org,null); loadDetail(org);}
-    link.setAttribute('aria-expanded',String(open.has(org)));
-    placeDetails();
-  });
-  function render(doc,receivedAt){
-    const now=Date.parse(doc.generated_at)+(Date.now()-receivedAt);
-    const rows=document.createDocumentFragment();
-    for(const o of doc.orgs){rows.append(row(o,now));}
-    body.replaceChildren(rows);
-    placeDetails();
-    for(const org of open.keys()){loadDetail(org);}
-    for(const [k,v] of Object.entries(doc.summary)){
-      const el=document.getElementById('sum-'+k);
-      if(el){el.textContent=String(v); el.parentElement.className=v&&tones[k]?tones[k]:'';}
-    }
-    document.getElementById('empty').hidden=doc.orgs.length>0;
-    document.getElementById('updated').textContent=abs(doc.generated_at);
-    document.title=(doc.summary.failing?'('+doc.summary.failing+' failing) ':'')+
-      'petra-collector';
-    applyFilter();
-  }
-  let refreshing=false;
-  async function refresh(){
-    if(refreshing){return;}
-    refreshing=true;
-    const banner=document.getElementById('refresh-failed');
-    try{
-      const r=await fetch('api/v1/status',{cache:'no-store'});
-      if(!r.ok){throw new Error('HTTP '+r.status);}
-      render(await r.json(),Date.now());
-      banner.hidden=true;
-    }catch(e){
-      banner.textContent='Could not refresh ('+e.message+'); showing the last answer.';
-      banner.hidden=false;
-    }finally{refreshing=false;}
-  }
-  input.addEventListener('input',applyFilter);
-  document.addEventListener('keydown',e=>{
-    if(e.key==='/'&&document.activeElement!==input){e.preventDefault();input.focus();}
-  });
-  applyFilter();
-  if(refreshSeconds>0){
-    setInterval(()=>{if(!document.hidden){refresh();}},refreshSeconds*1000);
-    document.addEventListener('visibilitychange',()=>{if(!document.hidden){refresh();}});
-  }
-  window.petraStatus={render,refresh,applyFilter};
-})();
-"""
 
 
 def refresh_seconds(query_value: str | None) -> int:
@@ -310,12 +77,12 @@ def refresh_seconds(query_value: str | None) -> int:
     return min(int(query_value), MAX_REFRESH_SECONDS)
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     return "" if value is None else escape(str(value))
 
 
-def _number(value: Any) -> str:
-    """Like JavaScript's String(n) for the numbers the document holds (118.0 -> 118)."""
+def _number(value: float | None) -> str:
+    """Numbers as people write them: 118.0 -> 118, 118.5 stays."""
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -324,11 +91,11 @@ def _number(value: Any) -> str:
 
 
 def _seconds(iso: str) -> int:
-    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+    return int(datetime.fromisoformat(iso).timestamp())
 
 
 def relative(iso: str | None, now_iso: str) -> str:
-    """ "3 min ago" / "in 12 s", counted from the document's own time; the script's ago()."""
+    """How long ago or ahead ("3 min ago", "in 12 s"), counted from the document's own time."""
     if not iso:
         return ""
     s = _seconds(now_iso) - _seconds(iso)
@@ -350,118 +117,279 @@ def absolute(iso: str | None) -> str:
     return "" if not iso else iso.replace("T", " ").replace("Z", " UTC")
 
 
-def _cell(label: str, content: str, *, cls: str = "", small: str = "", title: str = "") -> str:
-    attributes = f' data-label="{escape(label)}"'
-    if cls:
-        attributes += f' class="{escape(cls)}"'
-    if title:
-        attributes += f' title="{_text(title)}"'
-    extra = f"<small>{_text(small)}</small>" if small else ""
-    return f"<td{attributes}>{content}{extra}</td>"
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One table cell as text; `html` is how `text` is marked up (escaped already)."""
+
+    label: str
+    text: str
+    cls: str = ""
+    small: str = ""
+    title: str = ""
+    html: str | None = None
+
+    def render(self) -> str:
+        attributes = f' data-label="{escape(self.label)}"'
+        if self.cls:
+            attributes += f' class="{escape(self.cls)}"'
+        if self.title:
+            attributes += f' title="{escape(self.title)}"'
+        content = _text(self.text) if self.html is None else self.html
+        extra = f"<small>{_text(self.small)}</small>" if self.small else ""
+        return f"<td{attributes}>{content}{extra}</td>"
 
 
-def _when(label: str, iso: str | None, now: str, none: str) -> str:
+def _when(label: str, iso: str | None, now: str, none: str) -> Cell:
     if not iso:
-        return _cell(label, _text(none))
-    return _cell(label, _text(relative(iso, now)), small=absolute(iso), title=iso)
+        return Cell(label, none)
+    return Cell(label, relative(iso, now), small=absolute(iso), title=iso)
 
 
-def _row(org: dict[str, Any], now: str) -> str:
-    state = str(org["state"])
-    label = STATE_LABELS.get(state, state)
-    if org["stale"]:
-        label += " (stale)"
-    failures = int(org["consecutive_failures"] or 0)
+def state_label(org: OrgStatus) -> str:
+    label = HEALTH_LABELS[org["state"]]
+    return f"{label} (stale)" if org["stale"] else label
+
+
+def org_cells(org: OrgStatus, now: str) -> list[Cell]:
+    """The cells of an org's row, in COLUMNS order."""
+    failures = org["consecutive_failures"]
     error_at = org["last_error_at"]
     name = _text(org["org"])
-    cells = [
-        _cell(
+    return [
+        Cell(
             "Org",
-            f'<a class="org-link" href="api/v1/orgs/{name}" title="show or hide its tenants"'
-            f' aria-expanded="false">{name}</a>',
+            org["org"],
             cls="org",
+            html=f'<a class="org-link" href="api/v1/orgs/{escape(quote(org["org"], safe=""))}"'
+            f' title="show or hide its tenants" aria-expanded="false">{name}</a>',
         ),
-        _cell(
+        Cell(
             "State",
-            _text(label),
-            cls=f"state s-{state}",
+            state_label(org),
+            cls=f"state s-{org['state'].value}",
             small=f"{failures} failures in a row" if failures > 1 else "",
         ),
-        _cell("Organization", _text(org["organization_name"])),
-        _cell("Tenants", _number(org["tenants"]), cls="num"),
-        _cell("Billable users", _number(org["billable_users"]), cls="num"),
+        Cell("Organization", org["organization_name"] or ""),
+        Cell("Tenants", _number(org["tenants"]), cls="num"),
+        Cell("Billable users", _number(org["billable_users"]), cls="num"),
         _when("Last success", org["last_success"], now, "never"),
-        _cell(
+        Cell(
             "Last error",
-            _text(org["last_error"]),
+            org["last_error"] or "",
             small=f"{relative(error_at, now)}, {absolute(error_at)}" if error_at else "",
             title=error_at or "",
         ),
         _when("Next poll", org["next_poll"], now, ""),
-        _cell(
+        Cell(
             "Key",
-            f"<code>{_text(org['key_fingerprint'])}</code>",
+            org["key_fingerprint"],
             cls="key",
-            small=org["key_source"] or "",
+            small=org["key_source"],
+            html=f"<code>{_text(org['key_fingerprint'])}</code>",
         ),
     ]
-    failing = state not in ("ok", "pending", "rate_limited")
-    return (
-        f'<tr data-org="{name}" data-state="{_text(state)}"'
-        + (' class="failing"' if failing else "")
-        + ">"
-        + "".join(cells)
-        + "</tr>"
-    )
 
 
-def _script_json(value: object) -> str:
-    """JSON safe inside a <script> element: `<` can never close it early."""
-    return json.dumps(value).replace("<", "\\u003c")
+def matches(cells: Sequence[Cell], query: str) -> bool:
+    """The filter: `query` anywhere in the row's text, as the script matches it."""
+    needle = query.strip().casefold()
+    return not needle or needle in "".join(c.text + c.small for c in cells).casefold()
 
 
-def render_status_page(document: dict[str, Any], *, refresh: int = DEFAULT_REFRESH_SECONDS) -> str:
-    """The page for status.py's `status_document`; `refresh` is in seconds, 0 for never."""
+def _row(org: OrgStatus, cells: Sequence[Cell], *, hidden: bool) -> str:
+    attributes = f' data-org="{_text(org["org"])}" data-state="{org["state"].value}"'
+    if is_failing(org["state"]):
+        attributes += ' class="failing"'
+    if hidden:
+        attributes += " hidden"
+    return f"<tr{attributes}>{''.join(c.render() for c in cells)}</tr>"
+
+
+def _title(summary: Summary) -> str:
+    failing = summary["failing"]
+    return (f"({failing} failing) " if failing else "") + "petra-collector"
+
+
+def _summary(document: StatusDocument) -> str:
     summary = document["summary"]
-    shard = document["shard"]
-    now = str(document["generated_at"])
-    tones = {"failing": "bad", "auth_failing": "bad", "rate_limited": "warn", "stale": "warn"}
-    summary_html = "".join(
-        f'<span class="{tones.get(key, "") if summary[key] else ""}">'
-        f'<b id="sum-{key}">{_text(summary[key])}</b> {label}</span>'
-        for key, label in SUMMARY_FACTS
+    facts = (
+        ("orgs", summary["orgs"], "orgs", ""),
+        ("ok", summary["ok"], "OK", ""),
+        ("failing", summary["failing"], "failing", "bad"),
+        ("auth_failing", summary["auth_failing"], "keys rejected", "bad"),
+        ("rate_limited", summary["rate_limited"], "rate-limited", "warn"),
+        ("stale", summary["stale"], "stale", "warn"),
+        ("pending", summary["pending"], "pending", ""),
     )
-    shard_html = (
+    spans = "".join(
+        ('<span class="' + tone + '">' if tone and count else "<span>")
+        + f'<b id="sum-{key}">{count}</b> {label}</span>'
+        for key, count, label, tone in facts
+    )
+    shard = document["shard"]
+    where = (
         f"<span>shard <b>{_text(shard)}</b></span>"
         if shard
         else '<span class="muted">all orgs (no shard)</span>'
     )
-    head = "".join(f"<th scope=col>{escape(title)}</th>" for _key, title in COLUMNS)
-    rows = "".join(_row(org, now) for org in document["orgs"])
-    title = (f"({summary['failing']} failing) " if summary["failing"] else "") + "petra-collector"
+    return f'<div class="summary" id="summary">{spans}{where}</div>'
+
+
+@dataclass(frozen=True, slots=True)
+class _Live:
+    """What a refresh replaces: the summary, the rows, the "no org" note and the time."""
+
+    summary: str
+    rows: str
+    empty: str
+    updated: str
+    shown: int
+
+
+def _live(document: StatusDocument, query: str) -> _Live:
+    now = document["generated_at"]
+    rows = []
+    shown = 0
+    for org in document["orgs"]:
+        cells = org_cells(org, now)
+        hit = matches(cells, query)
+        shown += 1 if hit else 0
+        rows.append(_row(org, cells, hidden=not hit))
+    hidden = " hidden" if document["orgs"] else ""
+    return _Live(
+        summary=_summary(document),
+        rows=f'<tbody id="rows">{"".join(rows)}</tbody>',
+        empty=f'<p id="empty" class="muted"{hidden}>'
+        "No org in this instance (check the config, or this replica's shard).</p>",
+        updated=f'<span id="updated">{_text(absolute(now))}</span>',
+        shown=shown,
+    )
+
+
+def render_rows_fragment(document: StatusDocument) -> str:
+    """`page/rows`: the parts of the page a refresh replaces, as a small HTML document."""
+    live = _live(document, "")
+    return (
+        f"<!doctype html>\n<title>{_text(_title(document['summary']))}</title>\n"
+        f"{live.summary}\n<table>{live.rows}</table>\n{live.empty}\n<p>{live.updated}</p>\n"
+    )
+
+
+def _tenant_cells(tenant: TenantStatus) -> list[Cell]:
+    paused = tenant["is_paused"]
+    values = (
+        tenant["display_name"] or "",
+        tenant["tenant_id"],
+        tenant["microsoft_tenant_id"] or "",
+        tenant["service"] or "",
+        tenant["billable_status"] or "",
+        "" if paused is None else ("yes" if paused else "no"),
+    )
+    numbers = (tenant["licensed_users"], tenant["billable_users"])
+    titles = iter(TENANT_COLUMNS)
+    return [Cell(next(titles), text) for text in values] + [
+        Cell(next(titles), _number(number), cls="num") for number in numbers
+    ]
+
+
+def _tenant_table(tenants: Sequence[TenantStatus]) -> str:
+    head = "".join(f"<th scope=col>{escape(title)}</th>" for title in TENANT_COLUMNS)
+    body = "".join(
+        f"<tr>{''.join(cell.render() for cell in _tenant_cells(tenant))}</tr>"
+        for tenant in sorted(tenants, key=lambda t: (t["display_name"] or "").casefold())
+    )
+    return f'<table class="tenants"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def render_detail_row(detail: OrgDetail) -> str:
+    """The row under an org's row: its tenants as last reported."""
+    tenants = detail["tenant_list"]
+    if tenants:
+        count = len(tenants)
+        caption = (
+            f"{count} tenant{'' if count == 1 else 's'} of "
+            f"{detail['organization_name'] or detail['org']}"
+            + (f", as of {detail['as_of']}" if detail["as_of"] else "")
+        )
+        content = f"<p>{_text(caption)}</p>{_tenant_table(tenants)}"
+    else:
+        content = "No tenants in the last report."
+    return (
+        f'<tr class="detail" data-detail-for="{_text(detail["org"])}">'
+        f'<td colspan="{len(COLUMNS)}">{content}</td></tr>'
+    )
+
+
+def render_detail_fragment(detail: OrgDetail) -> str:
+    """`page/orgs/NAME`: an org's tenant row, in a table so that it parses as a row."""
+    return f"<!doctype html>\n<table><tbody>{render_detail_row(detail)}</tbody></table>\n"
+
+
+def render_status_page(
+    document: StatusDocument, *, refresh: int = DEFAULT_REFRESH_SECONDS, query: str = ""
+) -> str:
+    """The page for status.py's document; `refresh` in seconds (0: never), `query` filters."""
+    live = _live(document, query)
+    head = "".join(f"<th scope=col>{escape(title)}</th>" for title in COLUMNS)
     every = f"refreshes every {refresh} s" if refresh else "does not refresh (refresh=0)"
+    keep_refresh = (
+        f'<input type="hidden" name="refresh" value="{refresh}">'
+        if refresh != DEFAULT_REFRESH_SECONDS
+        else ""
+    )
+    shown = f"{live.shown} of {len(document['orgs'])} shown" if query.strip() else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<title>{_text(title)}</title><style>{_STYLE}</style></head>
+<link rel="icon" href="static/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="static/status.css">
+<script src="static/status.js" defer></script>
+<title>{_text(_title(document["summary"]))}</title></head>
 <body data-refresh="{refresh}">
 <h1>petra-collector <small class="muted">{_text(document["version"])}</small></h1>
 <nav><a href="metrics">/metrics</a><a href="api/v1/status">/api/v1/status</a>\
 <a href="{DOCS_URL}">docs</a><a href="{TROUBLESHOOTING_URL}">troubleshooting</a></nav>
-<div class="summary" id="summary">{summary_html}{shard_html}</div>
-<div class="tools"><label for="filter">Filter</label>
-<input id="filter" type="search" placeholder="org, state, organization, error, key…"
- autocomplete="off" spellcheck="false">
-<span id="shown" class="muted" aria-live="polite"></span></div>
+{live.summary}
+<form class="tools" id="filter-form" method="get" action="" role="search">
+<label for="filter">Filter</label>
+<input id="filter" name="q" type="search" value="{_text(query)}"
+ placeholder="org, state, organization, error, key…" autocomplete="off" spellcheck="false">
+{keep_refresh}<span id="shown" class="muted" aria-live="polite">{shown}</span></form>
 <p id="refresh-failed" class="banner" role="alert" hidden></p>
-<table><thead><tr>{head}</tr></thead>
-<tbody id="rows">{rows}</tbody></table>
-<p id="empty" class="muted"{" hidden" if document["orgs"] else ""}>No org in this instance
-(check the config, or this replica's shard).</p>
-<p class="muted">Updated <span id="updated">{_text(absolute(now))}</span>; {every}.
+<table id="orgs"><thead><tr>{head}</tr></thead>
+{live.rows}</table>
+{live.empty}
+<p class="muted">Updated {live.updated}; {every}.
 Failing orgs come first. Type <kbd>/</kbd> to filter.</p>
-<script type="application/json" id="labels">{_script_json(STATE_LABELS)}</script>
-<script>{_SCRIPT}</script>
+<template id="detail-failed"><tr class="detail"><td colspan="{len(COLUMNS)}"></td></tr></template>
 </body></html>
 """
+
+
+ASSET_TYPES: Final = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """One of the page's static files, as served."""
+
+    body: bytes
+    content_type: str
+    etag: str  # a strong validator: the content's hash, quoted
+
+
+def load_assets() -> MappingProxyType[str, Asset]:
+    """Every file of collector/static (package data) by name, read once at start."""
+    found: dict[str, Asset] = {}
+    for entry in resources.files("collector").joinpath("static").iterdir():
+        suffix = "." + entry.name.rpartition(".")[2]
+        if not entry.is_file() or suffix not in ASSET_TYPES:
+            continue
+        body = entry.read_bytes()
+        digest = hashlib.sha256(body).hexdigest()[:20]
+        found[entry.name] = Asset(body, ASSET_TYPES[suffix], f'"{digest}"')
+    return MappingProxyType(found)

@@ -1,14 +1,23 @@
-"""Per-org status as plain data: one source for the JSON API and the HTML page."""
+"""Per-org status as typed plain data: one source for the JSON API, the page and `check`.
+
+The documents are TypedDicts, so they are what `/api/v1/status` and
+`/api/v1/orgs/NAME` serialize, field for field, and mypy checks every reader.
+`HEALTH_LABELS` is the one table of the words people read for a health state;
+its identifiers (the `Health` values) are what the JSON, the page's markup and
+`check --output json` carry.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final, TypedDict
 
 from collector.state import Health, OrgState
+from collector.usage import TenantUsage
 
 # Failing orgs first: what an operator opened the page for.
-HEALTH_ORDER: Final = {
+HEALTH_ORDER: Final[Mapping[Health, int]] = {
     Health.AUTH_FAILED: 0,
     Health.FORBIDDEN: 2,
     Health.ERROR: 3,
@@ -17,19 +26,109 @@ HEALTH_ORDER: Final = {
     Health.OK: 6,
 }
 
+# What the page, `check` and the docs say for each state.
+HEALTH_LABELS: Final[Mapping[Health, str]] = {
+    Health.OK: "OK",
+    Health.AUTH_FAILED: "KEY REJECTED",
+    Health.FORBIDDEN: "FORBIDDEN",
+    Health.ERROR: "ERROR",
+    Health.RATE_LIMITED: "RATE LIMITED",
+    Health.PENDING: "PENDING",
+}
 
-def iso(moment: float | None) -> str | None:
-    if moment is None:
-        return None
+# Not failing: polled fine, not polled yet, or waiting out the API's own limit.
+NOT_FAILING: Final = frozenset({Health.OK, Health.PENDING, Health.RATE_LIMITED})
+
+
+def is_failing(health: Health) -> bool:
+    return health not in NOT_FAILING
+
+
+class OrgStatus(TypedDict):
+    """One org's row of `/api/v1/status`."""
+
+    org: str
+    state: Health
+    up: bool
+    auth_failure: bool
+    auth_failing_since: str | None
+    stale: bool
+    organization_name: str | None
+    tenants: int | None
+    licensed_users: float | None
+    billable_users: float | None
+    last_success: str | None
+    last_poll: str | None
+    last_error: str | None
+    last_error_at: str | None
+    consecutive_failures: int
+    next_poll: str | None
+    rate_limited_until: str | None
+    interval_seconds: float
+    key_fingerprint: str
+    key_source: str
+    requests: dict[str, int]
+
+
+class TenantStatus(TypedDict):
+    """One tenant of `/api/v1/orgs/NAME`, as last reported: usage.TenantUsage's fields."""
+
+    tenant_id: str
+    microsoft_tenant_id: str | None
+    display_name: str | None
+    service: str | None
+    billable_status: str | None
+    is_paused: bool | None
+    licensed_users: float | None
+    billable_users: float | None
+    prorating_ratio: float | None
+    onboarding_timestamp: float | None
+    first_billable_timestamp: float | None
+
+
+class OrgDetail(OrgStatus):
+    """`/api/v1/orgs/NAME`: an org's row with its tenants."""
+
+    as_of: str | None
+    report_generated_at: str | None
+    tenant_list: list[TenantStatus]
+    report_notes: list[str]
+
+
+class Summary(TypedDict):
+    orgs: int
+    ok: int
+    failing: int
+    auth_failing: int
+    rate_limited: int
+    stale: int
+    pending: int
+
+
+class StatusDocument(TypedDict):
+    """`/api/v1/status`: every org of this instance, failing first."""
+
+    version: str
+    generated_at: str
+    shard: str | None
+    summary: Summary
+    orgs: list[OrgStatus]
+
+
+def iso_time(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def org_status(state: OrgState, now: float, max_staleness: float) -> dict[str, Any]:
+def iso(moment: float | None) -> str | None:
+    return None if moment is None else iso_time(moment)
+
+
+def org_status(state: OrgState, now: float, max_staleness: float) -> OrgStatus:
     report = state.report
     tenants = report.tenants if report is not None else ()
     return {
         "org": state.name,
-        "state": state.health.value,
+        "state": state.health,
         "up": state.up,
         "auth_failure": state.auth_failing,
         "auth_failing_since": iso(state.auth_failing_since),
@@ -54,46 +153,59 @@ def org_status(state: OrgState, now: float, max_staleness: float) -> dict[str, A
     }
 
 
-def org_detail(state: OrgState, now: float, max_staleness: float) -> dict[str, Any]:
+def org_detail(state: OrgState, now: float, max_staleness: float) -> OrgDetail:
     """The status of one org with its tenants, as last reported."""
-    result = org_status(state, now, max_staleness)
     report = state.report
-    result["as_of"] = report.as_of if report is not None else None
-    result["report_generated_at"] = iso(report.report_generated_at) if report else None
-    result["tenant_list"] = [t._asdict() for t in report.tenants] if report else []
-    result["report_notes"] = list(report.notes) if report else []
-    return result
+    return {
+        **org_status(state, now, max_staleness),
+        "as_of": report.as_of if report is not None else None,
+        "report_generated_at": iso(report.report_generated_at) if report else None,
+        "tenant_list": [_tenant(t) for t in report.tenants] if report else [],
+        "report_notes": list(report.notes) if report else [],
+    }
 
 
-def _total(values: Any) -> float | None:
+def _tenant(tenant: TenantUsage) -> TenantStatus:
+    return {
+        "tenant_id": tenant.tenant_id,
+        "microsoft_tenant_id": tenant.microsoft_tenant_id,
+        "display_name": tenant.display_name,
+        "service": tenant.service,
+        "billable_status": tenant.billable_status,
+        "is_paused": tenant.is_paused,
+        "licensed_users": tenant.licensed_users,
+        "billable_users": tenant.billable_users,
+        "prorating_ratio": tenant.prorating_ratio,
+        "onboarding_timestamp": tenant.onboarding_timestamp,
+        "first_billable_timestamp": tenant.first_billable_timestamp,
+    }
+
+
+def _total(values: Iterable[float | None]) -> float | None:
     numbers = [v for v in values if v is not None]
     return sum(numbers) if numbers else None
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, int]:
+def summarize(rows: list[OrgStatus]) -> Summary:
     return {
         "orgs": len(rows),
-        "ok": sum(1 for r in rows if r["state"] == Health.OK.value and not r["stale"]),
-        "failing": sum(
-            1
-            for r in rows
-            if r["state"] not in (Health.OK.value, Health.PENDING.value, Health.RATE_LIMITED.value)
-        ),
+        "ok": sum(1 for r in rows if r["state"] is Health.OK and not r["stale"]),
+        "failing": sum(1 for r in rows if is_failing(r["state"])),
         "auth_failing": sum(1 for r in rows if r["auth_failure"]),
-        "rate_limited": sum(1 for r in rows if r["state"] == Health.RATE_LIMITED.value),
+        "rate_limited": sum(1 for r in rows if r["state"] is Health.RATE_LIMITED),
         "stale": sum(1 for r in rows if r["stale"]),
-        "pending": sum(1 for r in rows if r["state"] == Health.PENDING.value),
+        "pending": sum(1 for r in rows if r["state"] is Health.PENDING),
     }
 
 
 def status_document(
     states: list[OrgState], now: float, max_staleness: float, *, shard: str | None, version: str
-) -> dict[str, Any]:
+) -> StatusDocument:
     rows = [org_status(s, now, max_staleness) for s in states]
-    rows.sort(key=lambda r: (HEALTH_ORDER.get(Health(r["state"]), len(HEALTH_ORDER)), r["org"]))
+    rows.sort(key=lambda r: (HEALTH_ORDER.get(r["state"], len(HEALTH_ORDER)), r["org"]))
     return {
         "version": version,
-        "generated_at": iso(now),
+        "generated_at": iso_time(now),
         "shard": shard,
         "summary": summarize(rows),
         "orgs": rows,

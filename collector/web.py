@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gzip
 import time
-from typing import Any, Final, Protocol
+from collections.abc import Mapping
+from typing import Final, Protocol, TypeVar
 
 import orjson
 from aiohttp import web
@@ -17,9 +18,27 @@ from collector.exposition import (
     piece_size,
 )
 from collector.gzipstream import LEVEL as GZIP_LEVEL
-from collector.page import refresh_seconds, render_status_page
+from collector.page import (
+    Asset,
+    load_assets,
+    refresh_seconds,
+    render_detail_fragment,
+    render_rows_fragment,
+    render_status_page,
+)
 from collector.state import OrgState
-from collector.status import org_detail, status_document
+from collector.status import OrgDetail, StatusDocument, org_detail, status_document
+
+# The status page and its assets load nothing from anywhere else and run no inline
+# code, so even HTML that slipped past the escaping could not run or call out.
+PAGE_SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 class Daemon(Protocol):
@@ -45,9 +64,23 @@ class Daemon(Protocol):
 
 
 DAEMON: Final = web.AppKey("daemon", Daemon)
+ASSETS: Final = web.AppKey("assets", Mapping[str, Asset])
+AnyResponse = TypeVar("AnyResponse", bound=web.StreamResponse)
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
+def protect_page(response: AnyResponse) -> AnyResponse:
+    """Adds the page's security headers (CSP, no framing, no sniffing) to `response`."""
+    response.headers.update(PAGE_SECURITY_HEADERS)
+    return response
+
+
+def _html(text: str) -> web.Response:
+    response = web.Response(text=text, content_type="text/html", charset="utf-8")
+    response.headers["Cache-Control"] = "no-store"
+    return protect_page(response)
+
+
+def _json(data: object, status: int = 200) -> web.Response:
     return web.Response(
         body=orjson.dumps(data, option=orjson.OPT_INDENT_2),
         status=status,
@@ -93,7 +126,7 @@ async def readyz(request: web.Request) -> web.Response:
     return web.Response(text="not ready: config not loaded or scheduler not running\n", status=503)
 
 
-def _document(daemon: Daemon) -> dict[str, Any]:
+def _document(daemon: Daemon) -> StatusDocument:
     return status_document(
         daemon.org_states(),
         time.time(),
@@ -107,19 +140,56 @@ async def status_json(request: web.Request) -> web.Response:
     return _json(_document(request.app[DAEMON]))
 
 
-async def org_json(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    name = request.match_info["name"]
+def _org_detail(daemon: Daemon, name: str) -> OrgDetail | None:
     for state in daemon.org_states():
         if state.name == name:
-            return _json(org_detail(state, time.time(), daemon.max_staleness))
-    return _json({"error": f"no org named {name!r} in this instance"}, status=404)
+            return org_detail(state, time.time(), daemon.max_staleness)
+    return None
+
+
+def _no_such_org(name: str) -> str:
+    return f"no org named {name!r} in this instance"
+
+
+async def org_json(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    detail = _org_detail(request.app[DAEMON], name)
+    if detail is None:
+        return _json({"error": _no_such_org(name)}, status=404)
+    return _json(detail)
 
 
 async def index(request: web.Request) -> web.Response:
     refresh = refresh_seconds(request.query.get("refresh"))
-    page = render_status_page(_document(request.app[DAEMON]), refresh=refresh)
-    return web.Response(text=page, content_type="text/html", charset="utf-8")
+    query = request.query.get("q", "")
+    return _html(render_status_page(_document(request.app[DAEMON]), refresh=refresh, query=query))
+
+
+async def page_rows(request: web.Request) -> web.Response:
+    """The page's rows and summary, for its refresh: rendered by the code that renders `/`."""
+    return _html(render_rows_fragment(_document(request.app[DAEMON])))
+
+
+async def page_org(request: web.Request) -> web.Response:
+    """An org's tenants as the row the page puts under the org's row."""
+    name = request.match_info["name"]
+    detail = _org_detail(request.app[DAEMON], name)
+    if detail is None:
+        return protect_page(web.Response(text=_no_such_org(name) + "\n", status=404))
+    return _html(render_detail_fragment(detail))
+
+
+async def static_file(request: web.Request) -> web.Response:
+    """The page's CSS, script and icon, from memory; revalidated by ETag on each load."""
+    asset = request.app[ASSETS].get(request.match_info["name"])
+    if asset is None:
+        raise web.HTTPNotFound
+    headers = {"ETag": asset.etag, "Cache-Control": "no-cache"}
+    if asset.etag in request.headers.get("If-None-Match", ""):
+        return protect_page(web.Response(status=304, headers=headers))
+    response = web.Response(body=asset.body, headers=headers)
+    response.headers["Content-Type"] = asset.content_type
+    return protect_page(response)
 
 
 async def reload(request: web.Request) -> web.Response:
@@ -132,11 +202,15 @@ async def reload(request: web.Request) -> web.Response:
 def make_web_app(daemon: Daemon) -> web.Application:
     app = web.Application()
     app[DAEMON] = daemon
+    app[ASSETS] = load_assets()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/v1/status", status_json)
     app.router.add_get("/api/v1/orgs/{name}", org_json)
     app.router.add_get("/", index)
+    app.router.add_get("/page/rows", page_rows)
+    app.router.add_get("/page/orgs/{name}", page_org)
+    app.router.add_get("/static/{name}", static_file)
     app.router.add_post("/-/reload", reload)
     return app

@@ -1,11 +1,12 @@
 """The status page in a real browser: headless Debian Chromium driven by Selenium.
 
 The first test loads the page of the real daemon polling the simulator (both on
-127.0.0.1) and checks what an operator relies on: one row per org, failing
-orgs first, the filter, the self-refresh keeping the filter, and HTML from the
-API shown as text. It saves screenshots under artifacts/. The second renders a
-fixed document on the server and again in the browser's script, and checks
-that both give the same cells.
+127.0.0.1), under the Content-Security-Policy the daemon sends, and checks what
+an operator relies on: one row per org, failing orgs first, the filter, the
+self-refresh (server-rendered rows swapped in) keeping the filter, an org's
+tenants, HTML from the API shown as text, and nothing in the browser's console:
+no script error and no blocked inline script or style. It saves screenshots
+under artifacts/. The second shows every state with JavaScript off.
 
 Selenium is blocking, so every browser call runs in a thread while the event
 loop keeps serving the daemon and the simulator.
@@ -15,11 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
+from aiohttp.test_utils import TestServer
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
@@ -27,11 +31,13 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
-from collector.page import render_status_page
+from collector.exposition import Exposition
+from collector.metrics import PetraCollector
 from collector.simulator import SimulatedOrg, Simulator, StatusFault, sim_key
 from collector.state import Health, OrgState
-from collector.status import status_document
+from collector.status import HEALTH_LABELS
 from collector.usage import TenantUsage, UsageReport
+from collector.web import PAGE_SECURITY_HEADERS, make_web_app
 from tests.integration.harness import Running, running_daemon
 from tests.secrets_check import assert_no_key_material
 from tests.tools import require_tool
@@ -50,6 +56,7 @@ CHROMIUM_FLAGS: Final = (
     "--window-size=1366,900",
 )
 XSS: Final = "<img src=x onerror=alert(1)>"
+CSP: Final = PAGE_SECURITY_HEADERS["Content-Security-Policy"]
 ACME = SimulatedOrg("acme", sim_key("acme"), "Acme MSP", tenant_count=3)
 GLOBEX = SimulatedOrg("globex", sim_key("globex"), "Globex Managed IT", tenant_count=5)
 EVIL = SimulatedOrg("evil", sim_key("evil"), f"{XSS} & Sons", tenant_count=1)
@@ -88,22 +95,40 @@ return Array.from(document.querySelectorAll('#rows tr[data-org]')).map(tr => ({
 """
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    """Headless Chromium with a fresh profile, quit after the module."""
+def start_chromium(profile: Path, *, javascript: bool) -> WebDriver:
+    """Headless Chromium with a fresh profile whose console log can be read."""
     chromium = require_tool("chromium", "chromium")
     chromedriver = require_tool("chromedriver", "chromium-driver")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.add_argument(f"--user-data-dir={profile}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    if not javascript:
+        options.add_experimental_option(
+            "prefs", {"profile.managed_default_content_settings.javascript": 2}
+        )
     driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     driver.set_page_load_timeout(15)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    """Headless Chromium, quit after the module."""
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"), javascript=True)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+def console(driver: WebDriver) -> list[str]:
+    """What the page wrote to the console since the last call, warnings and errors."""
+    # selenium leaves get_log unannotated
+    entries: list[dict[str, Any]] = driver.get_log("browser")  # type: ignore[no-untyped-call]
+    return [str(e["message"]) for e in entries if e["level"] in {"WARNING", "SEVERE"}]
 
 
 async def call(function: Callable[..., Any], *args: Any) -> Any:
@@ -147,7 +172,13 @@ async def test_status_page_in_chromium(tmp_path: Path, browser: WebDriver) -> No
         tmp_path, [ACME, GLOBEX, EVIL], extra_keys={"umbrella": REVOKED_KEY}, simulator=simulator
     ) as run:
         await run.wait_for(lambda: all_polled(run), what="every org polled once")
+        async with run.http.get(run.url + "/") as response:
+            assert response.headers["Content-Security-Policy"] == CSP
         await call(browser.get, f"{run.url}/?refresh=1")
+        assert await call(
+            browser.execute_script,
+            "return getComputedStyle(document.querySelector('td.s-ok')).fontWeight",
+        ) in {"600", "bold"}, "the stylesheet did not load"
 
         table = await call(rows, browser)
         assert table[0]["org"] == "umbrella"
@@ -182,6 +213,7 @@ async def test_status_page_in_chromium(tmp_path: Path, browser: WebDriver) -> No
         await wait_until(browser, lambda d: visible_orgs(d) == ["acme"], "the filter")
 
         # The script refreshes the rows in place (no reload) and the filter holds.
+        await call(browser.execute_script, "window.rowsBefore = document.getElementById('rows')")
         await call(browser.execute_script, "window.notReloaded = true")
         run.simulator.set_fault("acme", StatusFault(500, "Internal error"))
         await wait_until(
@@ -190,6 +222,9 @@ async def test_status_page_in_chromium(tmp_path: Path, browser: WebDriver) -> No
             "acme to show ERROR after a refresh",
         )
         assert await call(browser.execute_script, "return window.notReloaded") is True
+        assert await call(
+            browser.execute_script, "return document.getElementById('rows') !== window.rowsBefore"
+        )
         assert await call(box.get_attribute, "value") == "acme"
         assert await call(visible_orgs, browser) == ["acme"]
         refreshed = {r["org"]: r for r in await call(rows, browser)}
@@ -245,6 +280,18 @@ async def test_status_page_in_chromium(tmp_path: Path, browser: WebDriver) -> No
         source = await call(lambda: browser.page_source)
         assert_no_key_material([ACME.key, GLOBEX.key, EVIL.key, REVOKED_KEY], source)
 
+        # Through all of it, nothing in the console: no error, nothing the CSP blocked.
+        assert await call(console, browser) == []
+        # ... and the console is read and the policy enforced: an inline script is refused.
+        await call(
+            browser.execute_script,
+            "const s = document.createElement('script'); s.textContent = 'window.ran = 1';"
+            "document.body.append(s)",
+        )
+        assert await call(browser.execute_script, "return window.ran") is None
+        blocked = await call(console, browser)
+        assert any("Content Security Policy" in line for line in blocked), blocked
+
         # The artefacts: the whole page on a laptop, with evil's tenants open, and on a phone.
         ARTIFACTS.mkdir(exist_ok=True)
         assert await call(browser.save_screenshot, str(ARTIFACTS / "status-page.png"))
@@ -269,52 +316,87 @@ def _tenant(tenant_id: str, display_name: str, billable: float) -> TenantUsage:
     )
 
 
-def _fixed_document() -> dict[str, Any]:
+class FixedDaemon:
     """Every state, with markup in every field that comes from the API or the config."""
-    now = 1_790_000_000.0
-    ok = OrgState("acme", "sha256:0123456789ab", "file /run/<b>keys</b>/acme", 300.0)
-    report = UsageReport(
-        "2026-09-21", now - 70, XSS, 2.0, (_tenant("t1", XSS, 118.0), _tenant("t2", "B", 0.5))
-    )
-    ok.record_success(report, now - 70, 0.2)
-    ok.next_poll_at = now + 230
-    rejected = OrgState("umbrella", "sha256:ba9876543210", "env $PETRA_KEY", 300.0)
-    rejected.record_auth_failure("key rejected (401): <script>alert(2)</script>", now - 5, 0.1, 0)
-    rejected.record_auth_failure("key rejected (401): <script>alert(2)</script>", now - 4, 0.1, 1)
-    rejected.next_poll_at = now + 7200
-    limited = OrgState("initech", "sha256:aaaaaaaaaaaa", "inline in the config file", 300.0)
-    limited.record_success(report, now - 90_000, 0.3)
-    limited.record_rate_limited("rate limited (429), retry after 30 s", now - 1, 0.1, now + 29)
-    pending = OrgState("waiting", "sha256:bbbbbbbbbbbb", "file keys/waiting", 300.0)
-    broken = OrgState("globex", "sha256:cccccccccccc", "file keys/globex", 300.0)
-    broken.record_error(Health.ERROR, 'HTTP 502 "<i>bad gateway</i>"', now - 3000, None)
-    states = [ok, rejected, limited, pending, broken]
-    return status_document(states, now, 3600.0, shard="1/3", version="0.1.0")
+
+    ready = True
+    max_staleness = 3600.0
+    shard = "1/3"
+
+    def __init__(self) -> None:
+        now = time.time()
+        ok = OrgState("acme", "sha256:0123456789ab", "file /run/<b>keys</b>/acme", 300.0)
+        report = UsageReport(
+            "2026-09-21",
+            now - 70,
+            XSS,
+            2.0,
+            (_tenant("t1", XSS, 118.0), _tenant("t2", "B", 0.5)),
+        )
+        ok.record_success(report, now - 70, 0.2)
+        rejected = OrgState("umbrella", "sha256:ba9876543210", "env $PETRA_KEY", 300.0)
+        message = "key rejected (401): <script>alert(2)</script>"
+        rejected.record_auth_failure(message, now - 5, 0.1, 0)
+        rejected.record_auth_failure(message, now - 4, 0.1, 1)
+        limited = OrgState("initech", "sha256:aaaaaaaaaaaa", "inline in the config file", 300.0)
+        limited.record_success(report, now - 90_000, 0.3)
+        limited.record_rate_limited("rate limited (429), retry after 30 s", now - 1, 0.1, now + 29)
+        pending = OrgState("waiting", "sha256:bbbbbbbbbbbb", "file keys/waiting", 300.0)
+        forbidden = OrgState("hooli", "sha256:dddddddddddd", "file keys/hooli", 300.0)
+        forbidden.record_error(Health.FORBIDDEN, "forbidden (403)", now - 60, None)
+        broken = OrgState("globex", "sha256:cccccccccccc", "file keys/globex", 300.0)
+        broken.record_error(Health.ERROR, 'HTTP 502 "<i>bad gateway</i>"', now - 3000, None)
+        self.states = [ok, rejected, limited, pending, forbidden, broken]
+        self.exposition = Exposition(PetraCollector(self.org_states, lambda: self.max_staleness))
+
+    def org_states(self) -> list[OrgState]:
+        return self.states
+
+    async def reload(self, reason: str) -> list[str]:
+        return [reason]
 
 
-async def test_script_renders_the_same_rows_as_the_server(
-    tmp_path: Path, browser: WebDriver
-) -> None:
-    """The refresh script rebuilds exactly the cells the server rendered, markup as text."""
-    document = _fixed_document()
-    page = tmp_path / "status.html"
-    page.write_text(render_status_page(document, refresh=0), encoding="utf-8")
-    await call(browser.get, page.as_uri())
-    server = await call(rows, browser)
-    assert [r["org"] for r in server] == ["umbrella", "globex", "initech", "waiting", "acme"]
-    assert server[4]["cells"][2][3] == XSS
-    assert server[0]["cells"][6][3] == "key rejected (401): <script>alert(2)</script>"
-    assert server[0]["cells"][1][5] == "2 failures in a row"
-    assert server[2]["cells"][1][3] == "RATE LIMITED (stale)"
-    assert server[4]["cells"][4][3] == "118.5"
-    assert server[4]["cells"][5][3] == "70 s ago"
-    assert server[4]["cells"][7][3] == "in 4 min"
-    assert server[4]["cells"][8][5] == "file /run/<b>keys</b>/acme"
-    await call(
-        browser.execute_script,
-        "petraStatus.render(JSON.parse(arguments[0]), Date.now())",
-        json.dumps(document),
-    )
-    script = await call(rows, browser)
-    assert script == server
-    await call(assert_no_alert, browser)
+async def test_every_state_with_javascript_off(tmp_path: Path) -> None:
+    """Without JavaScript the server's page is whole: every state, styled, filter by form."""
+    assert set(HEALTH_LABELS) == {s.health for s in FixedDaemon().states}
+    driver = await call(partial(start_chromium, tmp_path / "profile", javascript=False))
+    try:
+        async with TestServer(make_web_app(FixedDaemon()), host="127.0.0.1") as server:
+            await call(driver.get, str(server.make_url("/")))
+            table = await call(rows_without_script, driver)
+            assert [r[0] for r in table] == [
+                "umbrella",
+                "hooli",
+                "globex",
+                "initech",
+                "waiting",
+                "acme",
+            ]
+            states = {r[0]: r[1] for r in table}
+            assert states["umbrella"].startswith("KEY REJECTED\n2 failures in a row")
+            assert states["initech"] == "RATE LIMITED (stale)"
+            assert states["hooli"] == "FORBIDDEN"
+            assert states["waiting"] == "PENDING"
+            cell = await call(driver.find_element, By.CSS_SELECTOR, "tr[data-org=acme] td.state")
+            assert await call(cell.value_of_css_property, "font-weight") in {"600", "bold"}
+            ARTIFACTS.mkdir(exist_ok=True)
+            assert await call(driver.save_screenshot, str(ARTIFACTS / "status-page-states.png"))
+
+            # The filter box is a form: Enter loads /?q=..., the server hides the rest.
+            box = await call(driver.find_element, By.ID, "filter")
+            await call(box.send_keys, "globex\n")
+            await wait_until(driver, lambda d: "q=globex" in d.current_url, "the filter form")
+            shown = [r[0] for r in await call(rows_without_script, driver) if r[2]]
+            assert shown == ["globex"]
+            assert await call(console, driver) == []
+    finally:
+        await call(driver.quit)
+
+
+def rows_without_script(driver: WebDriver) -> list[tuple[str, str, bool]]:
+    """Per row: the org, the state cell's text and whether it shows, read by WebDriver alone."""
+    found = []
+    for row in driver.find_elements(By.CSS_SELECTOR, "#rows tr[data-org]"):
+        state = row.find_element(By.CSS_SELECTOR, "td.state")
+        found.append((str(row.get_attribute("data-org")), state.text, row.is_displayed()))
+    return found

@@ -40,8 +40,8 @@ async def test_probe_tells_every_answer_apart(tmp_path: Path) -> None:
         "fine": (True, "ok"),
         "forbidden": (False, "forbidden"),
         "limited": (False, "rate_limited"),
-        "down": (False, "unreachable"),
-        "revoked": (False, "key_rejected"),
+        "down": (False, "error"),
+        "revoked": (False, "auth_failed"),
     }
     assert results["fine"].tenants == 2
     assert results["limited"].retry_after == 42
@@ -53,11 +53,11 @@ async def test_probe_tells_every_answer_apart(tmp_path: Path) -> None:
         "OK, 2 tenants",
         "FORBIDDEN",
         "RATE LIMITED, retry in 42 s",
-        "UNREACHABLE",
+        "ERROR",
         "KEY REJECTED",
     ):
         assert answer in text
     assert text.endswith(
         "4 of 5 probe(s) failed: forbidden (FORBIDDEN), limited (RATE LIMITED), "
-        "down (UNREACHABLE), revoked (KEY REJECTED)\n"
+        "down (ERROR), revoked (KEY REJECTED)\n"
     )

@@ -109,7 +109,7 @@ async def test_check_prints_fingerprints_and_probe_reports_each_org(tmp_path: Pa
         results = {p["org"]: p for p in json.loads(probed.stdout)["probes"]}
         assert results["acme"]["outcome"] == "ok"
         assert results["acme"]["tenants"] == 2
-        assert results["umbrella"]["outcome"] == "key_rejected"
+        assert results["umbrella"]["outcome"] == "auth_failed"  # the state the page shows
         assert_no_key_material(
             [ACME.key, REVOKED_KEY], plain.stdout, plain.stderr, probed.stdout, probed.stderr
         )

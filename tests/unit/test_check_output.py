@@ -12,6 +12,7 @@ import pytest
 
 from collector.check import OrgSummary, ProbeResult, probe_answer, render_check
 from collector.cli import EXIT_OK, EXIT_USAGE, _check, build_parser, main
+from collector.state import Health
 
 ORGS: Final = [
     OrgSummary(
@@ -30,12 +31,22 @@ ORGS: Final = [
     OrgSummary("globex", "file keys/globex", "sha256:cccccccccccc", 300.0, in_this_shard=False),
 ]
 RESULTS: Final = [
-    ProbeResult("acme", True, "ok", "Acme MSP: 4 tenants", 0.213, 4, None, "Acme MSP"),
+    ProbeResult("acme", True, Health.OK, "Acme MSP: 4 tenants", 0.213, 4, None, "Acme MSP"),
     ProbeResult(
-        "umbrella-corporation", False, "key_rejected", "key rejected (401): Invalid API key", 0.05
+        "umbrella-corporation",
+        False,
+        Health.AUTH_FAILED,
+        "key rejected (401): Invalid API key",
+        0.05,
     ),
     ProbeResult(
-        "initech", False, "rate_limited", "rate limited (429), retry after 30 s", 0.02, None, 30.0
+        "initech",
+        False,
+        Health.RATE_LIMITED,
+        "rate limited (429), retry after 30 s",
+        0.02,
+        None,
+        30.0,
     ),
 ]
 
@@ -44,15 +55,11 @@ def test_probe_answers_say_what_the_api_said() -> None:
     """OK with the tenant count, each failure by name, the wait of a 429."""
     answers = [probe_answer(r) for r in RESULTS]
     assert answers == ["OK, 4 tenants", "KEY REJECTED", "RATE LIMITED, retry in 30 s"]
-    one = ProbeResult("x", True, "ok", "", 0.1, 1)
+    one = ProbeResult("x", True, Health.OK, "", 0.1, 1)
     assert probe_answer(one) == "OK, 1 tenant"
-    no_wait = ProbeResult("x", False, "rate_limited", "", 0.1)
+    no_wait = ProbeResult("x", False, Health.RATE_LIMITED, "", 0.1)
     assert probe_answer(no_wait) == "RATE LIMITED, no wait given"
-    for outcome, label in (
-        ("forbidden", "FORBIDDEN"),
-        ("unreachable", "UNREACHABLE"),
-        ("bad_response", "BAD RESPONSE"),
-    ):
+    for outcome, label in ((Health.FORBIDDEN, "FORBIDDEN"), (Health.ERROR, "ERROR")):
         assert probe_answer(ProbeResult("x", False, outcome, "", 0.1)) == label
 
 
