@@ -6,6 +6,10 @@ per key, `requests_per_minute_per_key` spacing, and any 429 wait), a global
 send slot (`max_requests_per_second`, evenly spaced), and a connection
 slot (`concurrency`). The decisions (first offset, next delay, backoff)
 are the pure functions at the top of this module.
+
+Monotonic time is the event loop's (`loop.time()`), so the scheduler runs
+under a virtual clock in tests (tests/unit/test_scheduler_virtual_time.py);
+the wall clock, used only for the times it records, is passed in.
 """
 
 from __future__ import annotations
@@ -40,12 +44,6 @@ KEY_CHECKS_PER_ROUND: Final = 1000
 
 class Fetcher(Protocol):
     async def fetch_usage(self, key: ApiKey) -> UsageReport: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Clock:
-    monotonic: Callable[[], float] = time.monotonic
-    wall: Callable[[], float] = time.time
 
 
 def initial_offset(name: str, interval: float) -> float:
@@ -137,14 +135,14 @@ class Scheduler:
         fetcher: Fetcher,
         polling: PollingSettings,
         *,
-        clock: Clock | None = None,
+        wall_clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
         logger: structlog.typing.FilteringBoundLogger | None = None,
         on_keys_changed: Callable[[list[str]], None] | None = None,
     ) -> None:
         self._fetcher = fetcher
         self._on_keys_changed = on_keys_changed
-        self._clock = clock or Clock()
+        self._wall = wall_clock
         self._rng = rng
         self._log: structlog.typing.FilteringBoundLogger = logger or structlog.get_logger()
         self._runners: dict[str, _OrgRunner] = {}
@@ -155,6 +153,12 @@ class Scheduler:
         self._group: asyncio.TaskGroup | None = None
         self._stopping = asyncio.Event()
         self._running = asyncio.Event()
+
+    @staticmethod
+    def _monotonic() -> float:
+        # The loop's clock, which also times every sleep here: a test that runs the
+        # scheduler on a loop with a virtual clock controls all of its time at once.
+        return asyncio.get_running_loop().time()
 
     @property
     def running(self) -> bool:
@@ -213,12 +217,11 @@ class Scheduler:
     def _update(self, runner: _OrgRunner, org: OrgConfig) -> None:
         key_changed = org.key != runner.keys.key or org.key_source != runner.config.key_source
         runner.config = org
-        runner.state.interval_seconds = org.interval_seconds
-        runner.state.key_source = org.key_source.describe()
-        runner.state.version += 1
+        source = org.key_source.describe()
+        runner.state.reconfigure(interval_seconds=org.interval_seconds, key_source=source)
         if key_changed:
             runner.keys = KeyHolder(org.key_source, org.key)
-            runner.state.key_fingerprint = org.key_fingerprint
+            runner.state.key_replaced(org.key_fingerprint, source)
             runner.wake.set()  # a new key is checked at once
         # A new interval applies from the next poll on: waking every org whose
         # interval changed would re-poll a whole fleet at once after a reload.
@@ -297,8 +300,7 @@ class Scheduler:
             old = runner.state.key_fingerprint
             if self._on_keys_changed is not None:
                 self._on_keys_changed([runner.keys.key.reveal()])
-            runner.state.key_fingerprint = runner.keys.key.fingerprint
-            runner.state.version += 1
+            runner.state.key_replaced(runner.keys.key.fingerprint, runner.state.key_source)
             log.info(
                 "key_reloaded",
                 key_fingerprint=runner.state.key_fingerprint,
@@ -329,24 +331,24 @@ class Scheduler:
     async def _run_org(self, runner: _OrgRunner) -> None:
         delay = initial_offset(runner.config.name, runner.config.interval_seconds)
         while True:
-            runner.state.next_poll_at = self._clock.wall() + delay
+            runner.state.schedule(self._wall() + delay)
             await self._sleep_or_wake(runner, delay)
             if self._stopping.is_set():
                 return
-            started = self._clock.monotonic()
+            started = self._monotonic()
             try:
                 delay = await self._poll(runner)
             except Exception as bug:  # noqa: BLE001 - one org's bug must not stop the others
                 delay = self._record_bug(runner, bug)
             if self._stopping.is_set():
                 return
-            delay = max(0.0, delay - (self._clock.monotonic() - started))
+            delay = max(0.0, delay - (self._monotonic() - started))
 
     def _record_bug(self, runner: _OrgRunner, bug: Exception) -> float:
         state = runner.state
         state.count_request("error")
         state.record_error(
-            Health.ERROR, f"internal error: {type(bug).__name__}", self._clock.wall(), None
+            Health.ERROR, f"internal error: {type(bug).__name__}", self._wall(), None
         )
         delay = backoff_delay(state.consecutive_failures, runner.config.interval_seconds, self._rng)
         self._log.exception(
@@ -365,7 +367,7 @@ class Scheduler:
         return gate
 
     async def _wait_until(self, moment: float) -> None:
-        delay = moment - self._clock.monotonic()
+        delay = moment - self._monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -375,14 +377,14 @@ class Scheduler:
         key = runner.keys.key
         gate = self._gate(key)
         async with gate.lock:
-            await self._wait_until(gate.budget.reserve(self._clock.monotonic()))
+            await self._wait_until(gate.budget.reserve(self._monotonic()))
             # Connection slot first, then the send slot: when a hung API frees many
             # connections at once, the queued requests still leave evenly spaced.
             async with self._slots:
-                await self._wait_until(self._pacer.reserve(self._clock.monotonic()))
+                await self._wait_until(self._pacer.reserve(self._monotonic()))
                 if self._stopping.is_set():
                     return 0.0
-                started = self._clock.monotonic()
+                started = self._monotonic()
                 runner.in_flight = True
                 try:
                     report: UsageReport | None = await self._fetcher.fetch_usage(key)
@@ -391,14 +393,14 @@ class Scheduler:
                     report, error = None, failure
                 finally:
                     runner.in_flight = False
-                duration = self._clock.monotonic() - started
+                duration = self._monotonic() - started
             if isinstance(error, KeyRejected) and key != runner.keys.key:
                 # The key was replaced while this request was on the wire: the 401
                 # is about the old key. Say nothing of it and try the new one now.
                 return 0.0
             delay = self._record(runner, report, error, duration)
             if isinstance(error, RateLimited):
-                gate.budget.block(self._clock.monotonic() + delay)
+                gate.budget.block(self._monotonic() + delay)
         return delay
 
     def _record(
@@ -409,7 +411,7 @@ class Scheduler:
         duration: float,
     ) -> float:
         state = runner.state
-        now = self._clock.wall()
+        now = self._wall()
         previous_failures = state.consecutive_failures
         previous_notes = state.report.notes if state.report is not None else ()
         log = _OrgLog(self._log, state)
@@ -433,7 +435,7 @@ class Scheduler:
             return delay
         state.count_request(error.code)
         if isinstance(error, KeyRejected):
-            event = state.record_auth_failure(error.message, now, duration, self._clock.monotonic())
+            event = state.record_auth_failure(error.message, now, duration, self._monotonic())
             if event is AuthEvent.FAILED:
                 log.error(
                     "auth_failed",

@@ -1,6 +1,14 @@
 """Per-org snapshot: the last good report, the last outcome, counters and times.
 
-The scheduler writes it, the metrics collector and the web pages read it.
+This module is the only writer of an `OrgState`: the scheduler asks one of
+its methods to record what happened (`record_success`, `key_replaced`,
+`schedule`, ...), the metrics collector and the web pages only read. Every
+method that changes a state bumps `version`, which is what lets readers
+cache what they derive from it (the `/metrics` cache does). New kinds of
+change (restoring from a state file, recording incidents) become new
+methods here, bumping `version` the same way; tests/unit/test_state_writer.py
+fails when code elsewhere assigns a field.
+
 All times here are wall-clock epoch seconds (they are exported as
 timestamps), except `*_monotonic` fields, which pace logging.
 """
@@ -59,8 +67,27 @@ class OrgState:
     rate_limited_total: int = 0
     version: int = 0  # bumped on every change; lets readers cache what they derive
 
+    def reconfigure(self, *, interval_seconds: float, key_source: str) -> None:
+        """A reload changed the org's interval or where its key comes from."""
+        self.interval_seconds = interval_seconds
+        self.key_source = key_source
+        self.version += 1
+
+    def key_replaced(self, fingerprint: str, source: str) -> None:
+        """A new key (from `source`) is in use from the next request on."""
+        self.key_fingerprint = fingerprint
+        self.key_source = source
+        self.version += 1
+
+    def schedule(self, next_poll_at: float) -> None:
+        """When the next poll is due, as far as the org's own loop knows."""
+        self.next_poll_at = next_poll_at
+        self.version += 1
+
     def count_request(self, code: str) -> None:
+        """One more answer (or failure) with this `code` label."""
         self.requests_by_code[code] = self.requests_by_code.get(code, 0) + 1
+        self.version += 1
 
     def record_success(self, report: UsageReport, now: float, duration: float) -> AuthEvent:
         was_failing = self.auth_failing

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from collector.state import AUTH_STILL_FAILING_EVERY, AuthEvent, Health, OrgState
@@ -116,7 +118,7 @@ def test_replaced_key_that_is_also_rejected_is_failed_again() -> None:
     """When the key is replaced and the new one is rejected too, FAILED is said again."""
     state = new_state()
     state.record_auth_failure("401", T0, 0.1, M0)
-    state.key_fingerprint = "sha256:bbbbbbbbbbbb"  # what the scheduler does on a key change
+    state.key_replaced("sha256:bbbbbbbbbbbb", "file /run/secrets/acme")
 
     assert state.record_auth_failure("401", T0 + 60, 0.1, M0 + 60) is AuthEvent.FAILED
     assert state.auth_failed_fingerprint == "sha256:bbbbbbbbbbbb"
@@ -195,15 +197,32 @@ def test_requests_are_counted_by_code() -> None:
 
 
 def test_every_change_bumps_the_version() -> None:
-    """Readers can cache on `version`: every recorded outcome increases it."""
+    """Readers can cache on `version`: every method that changes a state increases it."""
     state = new_state()
+    changes: list[Callable[[], object]] = [
+        lambda: state.record_success(report(), T0, 0.1),
+        lambda: state.record_auth_failure("401", T0, 0.1, M0),
+        lambda: state.record_rate_limited("429", T0, 0.1, until=T0 + 5),
+        lambda: state.record_error(Health.ERROR, "x", T0, None),
+        lambda: state.count_request("200"),
+        lambda: state.schedule(T0 + 300),
+        lambda: state.reconfigure(interval_seconds=60.0, key_source="env $ACME_KEY"),
+        lambda: state.key_replaced("sha256:bbbbbbbbbbbb", "file /run/secrets/acme"),
+    ]
     seen = [state.version]
-    state.record_success(report(), T0, 0.1)
-    seen.append(state.version)
-    state.record_auth_failure("401", T0, 0.1, M0)
-    seen.append(state.version)
-    state.record_rate_limited("429", T0, 0.1, until=T0 + 5)
-    seen.append(state.version)
-    state.record_error(Health.ERROR, "x", T0, None)
-    seen.append(state.version)
+    for change in changes:
+        change()
+        seen.append(state.version)
     assert seen == sorted(set(seen))
+
+
+def test_reconfigure_and_key_replaced_record_what_people_see() -> None:
+    """A reload's new interval and key source, and a rotated key's fingerprint, are shown."""
+    state = new_state()
+    state.reconfigure(interval_seconds=60.0, key_source="env $ACME_KEY")
+    assert (state.interval_seconds, state.key_source) == (60.0, "env $ACME_KEY")
+    state.key_replaced("sha256:bbbbbbbbbbbb", "file /run/secrets/acme")
+    assert state.key_fingerprint == "sha256:bbbbbbbbbbbb"
+    assert state.key_source == "file /run/secrets/acme"
+    state.schedule(T0 + 300)
+    assert state.next_poll_at == T0 + 300
