@@ -39,7 +39,7 @@ from collector.status import HEALTH_LABELS
 from collector.usage import TenantUsage, UsageReport
 from collector.web import PAGE_SECURITY_HEADERS, make_web_app
 from tests.integration.harness import Running, running_daemon
-from tests.secrets_check import assert_no_key_material
+from tests.leaks import assert_no_key_material
 from tests.tools import require_tool
 
 ARTIFACTS: Final = Path(__file__).resolve().parents[2] / "artifacts"

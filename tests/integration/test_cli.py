@@ -17,7 +17,7 @@ from collector.demo import DEMO_INTERVAL_SECONDS, REJECTED_ORG
 from collector.scheduler import initial_offset
 from collector.simulator import SimulatedOrg, Simulator, sim_key, start_simulator
 from tests.integration.harness import write_config
-from tests.secrets_check import assert_no_key_material
+from tests.leaks import assert_no_key_material
 
 ACME = SimulatedOrg("acme", sim_key("acme"), tenant_count=2)
 REVOKED_KEY = "petra_revoked_cli_0123456789abcdef"

@@ -11,7 +11,7 @@ from collector.scheduler import initial_offset
 from collector.simulator import LatencyFault, RateLimitFault, SimulatedOrg, StatusFault, sim_key
 from collector.usage import parse_usage
 from tests.integration.harness import Running, running_daemon, value
-from tests.secrets_check import assert_no_key_material
+from tests.leaks import assert_no_key_material
 
 ACME = SimulatedOrg("acme", sim_key("acme"), "Acme MSP", tenant_count=3)
 GLOBEX = SimulatedOrg("globex", sim_key("globex"), "Globex IT", tenant_count=5)

@@ -35,7 +35,7 @@ from collector.simulator import (
     sim_key,
 )
 from tests.integration.harness import Running, Samples, running_daemon, value
-from tests.secrets_check import assert_no_key_material
+from tests.leaks import assert_no_key_material
 
 # Recognisable keys: if any 8-character slice of one shows up, it leaked.
 LEAKY = "petra_LEAKCANARY_"

@@ -13,6 +13,9 @@ import pytest
 from collector.check import OrgSummary, ProbeResult, probe_answer, render_check
 from collector.cli import EXIT_OK, EXIT_USAGE, _check, build_parser, main
 from collector.state import Health
+from tests.leaks import assert_no_key_material
+
+UNIT_TEST_KEY: Final = "petra_unit_test_key_0123456789"
 
 ORGS: Final = [
     OrgSummary(
@@ -153,7 +156,7 @@ def test_auto_output_picks_table_on_a_terminal(
     """`--output auto` gives a table to a terminal and TSV to a pipe."""
     monkeypatch.setenv("NO_COLOR", "1")
     key = tmp_path / "acme.key"
-    key.write_text("petra_unit_test_key_0123456789\n")
+    key.write_text(UNIT_TEST_KEY + "\n")
     config = tmp_path / "config.yaml"
     config.write_text(f"orgs:\n  - name: acme\n    api_key_file: {key}\n")
     args = build_parser().parse_args(["check", "--config", str(config)])
@@ -163,7 +166,7 @@ def test_auto_output_picks_table_on_a_terminal(
         assert first == f"{config}: valid, 1 org(s) (all polled by this instance)"
     else:
         assert first.split("\t")[0] == "org"
-    assert "petra_unit_test_key" not in stream.getvalue()
+    assert_no_key_material([UNIT_TEST_KEY], stream.getvalue())
 
 
 def test_json_output_keeps_its_shape(tmp_path: Path) -> None:

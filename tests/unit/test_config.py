@@ -30,6 +30,7 @@ from collector.config import (
 )
 from collector.configreader import ConfigError
 from collector.keys import KeySource
+from tests.leaks import assert_no_key_material
 
 # Recognisable keys: any 8-character slice of them showing up somewhere is a leak.
 ACME_KEY = "petra_live_Zq8xW2mN4vB7cR1tY6uI0oP3aS5dF9gH"
@@ -39,18 +40,6 @@ ALL_KEYS = (ACME_KEY, GLOBEX_KEY, INLINE_KEY)
 
 # The key file directory a test config sees; tests pass it as an environ dict entry.
 CREDS = "creds"
-
-
-def slices(secret: str, width: int = 8) -> list[str]:
-    """Every `width`-character window of a secret."""
-    return [secret[i : i + width] for i in range(len(secret) - width + 1)]
-
-
-def assert_no_key_in(text: str) -> None:
-    """Fail if any 8-character slice of any test key occurs in `text`."""
-    for key in ALL_KEYS:
-        leaked = [part for part in slices(key) if part in text]
-        assert not leaked, f"key material {leaked[:3]} found in {text!r}"
 
 
 @pytest.fixture
@@ -562,7 +551,7 @@ def test_bad_config_files_give_exact_problems(config_dir: Path, bad: Bad) -> Non
         wanted = f"{path}: " + expected.replace("<dir>", str(config_dir))
         matching = [problem for problem in problems if problem.startswith(wanted)]
         assert len(matching) == 1, f"{wanted!r} not in {problems}"
-    assert_no_key_in(str(caught.value))
+    assert_no_key_material(ALL_KEYS, str(caught.value))
 
 
 def test_every_problem_in_a_file_is_reported(config_dir: Path) -> None:
@@ -792,7 +781,7 @@ def test_inline_key_is_accepted_with_a_warning(config_dir: Path) -> None:
         f"{config_dir / 'config.yaml'}: orgs[0].api_key: an inline key is stored in the "  # noqa: ISC004 - one warning
         "config file; prefer api_key_file or api_key_env",
     )
-    assert_no_key_in("\n".join(loaded.warnings))
+    assert_no_key_material(ALL_KEYS, "\n".join(loaded.warnings))
 
 
 def test_relative_key_paths_resolve_against_the_config_directory(
@@ -923,9 +912,9 @@ def test_key_never_appears_in_config_errors(config_dir: Path, text: str) -> None
     """Whatever goes wrong around a key, no 8-character slice of it is in any problem."""
     with pytest.raises(ConfigError) as caught:
         write_and_load(config_dir, text)
-    assert_no_key_in(str(caught.value))
-    assert_no_key_in(repr(caught.value))
-    assert_no_key_in("\n".join(caught.value.problems))
+    assert_no_key_material(ALL_KEYS, str(caught.value))
+    assert_no_key_material(ALL_KEYS, repr(caught.value))
+    assert_no_key_material(ALL_KEYS, "\n".join(caught.value.problems))
 
 
 def test_key_never_appears_in_reprs(config_dir: Path) -> None:
@@ -942,7 +931,7 @@ def test_key_never_appears_in_reprs(config_dir: Path) -> None:
         shown += [repr(org), str(org), repr(org.key_source), str(org.key), repr(org.key)]
         shown.append(f"{org.key} {org.key!r} {org.key!s} {org.key_fingerprint}")
     for text_shown in shown:
-        assert_no_key_in(text_shown)
+        assert_no_key_material(ALL_KEYS, text_shown)
     # The fingerprints are there instead, and they tell the keys apart.
     fingerprints = {org.key_fingerprint for org in loaded.settings.orgs}
     assert len(fingerprints) == 3
@@ -955,7 +944,7 @@ def test_api_key_hides_itself_in_every_rendering() -> None:
     key = ApiKey(ACME_KEY)
     renderings = [str(key), repr(key), format(key), "%s %r" % (key, key), f"{key} {key!r}"]  # noqa: UP031 - %-formatting is one of the renderings under test
     for shown in renderings:
-        assert_no_key_in(shown)
+        assert_no_key_material(ALL_KEYS, shown)
         assert key.fingerprint in shown
     assert key.reveal() == ACME_KEY
 

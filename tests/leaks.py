@@ -1,4 +1,8 @@
-"""The one assertion every leak test makes: no key, nor any 8-character slice of one."""
+"""The one assertion every leak test makes: no key, nor any 8-character slice of one.
+
+Use it for anything a key could reach: log lines, pages, metrics, error
+messages and reprs, the config's warnings, a state file.
+"""
 
 from __future__ import annotations
 
