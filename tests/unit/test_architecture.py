@@ -1,79 +1,165 @@
-"""The import graph points one way, as docs/architecture and the module table say."""
+"""The import graph follows the layers drawn in docs/architecture.md.
+
+`LAYERS` lists the package's layers from the bottom up. Every module of the
+package is placed in exactly one, so a new module fails
+`test_every_module_has_exactly_one_layer` until someone decides where it
+belongs. A module imports only modules of its own layer or below. Layers on
+different `arm`s of the flow never import each other at all: the Petra
+client, the polling loops and the serving side meet only in `app`.
+
+Where new modules go (docs/architecture.md, "Where a change belongs"):
+a parser of Petra answers (e.g. `incidents`) beside `usage` in "parsing";
+state across restarts (`statefile`) beside `state`; a reader of state
+beside `metrics` in "reading"; the web configuration file (`webconfig`)
+beside `web` in "serving"; a pure, stdlib-only helper (like `gzipstream`)
+in "foundation"; a new command beside `check`.
+"""
 
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "collector"
 
-# module -> collector modules it must never import
-FORBIDDEN: dict[str, set[str]] = {
-    "config": {"app", "cli", "scheduler", "petra", "metrics", "web", "state"},
-    "configreader": {"app", "cli", "config", "keys", "apikey", "petra", "scheduler", "state"},
-    "usage": {"app", "cli", "config", "petra", "scheduler", "state", "metrics", "web"},
-    "ratelimit": {"app", "cli", "petra", "scheduler", "state", "metrics", "web"},
-    "state": {"app", "cli", "petra", "scheduler", "metrics", "web"},
-    "scheduler": {"app", "cli", "petra", "metrics", "web"},
-    "petra": {"app", "cli", "scheduler", "state", "metrics", "web"},
-    "metrics": {"app", "cli", "petra", "scheduler", "web", "exposition", "gzipstream"},
-    "exposition": {"app", "cli", "petra", "scheduler", "web"},
-    "web": {"app", "cli", "petra", "scheduler"},
-    "simulator": {"app", "cli", "scheduler", "metrics", "web", "petra"},
-}
-# Who may import the wiring modules at all.
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    modules: frozenset[str]
+    arm: str | None = None  # layers on different arms never import each other
+
+
+def layer(name: str, *modules: str, arm: str | None = None) -> Layer:
+    return Layer(name, frozenset(modules), arm)
+
+
+LAYERS: tuple[Layer, ...] = (
+    # The version, value types and pure helpers (YAML reading for config files, gzip
+    # framing): nothing of the package below them.
+    layer(
+        "foundation",
+        *("__init__", "apikey", "errors", "sharding", "logs", "sdnotify"),
+        *("configreader", "gzipstream"),
+    ),
+    # Outside input made typed (Petra's JSON, key files), and limiter arithmetic.
+    layer("parsing", "usage", "keys", "ratelimit"),
+    # The config file, validated whole into frozen settings.
+    layer("settings", "config"),
+    # The per-org snapshot, and its only writer.
+    layer("state", "state"),
+    # The three arms the daemon wires together.
+    layer("client", "petra", arm="client"),
+    layer("polling", "scheduler", arm="polling"),
+    layer("reading", "metrics", "status", "page", arm="serving"),
+    # Above the readers, so `metrics` stays the table of families and knows no cache.
+    layer("rendering", "exposition", arm="serving"),
+    layer("serving", "web", arm="serving"),
+    # Start-up, reload and shutdown: the one module that knows all three arms.
+    layer("wiring", "app"),
+    # Commands and tools run from the command line (the simulator is the fake API).
+    layer("commands", "check", "demo", "simulator", "cli", "__main__"),
+)
+
+# Who may import the wiring at all (the layers allow more: every command could).
 ALLOWED_IMPORTERS = {
     "app": {"cli", "demo"},
     "cli": {"__main__"},
 }
 
 
-def collector_imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
+def package_modules() -> set[str]:
+    """Every module of the package, dotted below `collector` (`__init__` for the package)."""
+    return {
+        ".".join(path.relative_to(PACKAGE).with_suffix("").parts) for path in PACKAGE.rglob("*.py")
+    }
+
+
+def collector_imports(module: str) -> set[str]:
+    """The package's modules that `module` imports, anywhere in it (lazy imports too)."""
+    path = PACKAGE.joinpath(*module.split(".")).with_suffix(".py")
     found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("collector"):
-            parts = node.module.split(".")
-            if len(parts) > 1:
-                found.add(parts[1])
-            else:
-                found.update(alias.name for alias in node.names)
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            found.update(_from_import(node))
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
-                if parts[0] == "collector" and len(parts) > 1:
-                    found.add(parts[1])
+                if parts[0] == "collector":
+                    found.add(".".join(parts[1:]) or "__init__")
     return found
 
 
-def test_each_module_imports_only_downstream() -> None:
-    """No module reaches up the flow (e.g. the scheduler never imports the HTTP client)."""
-    for module, banned in FORBIDDEN.items():
-        imported = collector_imports(PACKAGE / f"{module}.py")
-        assert not imported & banned, f"{module} imports {sorted(imported & banned)}"
+def _from_import(node: ast.ImportFrom) -> set[str]:
+    if node.level:  # relative: the package is flat, so `.x` is collector.x
+        base = node.module or ""
+    elif node.module is not None and node.module.split(".")[0] == "collector":
+        base = node.module.removeprefix("collector").removeprefix(".")
+    else:
+        return set()
+    if base:
+        return {base}
+    # `from collector import x`: x is a module, or a name of the package's __init__.
+    modules = package_modules()
+    return {alias.name if alias.name in modules else "__init__" for alias in node.names}
 
 
-def test_the_gzip_framing_is_stdlib_only() -> None:
-    """gzipstream.py is pure framing: no collector module, no third-party package."""
-    tree = ast.parse((PACKAGE / "gzipstream.py").read_text())
-    roots = {
-        alias.name.split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import)
-        for alias in node.names
+def layer_of(module: str) -> tuple[int, Layer]:
+    for index, candidate in enumerate(LAYERS):
+        if module in candidate.modules:
+            return index, candidate
+    raise AssertionError(f"{module} has no layer")
+
+
+def may_import(importer: str, imported: str) -> bool:
+    low, lower = layer_of(imported)
+    high, higher = layer_of(importer)
+    if low > high:
+        return False
+    return lower.arm is None or higher.arm is None or lower.arm == higher.arm
+
+
+def test_every_module_has_exactly_one_layer() -> None:
+    """A new module is placed in LAYERS before anything else; none is placed twice, and
+    no layer names a module that is gone."""
+    placed = [module for each in LAYERS for module in each.modules]
+    doubled = sorted({module for module in placed if placed.count(module) > 1})
+    assert not doubled, f"in more than one layer: {doubled}"
+    existing = package_modules()
+    assert not existing - set(placed), (
+        f"place {sorted(existing - set(placed))} in LAYERS (see docs/architecture.md)"
+    )
+    assert not set(placed) - existing, f"LAYERS names missing modules {set(placed) - existing}"
+
+
+def test_each_module_imports_only_its_own_layer_or_below() -> None:
+    """Imports point down the layers, and never across arms (e.g. the scheduler knows a
+    Fetcher protocol, not the Petra client; the web side reads state, not the scheduler)."""
+    wrong = {
+        module: sorted(bad)
+        for module in sorted(package_modules())
+        if (bad := {i for i in collector_imports(module) if not may_import(module, i)})
     }
-    roots |= {
-        node.module.split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and node.module
-    }
-    assert roots <= {"__future__", "struct", "typing", "zlib"}, sorted(roots)
+    assert not wrong, f"imports against the layers: {wrong}"
 
 
 def test_only_the_entry_points_import_the_wiring() -> None:
     """Nothing but the commands imports `app`, and nothing but __main__ imports `cli`."""
-    for path in PACKAGE.glob("*.py"):
-        imported = collector_imports(path)
+    for module in package_modules():
+        imported = collector_imports(module)
         for wiring, allowed in ALLOWED_IMPORTERS.items():
             if wiring in imported:
-                assert path.stem in allowed, f"{path.stem} imports {wiring}"
+                assert module in allowed, f"{module} imports {wiring}"
+
+
+def test_the_rules_catch_what_they_forbid() -> None:
+    """An import up the layers, or across arms, is refused; down and within an arm is not."""
+    assert may_import("scheduler", "state")
+    assert may_import("web", "metrics")
+    assert may_import("app", "scheduler")
+    assert not may_import("state", "scheduler")  # up
+    assert not may_import("config", "state")  # up
+    assert not may_import("scheduler", "petra")  # across arms
+    assert not may_import("metrics", "scheduler")  # across arms
+    assert not may_import("web", "petra")  # across arms
