@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
@@ -86,10 +86,12 @@ class ScriptedFetcher:
         return REPORT
 
     def starts(self, key: str) -> list[float]:
+        """When each request with `key` was sent, in order."""
         return [call.started for call in self.calls if call.key == key]
 
 
 def org(name: str, key: str, interval: float = 60.0) -> OrgConfig:
+    """An org whose key is inline in the config (no file for the watcher to look at)."""
     api_key = ApiKey(key)
     return OrgConfig(name, KeySource("inline", inline=api_key), interval, api_key)
 
@@ -100,6 +102,8 @@ def new_scheduler(
     polling: PollingSettings = ROOMY,
     rng: Callable[[], float] = lambda: 0.5,
 ) -> Scheduler:
+    """A scheduler of `orgs`, its wall clock tied to the loop's (`WALL_AT_START` at 0 s)."""
+
     def wall() -> float:
         return WALL_AT_START + asyncio.get_running_loop().time()
 
@@ -130,14 +134,8 @@ async def run_for(
     return loop.time()
 
 
-def run(scenario: Callable[[], Awaitable[float]]) -> float:
-    async def main() -> float:
-        return await scenario()
-
-    return run_virtual(main())
-
-
 def gaps(times: Sequence[float]) -> list[float]:
+    """Seconds between consecutive times, rounded past float noise."""
     return [round(later - earlier, 6) for earlier, later in pairwise(times)]
 
 
@@ -148,7 +146,7 @@ def test_one_request_in_flight_per_key() -> None:
     orgs = [org("acme", KEY_A), org("globex", KEY_A), org("initech", KEY_A), org("hooli", KEY_B)]
     scheduler = new_scheduler(fetcher, orgs)
 
-    run(lambda: run_for(scheduler, 600.0))
+    run_virtual(run_for(scheduler, 600.0))
 
     assert fetcher.most_in_flight[KEY_A] == 1
     on_key_a = [call for call in fetcher.calls if call.key == KEY_A]
@@ -177,7 +175,7 @@ def test_a_429_pauses_every_org_on_that_key_until_the_wait_is_over() -> None:
         assert globex is not None
         shown_during_the_wait.append(globex.rate_limited_until)
 
-    run(lambda: run_for(scheduler, 300.0, midway=(100.0, look)))
+    run_virtual(run_for(scheduler, 300.0, midway=(100.0, look)))
 
     first_poll = initial_offset("globex", 60.0)  # answered with the 429 at +0.1 s
     wait_over = first_poll + 0.1 + 150.0
@@ -200,7 +198,7 @@ def test_apply_keeps_unchanged_orgs_schedules_and_state() -> None:
     reloaded = [orgs[0], org("globex", KEY_B, interval=120.0), org("wonka", KEY_C)]
 
     unchanged = ScriptedFetcher()
-    run(lambda: run_for(new_scheduler(unchanged, orgs), 400.0))
+    run_virtual(run_for(new_scheduler(unchanged, orgs), 400.0))
 
     fetcher = ScriptedFetcher()
     scheduler = new_scheduler(fetcher, orgs)
@@ -209,7 +207,7 @@ def test_apply_keeps_unchanged_orgs_schedules_and_state() -> None:
     def reload() -> None:
         scheduler.apply(reloaded, ROOMY)
 
-    run(lambda: run_for(scheduler, 400.0, midway=(100.0, reload)))
+    run_virtual(run_for(scheduler, 400.0, midway=(100.0, reload)))
 
     assert fetcher.starts(KEY_A) == unchanged.starts(KEY_A)
     assert scheduler.state("acme") is acme_before
@@ -228,7 +226,7 @@ def test_stop_lets_requests_on_the_wire_finish_within_the_grace_then_cancels() -
     orgs = [org("acme", KEY_A), org("globex", KEY_B), org("initech", KEY_C)]
     scheduler = new_scheduler(fetcher, orgs)
 
-    ended = run(lambda: run_for(scheduler, 31.0))
+    ended = run_virtual(run_for(scheduler, 31.0))
 
     assert ended == pytest.approx(31.0 + ROOMY.shutdown_grace_seconds)
     assert max(call.started for call in fetcher.calls) < 31.0
@@ -249,7 +247,7 @@ def test_first_polls_are_spread_over_the_interval() -> None:
     orgs = [org(name, f"petra_test_key_{name}", interval=300.0) for name in names]
     scheduler = new_scheduler(fetcher, orgs)
 
-    run(lambda: run_for(scheduler, 299.0))
+    run_virtual(run_for(scheduler, 299.0))
 
     first = {call.key.removeprefix("petra_test_key_"): call.started for call in fetcher.calls}
     assert sorted(first) == names
@@ -265,7 +263,7 @@ def test_failures_back_off_exponentially_then_the_interval_resumes() -> None:
     fetcher = ScriptedFetcher(scripts={KEY_A: [failure] * 4})
     scheduler = new_scheduler(fetcher, [org("acme", KEY_A, interval=300.0)], rng=lambda: 1.0)
 
-    run(lambda: run_for(scheduler, 600.0))
+    run_virtual(run_for(scheduler, 600.0))
 
     assert gaps(fetcher.starts(KEY_A)) == [5.0, 10.0, 20.0, 40.0, 300.0]
     acme = scheduler.state("acme")
@@ -280,7 +278,7 @@ def test_a_rejected_key_is_checked_again_at_the_auth_failure_pace() -> None:
     fetcher = ScriptedFetcher(default={KEY_A: Outcome(error=KeyRejected(None))})
     scheduler = new_scheduler(fetcher, [org("acme", KEY_A)])
 
-    run(lambda: run_for(scheduler, 3000.0))
+    run_virtual(run_for(scheduler, 3000.0))
 
     assert gaps(fetcher.starts(KEY_A)) == [900.0, 900.0, 900.0]
     acme = scheduler.state("acme")
@@ -298,7 +296,7 @@ def test_a_new_key_for_a_rejected_org_is_tried_at_once() -> None:
     def new_key() -> None:
         scheduler.apply([org("acme", KEY_B)], ROOMY)
 
-    run(lambda: run_for(scheduler, 200.0, midway=(100.0, new_key)))
+    run_virtual(run_for(scheduler, 200.0, midway=(100.0, new_key)))
 
     assert fetcher.starts(KEY_B)[0] == pytest.approx(100.0)
     acme = scheduler.state("acme")
@@ -312,7 +310,7 @@ def test_next_poll_time_is_recorded_on_the_wall_clock() -> None:
     fetcher = ScriptedFetcher()
     scheduler = new_scheduler(fetcher, [org("acme", KEY_A)])
 
-    run(lambda: run_for(scheduler, 50.0))
+    run_virtual(run_for(scheduler, 50.0))
 
     acme = scheduler.state("acme")
     assert acme is not None
@@ -326,6 +324,6 @@ def test_shared_key_requests_keep_the_per_key_spacing() -> None:
     fetcher = ScriptedFetcher()
     scheduler = new_scheduler(fetcher, [org("acme", KEY_A), org("wonka", KEY_A)], polling)
 
-    run(lambda: run_for(scheduler, 200.0))
+    run_virtual(run_for(scheduler, 200.0))
 
     assert min(gaps(fetcher.starts(KEY_A))) == pytest.approx(12.0)
