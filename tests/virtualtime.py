@@ -5,7 +5,7 @@ one instead of sleeping, so an hour of polling runs in milliseconds, and
 `loop.time()` (which asyncio's `sleep`, `call_later` and `wait(timeout=)`
 all use) reads exactly the scheduled moments. Sockets still work, polled
 without waiting. A loop where nothing is ready and no timer is due would
-wait forever: it raises `Deadlock` instead of hanging the test.
+wait forever: it raises `DeadlockError` instead of hanging the test.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-class Deadlock(RuntimeError):
+class DeadlockError(RuntimeError):
     """Nothing can ever run again: no ready callback, no timer, no I/O."""
 
 
@@ -34,7 +34,7 @@ class _VirtualSelector(selectors.DefaultSelector):
         if ready or timeout == 0:
             return ready
         if timeout is None:
-            raise Deadlock("every task waits, and no timer will ever wake one")
+            raise DeadlockError("every task waits, and no timer will ever wake one")
         self._loop.advance(timeout)
         return []
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.virtualtime import Deadlock, run_virtual
+from tests.virtualtime import DeadlockError, run_virtual
 
 
 def test_an_hour_of_timers_passes_at_once_and_in_order() -> None:
@@ -33,10 +33,10 @@ def test_an_hour_of_timers_passes_at_once_and_in_order() -> None:
 
 
 def test_waiting_for_nothing_raises_instead_of_hanging() -> None:
-    """A task that waits for an event nobody will set is a Deadlock, not a hung test."""
+    """A task that waits for an event nobody will set raises DeadlockError, not hangs."""
 
     async def main() -> None:
         await asyncio.Event().wait()
 
-    with pytest.raises(Deadlock):
+    with pytest.raises(DeadlockError):
         run_virtual(main())
