@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "collector"
@@ -69,11 +70,12 @@ ALLOWED_IMPORTERS = {
 }
 
 
-def package_modules() -> set[str]:
+@cache
+def package_modules() -> frozenset[str]:
     """Every module of the package, dotted below `collector` (`__init__` for the package)."""
-    return {
+    return frozenset(
         ".".join(path.relative_to(PACKAGE).with_suffix("").parts) for path in PACKAGE.rglob("*.py")
-    }
+    )
 
 
 def collector_imports(module: str) -> set[str]:
