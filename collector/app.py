@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Final
 
 import aiohttp
@@ -33,6 +34,7 @@ from collector.petra import new_client, new_session
 from collector.scheduler import Scheduler
 from collector.sdnotify import SystemdNotifier
 from collector.state import OrgState
+from collector.statestore import StateWriter, load_state, log_load_problem
 from collector.web import make_web_app
 
 WEB_SHUTDOWN_SECONDS: Final = 2.0
@@ -72,6 +74,7 @@ class Daemon:
         self._web_runner: web.AppRunner | None = None
         self._background: set[asyncio.Task[object]] = set()
         self._secrets: set[str] = set()
+        self._state_writer: StateWriter | None = None
         self.bound_port: int | None = None
         self.serving = asyncio.Event()
         self._exposition = Exposition(PetraCollector(self.org_states, lambda: self.max_staleness))
@@ -128,12 +131,16 @@ class Daemon:
                 settings.polling,
                 logger=self._log,
                 on_keys_changed=self._remember_secrets,
+                on_change=self._state_changed,
             )
             self._scheduler = scheduler
             self._adopt(settings)
             self._log_loaded(self._start_warnings, settings, "start")
+            await self._restore_state(scheduler, settings)
             await self._start_web(settings.server.listen)
             async with asyncio.TaskGroup() as group:
+                writer = self._state_writer
+                saving = None if writer is None else group.create_task(writer.run(), name="state")
                 polling = group.create_task(scheduler.run(), name="scheduler")
                 await _wait_running(scheduler, polling)
                 self._announce_ready()
@@ -143,6 +150,9 @@ class Daemon:
                 self._notifier.stopping()
                 scheduler.stop()
                 await polling
+                if writer is not None and saving is not None:
+                    writer.stop()  # one last write, with every in-flight outcome in it
+                    await saving
                 watchdog.cancel()
                 for task in list(self._background):
                     task.cancel()
@@ -150,6 +160,40 @@ class Daemon:
             self._remove_signal_handlers()
             await self._close()
         self._log.info("stopped")
+
+    def _state_changed(self) -> None:
+        if self._state_writer is not None:
+            self._state_writer.notify()
+
+    async def _restore_state(self, scheduler: Scheduler, settings: Settings) -> None:
+        """Serve what the state file kept, before the first scrape can come."""
+        if settings.state.path is None:
+            return
+        path = Path(settings.state.path)
+        started = time.time()
+        result = await asyncio.to_thread(load_state, path, started)
+        log_load_problem(self._log, path, result)
+        saved = result.state
+        if saved is not None:
+            restored = scheduler.restore(saved.orgs, counters=saved.clean_stop)
+            self._log.info(
+                "state_restored",
+                path=str(path),
+                orgs=len(restored),
+                orgs_in_file=len(saved.orgs),
+                orgs_fresh=len(self.org_states()) - len(restored),
+                age_seconds=round(started - saved.written_at, 1),
+                clean_stop=saved.clean_stop,
+                read_seconds=round(time.time() - started, 3),
+            )
+        self._state_writer = StateWriter(
+            path,
+            self.org_states,
+            write_delay=settings.state.write_delay_seconds,
+            monotonic=time.monotonic,
+            logger=self._log,
+        )
+        self._state_writer.notify()
 
     async def _close(self) -> None:
         if self._web_runner is not None:
@@ -270,6 +314,14 @@ class Daemon:
                 configured=str(settings.server.listen),
             )
             settings = replace(settings, server=old.server)
+        if settings.state != old.state:
+            self._log.warning(
+                "config_needs_restart",
+                setting="state",
+                running=str(old.state.path),
+                configured=str(settings.state.path),
+            )
+            settings = replace(settings, state=old.state)
         if settings.logging != old.logging:
             configure_logging(settings.logging.format, settings.logging.level)
         if settings.api != old.api and self._session is not None and self._scheduler is not None:

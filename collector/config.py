@@ -89,6 +89,12 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StateSettings:
+    path: str | None = None  # None: nothing is kept across restarts
+    write_delay_seconds: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class OrgConfig:
     name: str
     key_source: KeySource
@@ -107,6 +113,7 @@ class Settings:
     polling: PollingSettings = PollingSettings()
     server: ServerSettings = ServerSettings()
     logging: LoggingSettings = LoggingSettings()
+    state: StateSettings = StateSettings()
     shard: Shard | None = None
     source: str = "<built-in>"
 
@@ -201,6 +208,7 @@ def parse_config(
     polling = _parse_polling(top.section("polling"))
     server = _parse_server(top.section("server"))
     logging = _parse_logging(top.section("logging"))
+    state = _parse_state(top.section("state"), base_dir or Path.cwd())
 
     def convert_shard(path: str, value: object) -> Shard | None:
         try:
@@ -219,6 +227,7 @@ def parse_config(
         polling=polling,
         server=server,
         logging=logging,
+        state=state,
         shard=shard,
         source=source,
     )
@@ -307,6 +316,36 @@ def _parse_logging(section: Section) -> LoggingSettings:
         level = "info"
     section.finish()
     return LoggingSettings(format="json" if fmt == "json" else "console", level=level)
+
+
+def _parse_state(section: Section, base_dir: Path) -> StateSettings:
+    defaults = StateSettings()
+    path = section.get("path", None, _convert_state_path(section.problems))
+    if path is not None and not Path(path).is_absolute():
+        path = str(base_dir / path)
+    result = StateSettings(
+        path=path,
+        write_delay_seconds=section.number("write_delay_seconds", defaults.write_delay_seconds),
+    )
+    section.finish()
+    return result
+
+
+def _convert_state_path(problems: Problems) -> Callable[[str, object], str | None]:
+    def convert(path: str, value: object) -> str | None:
+        if not isinstance(value, str) or not value.strip():
+            problems.error(path, f"must be a file path, not {type_name(value)}")
+            return None
+        text = value.strip()
+        if "\0" in text:
+            problems.error(path, "contains a NUL byte")
+            return None
+        if text.endswith("/") or Path(text).name in ("", ".", ".."):
+            problems.error(path, "names a directory; give the file, e.g. state.json")
+            return None
+        return text
+
+    return convert
 
 
 def _parse_orgs(

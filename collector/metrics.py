@@ -73,6 +73,21 @@ def _org_value(get: Callable[[OrgState], float | None]) -> Callable[[OrgState, b
     return samples
 
 
+def _outcome_value(
+    get: Callable[[OrgState], float | None],
+) -> Callable[[OrgState, bool], list[Sample]]:
+    """A sample that says how polls went: none before the first outcome (pending is
+    not failing: alerts on `petra_up == 0` must not fire for an org not polled yet)."""
+
+    def samples(state: OrgState, _fresh: bool) -> list[Sample]:
+        if state.pending:
+            return []
+        value = get(state)
+        return [] if value is None else [((state.name,), value)]
+
+    return samples
+
+
 def _report_value(
     get: Callable[[OrgState], float | None],
 ) -> Callable[[OrgState, bool], list[Sample]]:
@@ -107,17 +122,17 @@ ORG_FAMILIES: Final[tuple[OrgFamily, ...]] = (
     OrgFamily(
         "petra_up",
         "gauge",
-        "1 if the last poll of the org succeeded, else 0.",
+        "1 if the last poll of the org succeeded, else 0; no sample before the first poll.",
         ORG,
-        _org_value(lambda s: 1.0 if s.up else 0.0),
+        _outcome_value(lambda s: 1.0 if s.up else 0.0),
     ),
     OrgFamily(
         "petra_auth_failure",
         "gauge",
         "1 while the org's API key is rejected with 401 (invalid, missing or deleted), "
-        "from the 401 until the next successful poll.",
+        "from the 401 until the next successful poll; no sample before the first poll.",
         ORG,
-        _org_value(lambda s: 1.0 if s.auth_failing else 0.0),
+        _outcome_value(lambda s: 1.0 if s.auth_failing else 0.0),
     ),
     OrgFamily(
         "petra_auth_failures",

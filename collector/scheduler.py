@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -30,6 +30,7 @@ from collector.errors import Forbidden, KeyRejected, PetraError, RateLimited
 from collector.keys import KeyHolder, KeyStatus
 from collector.ratelimit import KeyBudget, Pacer
 from collector.state import AuthEvent, Health, OrgState
+from collector.statefile import SavedOrg
 from collector.usage import UsageReport
 
 BACKOFF_BASE_SECONDS: Final = 5.0
@@ -42,6 +43,10 @@ KEY_CHECK_SECONDS: Final = 2.0
 KEY_CHECKS_PER_ROUND: Final = 1000
 
 
+def _nothing() -> None:
+    pass
+
+
 class Fetcher(Protocol):
     async def fetch_usage(self, key: ApiKey) -> UsageReport: ...
 
@@ -50,6 +55,22 @@ def initial_offset(name: str, interval: float) -> float:
     """Where in its interval an org's first poll falls: spread, and stable across restarts."""
     digest = hashlib.sha256(name.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 * interval
+
+
+def resume_delay(
+    name: str,
+    next_poll_at: float | None,
+    now: float,
+    *,
+    interval: float,
+    longest_wait: float,
+) -> float:
+    """Seconds until a restored org's first poll: its saved due time, kept across the
+    restart. Overdue orgs are spread the way first polls are, not sent at once; a due
+    time further away than any wait the org could have (a clock set back) is capped."""
+    if next_poll_at is None or next_poll_at < now:
+        return initial_offset(name, interval)
+    return min(next_poll_at - now, longest_wait)
 
 
 def backoff_delay(
@@ -99,6 +120,7 @@ class _OrgRunner:
     state: OrgState
     keys: KeyHolder
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    first_delay: float | None = None  # set when restored: the saved schedule
     task: asyncio.Task[None] | None = None
     in_flight: bool = False
 
@@ -139,10 +161,12 @@ class Scheduler:
         rng: Callable[[], float] = random.random,
         logger: structlog.typing.FilteringBoundLogger | None = None,
         on_keys_changed: Callable[[list[str]], None] | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self._fetcher = fetcher
         self._on_keys_changed = on_keys_changed
         self._wall = wall_clock
+        self._on_change = on_change or _nothing
         self._rng = rng
         self._log: structlog.typing.FilteringBoundLogger = logger or structlog.get_logger()
         self._runners: dict[str, _OrgRunner] = {}
@@ -174,6 +198,36 @@ class Scheduler:
 
     # -- configuration -------------------------------------------------------------
 
+    def restore(self, saved: Mapping[str, SavedOrg], *, counters: bool) -> list[str]:
+        """Before `run()`: orgs in `saved` with the same key fingerprint take over their
+        saved state and schedule. Returns the names of the orgs restored."""
+        now, monotonic_now = self._wall(), self._monotonic()
+        restored = []
+        for name, runner in self._runners.items():
+            record = saved.get(name)
+            if record is None or record.key_fingerprint != runner.state.key_fingerprint:
+                continue
+            runner.state.restore(
+                record, wall_now=now, monotonic_now=monotonic_now, counters=counters
+            )
+            remaining_429 = (record.rate_limited_until or now) - now
+            runner.first_delay = resume_delay(
+                name,
+                record.next_poll_at,
+                now,
+                interval=runner.config.interval_seconds,
+                longest_wait=max(
+                    runner.config.interval_seconds,
+                    self._polling.auth_failure_interval_seconds,
+                    remaining_429,
+                ),
+            )
+            if remaining_429 > 0:
+                # The 429 pause holds for every org on the key, not only this one.
+                self._gate(runner.keys.key).budget.block(monotonic_now + remaining_429)
+            restored.append(name)
+        return restored
+
     def apply(self, orgs: Iterable[OrgConfig], polling: PollingSettings) -> None:
         """Adopt a new org list and settings. Unchanged orgs keep state and schedule."""
         if polling != self._polling:
@@ -201,6 +255,7 @@ class Scheduler:
         used = {runner.keys.key for runner in self._runners.values()}
         for key in [key for key in self._gates if key not in used]:
             del self._gates[key]
+        self._on_change()
 
     def _add(self, org: OrgConfig) -> None:
         state = OrgState(
@@ -329,9 +384,12 @@ class Scheduler:
         runner.wake.clear()
 
     async def _run_org(self, runner: _OrgRunner) -> None:
-        delay = initial_offset(runner.config.name, runner.config.interval_seconds)
+        delay = runner.first_delay
+        if delay is None:
+            delay = initial_offset(runner.config.name, runner.config.interval_seconds)
         while True:
             runner.state.schedule(self._wall() + delay)
+            self._on_change()
             await self._sleep_or_wake(runner, delay)
             if self._stopping.is_set():
                 return
@@ -340,6 +398,7 @@ class Scheduler:
                 delay = await self._poll(runner)
             except Exception as bug:  # noqa: BLE001 - one org's bug must not stop the others
                 delay = self._record_bug(runner, bug)
+            self._on_change()
             if self._stopping.is_set():
                 return
             delay = max(0.0, delay - (self._monotonic() - started))

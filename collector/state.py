@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from collector.usage import UsageReport
+
+if TYPE_CHECKING:
+    from collector.statefile import SavedOrg
 
 AUTH_STILL_FAILING_EVERY = 3600.0
 
@@ -65,6 +69,7 @@ class OrgState:
     requests_by_code: dict[str, int] = field(default_factory=lambda: {"200": 0})
     auth_failures_total: int = 0
     rate_limited_total: int = 0
+    restored: bool = False  # served from the state file; cleared by the first poll outcome
     version: int = 0  # bumped on every change; lets readers cache what they derive
 
     def reconfigure(self, *, interval_seconds: float, key_source: str) -> None:
@@ -82,6 +87,37 @@ class OrgState:
     def schedule(self, next_poll_at: float) -> None:
         """When the next poll is due, as far as the org's own loop knows."""
         self.next_poll_at = next_poll_at
+        self.version += 1
+
+    def restore(
+        self, saved: SavedOrg, *, wall_now: float, monotonic_now: float, counters: bool
+    ) -> None:
+        """Take over what the state file kept of this org (same name and key fingerprint).
+
+        Counters are taken only from a file written at a clean stop: after a crash the
+        file may lag what Prometheus scraped, and a counter that goes back reads as a
+        reset, which `increase()` would count as a burst of requests.
+        """
+        self.health = saved.health
+        self.report = saved.report
+        self.last_poll_at = saved.last_poll_at
+        self.last_success_at = saved.last_success_at
+        self.poll_duration = saved.poll_duration
+        self.last_error = saved.last_error
+        self.last_error_at = saved.last_error_at
+        self.consecutive_failures = saved.consecutive_failures
+        self.rate_limited_until = saved.rate_limited_until
+        self.next_poll_at = saved.next_poll_at
+        self.auth_failing = saved.auth_failing
+        self.auth_failing_since = saved.auth_failing_since
+        self.auth_failed_fingerprint = saved.auth_failed_fingerprint
+        if saved.auth_warned_at is not None:
+            self.auth_warned_monotonic = monotonic_now - (wall_now - saved.auth_warned_at)
+        if counters and saved.requests_by_code is not None:
+            self.requests_by_code = {"200": 0, **saved.requests_by_code}
+            self.auth_failures_total = saved.auth_failures_total
+            self.rate_limited_total = saved.rate_limited_total
+        self.restored = True
         self.version += 1
 
     def count_request(self, code: str) -> None:
@@ -105,6 +141,7 @@ class OrgState:
         self.auth_failing_since = None
         self.auth_failed_fingerprint = None
         self.rate_limited_until = None
+        self.restored = False
         self.version += 1
         return AuthEvent.RECOVERED if was_failing else AuthEvent.NONE
 
@@ -149,11 +186,17 @@ class OrgState:
         self.last_error = message
         self.last_error_at = now
         self.consecutive_failures += 1
+        self.restored = False
         self.version += 1
 
     @property
     def up(self) -> bool:
         return self.health is Health.OK
+
+    @property
+    def pending(self) -> bool:
+        """No poll outcome yet, and none restored: neither up nor failing."""
+        return self.health is Health.PENDING
 
     def is_stale(self, now: float, max_staleness: float) -> bool:
         """True when the kept report is too old to export."""

@@ -413,7 +413,7 @@ BAD_FILES = [
     pytest.param(
         Bad(
             "colour: blue\n" + ONE_ORG,
-            ("colour: unknown key (known here: api, logging, orgs, polling, server, shard)",),
+            ("colour: unknown key (known here: api, logging, orgs, polling, server, shard, state)",),
         ),
         id="unknown-top-level-key",
     ),

@@ -21,6 +21,7 @@ from collector.config import (
     LoggingSettings,
     PollingSettings,
     ServerSettings,
+    StateSettings,
     parse_config,
 )
 from collector.configreader import ConfigError
@@ -32,6 +33,7 @@ SECTIONS: Final = {
     "polling": PollingSettings,
     "server": ServerSettings,
     "logging": LoggingSettings,
+    "state": StateSettings,
 }
 ONE_ORG: Final = "orgs:\n  - name: acme\n    api_key: petra_docs_test_key_0123456789\n"
 NOT_A_VALUE: Final = object()
@@ -81,7 +83,7 @@ def documented_default(cell: str) -> object:
 
 def model_default(value: object) -> object:
     """A dataclass default as it is written in YAML (HostPort -> "127.0.0.1:9865")."""
-    return value if isinstance(value, str | int | float | bool) else str(value)
+    return value if value is None or isinstance(value, str | int | float | bool) else str(value)
 
 
 def known_keys(yaml_text: str, path: str) -> set[str]:
