@@ -413,7 +413,10 @@ BAD_FILES = [
     pytest.param(
         Bad(
             "colour: blue\n" + ONE_ORG,
-            ("colour: unknown key (known here: api, logging, orgs, polling, server, shard, state)",),
+            (
+                "colour: unknown key "
+                "(known here: api, logging, orgs, polling, server, shard, state)",
+            ),
         ),
         id="unknown-top-level-key",
     ),
@@ -525,6 +528,24 @@ BAD_FILES = [
             ("logging.level: must be one of debug, info, warning, error, critical, not 'loud'",),
         ),
         id="log-level",
+    ),
+    pytest.param(
+        Bad("state: {path: 5}\n" + ONE_ORG, ("state.path: must be a file path, not a number",)),
+        id="state-path-number",
+    ),
+    pytest.param(
+        Bad(
+            "state: {path: /var/lib/petra-collector/}\n" + ONE_ORG,
+            ("state.path: names a directory; give the file, e.g. state.json",),
+        ),
+        id="state-path-directory",
+    ),
+    pytest.param(
+        Bad(
+            "state: {write_delay_seconds: 0}\n" + ONE_ORG,
+            ("state.write_delay_seconds: must be greater than 0, got 0",),
+        ),
+        id="state-write-delay-zero",
     ),
 ]
 
@@ -804,6 +825,15 @@ def test_parse_config_resolves_against_base_dir(config_dir: Path) -> None:
     loaded = parse_config(ONE_ORG, source="inline.yaml", base_dir=config_dir, environ={})
     assert loaded.settings.orgs[0].key_source.location == str(config_dir / "acme.key")
     assert loaded.settings.source == "inline.yaml"
+
+
+def test_state_path_resolves_against_the_config_directory(config_dir: Path) -> None:
+    """A relative state.path is kept beside the config file; an absolute one as given."""
+    relative = write_and_load(config_dir, "state: {path: state/state.json}\n" + ONE_ORG)
+    assert relative.settings.state.path == str(config_dir / "state" / "state.json")
+    absolute = write_and_load(config_dir, "state: {path: /var/lib/p/state.json}\n" + ONE_ORG)
+    assert absolute.settings.state.path == "/var/lib/p/state.json"
+    assert write_and_load(config_dir, ONE_ORG).settings.state.path is None
 
 
 def test_credentials_directory_is_expanded(config_dir: Path) -> None:

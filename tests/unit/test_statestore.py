@@ -1,0 +1,191 @@
+"""The state writer: coalesced, incremental, retried, and a clean write at stop; loading."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from collector import statestore
+from collector.state import OrgState
+from collector.statefile import TEMP_SUFFIX, decode_state, read_state_file, write_atomically
+from collector.statestore import ENCODE_BATCH, StateWriter, load_state
+from collector.usage import TenantUsage, UsageReport
+
+T0 = 1_795_671_116.0
+
+
+def org(name: str) -> OrgState:
+    state = OrgState(name, "sha256:aaaaaaaaaaaa", f"file /keys/{name}", 300.0)
+    tenants = tuple(
+        TenantUsage(f"t{i}", None, "Tenant", "EDR", None, False, 10.0, 5.0, 1.0, None, None)
+        for i in range(10)
+    )
+    state.record_success(UsageReport(None, None, name, 10.0, tenants), T0, 0.1)
+    return state
+
+
+def writer(path: Path, states: list[OrgState], delay: float = 0.05) -> StateWriter:
+    return StateWriter(
+        path,
+        lambda: list(states),
+        write_delay=delay,
+        monotonic=time.monotonic,
+        logger=structlog.get_logger(),
+    )
+
+
+async def wait_until(check: object, within: float = 5.0) -> None:
+    assert callable(check)
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_many_changes_share_one_write(tmp_path: Path) -> None:
+    """A burst of notifications within the delay is one write, `write_delay` later."""
+    path = tmp_path / "state.json"
+    states = [org("acme"), org("globex")]
+    saver = writer(path, states, delay=0.2)
+    task = asyncio.create_task(saver.run())
+    for _ in range(100):
+        saver.notify()
+        await asyncio.sleep(0.001)
+    assert not path.exists()  # not yet: the delay coalesces
+    await wait_until(lambda: saver.writes == 1)
+    await asyncio.sleep(0.3)
+    assert saver.writes == 1  # no change since: no second write
+    saved = read_state_file(path)
+    assert saved is not None
+    assert set(saved.orgs) == {"acme", "globex"}
+    assert not saved.clean_stop
+    saver.stop()
+    await task
+
+
+async def test_only_changed_orgs_are_encoded_again(tmp_path: Path) -> None:
+    """The second write reuses the bytes of every org whose state did not change."""
+    states = [org(f"org-{i}") for i in range(20)]
+    saver = writer(tmp_path / "state.json", states)
+    assert await saver.write(clean_stop=False)
+    assert saver.last_write is not None
+    assert saver.last_write.encoded == 20
+    states[3].record_success(states[3].report or UsageReport(None, None, None, None, ()), T0, 1.0)
+    states[7].next_poll_at = T0 + 5  # a new due time alone is a change too
+    assert await saver.write(clean_stop=False)
+    assert saver.last_write.encoded == 2
+    assert saver.last_write.orgs == 20
+    saved = read_state_file(tmp_path / "state.json")
+    assert saved is not None
+    assert saved.orgs["org-3"].poll_duration == 1.0
+    assert saved.orgs["org-7"].next_poll_at == T0 + 5
+
+
+async def test_encoding_yields_to_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Encoding a large fleet gives the event loop a turn every ENCODE_BATCH orgs."""
+    states = [org(f"org-{i}") for i in range(ENCODE_BATCH * 4)]
+    saver = writer(tmp_path / "state.json", states)
+    turns = 0
+    turns_before_the_thread: list[int] = []
+
+    def counted(path: Path, data: bytes) -> None:
+        turns_before_the_thread.append(turns)
+        write_atomically(path, data)
+
+    monkeypatch.setattr(statestore, "write_atomically", counted)
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = turns
+    assert await saver.write(clean_stop=False)
+    ticking.cancel()
+    # Turns the loop had while the orgs were encoded, before the file went to the thread.
+    assert turns_before_the_thread[0] - before >= 3
+
+
+async def test_a_failed_write_is_logged_and_retried_until_it_works(tmp_path: Path) -> None:
+    """state_write_failed, a retry with backoff, and state_write_recovered once it works."""
+    path = tmp_path / "state.json"
+    blocker = path.with_name(path.name + TEMP_SUFFIX)
+    blocker.mkdir()  # the temp file cannot be created: as root, a read-only dir is not
+    saver = writer(path, [org("acme")], delay=0.02)
+    with capture_logs() as logs:
+        task = asyncio.create_task(saver.run())
+        saver.notify()
+        await wait_until(lambda: sum(e["event"] == "state_write_failed" for e in logs) >= 2)
+        blocker.rmdir()
+        await wait_until(lambda: saver.writes == 1)
+        saver.stop()
+        await task
+    failed = [e for e in logs if e["event"] == "state_write_failed"]
+    assert failed[0]["log_level"] == "error"
+    assert failed[0]["path"] == str(path)
+    assert failed[0]["error"] == "Is a directory"
+    assert failed[0]["consecutive_failures"] == 1
+    assert failed[1]["retry_in_seconds"] > failed[0]["retry_in_seconds"]  # backing off
+    recovered = [e for e in logs if e["event"] == "state_write_recovered"]
+    assert recovered[0]["after_failures"] == len(failed)
+    assert read_state_file(path) is not None
+
+
+async def test_stop_writes_once_more_marked_clean(tmp_path: Path) -> None:
+    """A clean stop writes at once (not after the delay), with clean_stop set."""
+    path = tmp_path / "state.json"
+    saver = writer(path, [org("acme")], delay=60.0)
+    task = asyncio.create_task(saver.run())
+    saver.notify()
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    saver.stop()
+    await task
+    assert time.monotonic() - started < 5.0
+    saved = read_state_file(path)
+    assert saved is not None
+    assert saved.clean_stop
+
+
+def test_load_sets_a_corrupt_file_aside(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(b'{"format": "something else"}')
+    result = load_state(path, T0)
+    assert result.state is None
+    assert result.problem is not None
+    assert "not a petra-collector state file" in result.problem
+    assert result.set_aside_as is not None
+    assert result.set_aside_as.read_bytes() == b'{"format": "something else"}'
+    assert not path.exists()
+
+
+def test_load_without_a_file_is_no_problem(tmp_path: Path) -> None:
+    result = load_state(tmp_path / "state.json", T0)
+    assert (result.state, result.problem) == (None, None)
+
+
+def test_load_reads_what_was_written(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    asyncio.run(writer(path, [org("acme")]).write(clean_stop=True))
+    result = load_state(path, T0)
+    assert result.state is not None
+    assert result.state.orgs["acme"].report is not None
+    assert result.state == decode_state(path.read_bytes())
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"null"])
+def test_load_of_a_broken_file_says_why_and_starts_fresh(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    result = load_state(path, T0)
+    assert result.state is None
+    assert result.problem
+    assert result.set_aside_as is not None
