@@ -387,9 +387,9 @@ class Scheduler:
         delay = runner.first_delay
         if delay is None:
             delay = initial_offset(runner.config.name, runner.config.interval_seconds)
+        runner.state.schedule(self._wall() + delay)
+        self._on_change()
         while True:
-            runner.state.schedule(self._wall() + delay)
-            self._on_change()
             await self._sleep_or_wake(runner, delay)
             if self._stopping.is_set():
                 return
@@ -398,10 +398,12 @@ class Scheduler:
                 delay = await self._poll(runner)
             except Exception as bug:  # noqa: BLE001 - one org's bug must not stop the others
                 delay = self._record_bug(runner, bug)
+            delay = max(0.0, delay - (self._monotonic() - started))
+            # Set even when stopping: the state file keeps it, and a restart resumes from it.
+            runner.state.schedule(self._wall() + delay)
             self._on_change()
             if self._stopping.is_set():
                 return
-            delay = max(0.0, delay - (self._monotonic() - started))
 
     def _record_bug(self, runner: _OrgRunner, bug: Exception) -> float:
         state = runner.state

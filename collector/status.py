@@ -130,6 +130,8 @@ def org_status(state: OrgState, now: float, max_staleness: float) -> OrgStatus:
         "org": state.name,
         "state": state.health,
         "up": state.up,
+        # Served from the state file since the start, not yet polled again.
+        "restored": state.restored,
         "auth_failure": state.auth_failing,
         "auth_failing_since": iso(state.auth_failing_since),
         # Usage kept from a success too long ago (and so gone from /metrics); an org

@@ -150,14 +150,18 @@ async def running_daemon(
     environ: Mapping[str, str] | None = None,
     base_url: str | None = None,
     shard: Shard | None = None,
+    extra_config: str = "",
 ) -> AsyncIterator[Running]:
-    """Simulator with `orgs`, and a daemon configured with their keys plus `extra_keys`."""
+    """Simulator with `orgs`, and a daemon configured with their keys plus `extra_keys`;
+    `extra_config` is appended to the config file (more top-level sections)."""
     org_list = list(orgs)
     sim = simulator or Simulator(org_list)
     sim_runner, sim_port = await start_simulator(sim, "127.0.0.1", 0)
     simulator_url = f"http://127.0.0.1:{sim_port}"
     keys = {org.name: org.key for org in org_list} | dict(extra_keys or {})
-    config_path = write_config(tmp_path, base_url or simulator_url, keys, polling=polling, api=api)
+    config_path = write_config(
+        tmp_path, base_url or simulator_url, keys, polling=polling, api=api, extra=extra_config
+    )
     stream = io.StringIO()
     configure_logging("json", "debug", stream=stream)
     daemon = Daemon(

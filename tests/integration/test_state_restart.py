@@ -1,0 +1,259 @@
+"""State across restarts, with the real daemon and the simulator on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from collector.simulator import HangFault, SimulatedOrg, Simulator, sim_key
+from collector.statefile import TEMP_SUFFIX, read_state_file
+from tests.integration.harness import Running, running_daemon, value
+
+pytestmark = pytest.mark.slow
+
+INTERVAL = 1.5
+
+
+def org(name: str, tenants: int = 3) -> SimulatedOrg:
+    return SimulatedOrg(name, sim_key(name), tenant_count=tenants, requests_per_minute=100_000)
+
+
+def state_config(path: Path, delay: float = 0.05) -> str:
+    return f"state:\n  path: {json.dumps(str(path))}\n  write_delay_seconds: {delay}\n"
+
+
+POLLING = {"interval_seconds": INTERVAL, "shutdown_grace_seconds": 0.2}
+
+
+def petra_lines(text: str) -> list[str]:
+    """The Petra series of a scrape (the collector's own process series change by nature)."""
+    return [
+        line
+        for line in text.splitlines()
+        if line.startswith("petra_") and not line.startswith("petra_collector_")
+    ]
+
+
+async def scrape(running: Running) -> str:
+    status, text = await running.get("/metrics")
+    assert status == 200
+    return text
+
+
+async def all_polled(running: Running, names: list[str]) -> None:
+    async def check() -> bool:
+        samples = await running.metrics()
+        return all(value(samples, "petra_up", org=name) is not None for name in names)
+
+    await running.wait_for(check, 10, "every org's first poll")
+
+
+async def test_a_restart_serves_the_same_series_at_once(tmp_path: Path) -> None:
+    """The first scrape after a restart is the last one before it, byte for byte:
+    usage, petra_up, petra_auth_failure, timestamps and counters (a clean stop)."""
+    orgs = [org("acme", tenants=5), org("globex"), org("initech")]
+    sim = Simulator(orgs)
+    sim.delete_key("initech")  # rejected: petra_auth_failure 1 must survive too
+    state_path = tmp_path / "state.json"
+    config = state_config(state_path)
+    async with running_daemon(
+        tmp_path, orgs, simulator=sim, polling=POLLING, extra_config=config
+    ) as first:
+        await all_polled(first, ["acme", "globex", "initech"])
+        # From here no poll finishes: each hangs until the stop cancels it, so nothing
+        # changes between this scrape and the stop.
+        sim.set_fault(None, HangFault())
+        await asyncio.sleep(0.2)  # a request that arrived before the fault finishes by then
+        before = await scrape(first)
+        assert first.events("state_unreadable") == []
+    async with running_daemon(
+        tmp_path, orgs, simulator=sim, polling=POLLING, extra_config=config
+    ) as second:
+        after = await scrape(second)
+        (restored,) = second.events("state_restored")
+        status, body = await second.get("/api/v1/status")
+    assert petra_lines(after) == petra_lines(before)
+    assert any(line.startswith("petra_tenant_licensed_users{") for line in petra_lines(after))
+    assert 'petra_auth_failure{org="initech"} 1.0' in petra_lines(after)
+    assert restored["orgs"] == 3
+    assert restored["orgs_fresh"] == 0
+    assert restored["clean_stop"] is True
+    assert restored["level"] == "info"
+    assert status == 200
+    assert {row["org"]: row["restored"] for row in json.loads(body)["orgs"]} == {
+        "acme": True,
+        "globex": True,
+        "initech": True,
+    }
+
+
+async def test_no_org_is_polled_twice_within_its_interval_across_a_restart(tmp_path: Path) -> None:
+    """The saved schedule resumes: the simulator sees each org's requests an interval apart."""
+    names = [f"org-{i}" for i in range(10)]
+    orgs = [org(name) for name in names]
+    sim = Simulator(orgs)
+    config = state_config(tmp_path / "state.json")
+    for _round in range(2):
+        async with running_daemon(
+            tmp_path, orgs, simulator=sim, polling=POLLING, extra_config=config
+        ) as running:
+            started = time.monotonic()
+            start = {name: sim.request_count(name) for name in names}
+
+            async def polled_twice(start: dict[str, int] = start) -> bool:
+                return all(sim.request_count(n) >= start[n] + 2 for n in names)
+
+            await running.wait_for(polled_twice, 4 * INTERVAL + 5, "two polls of every org")
+            # Stop half-way through an interval: started afresh, the orgs whose first-poll
+            # offset lies in the first half would be polled again about half an interval
+            # after their last poll.
+            await asyncio.sleep(max(0.0, started + 2.5 * INTERVAL - time.monotonic()))
+    for name in names:
+        times = sim.request_times(name)
+        assert len(times) >= 4
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+        assert min(gaps) > INTERVAL - 0.15, (name, gaps)
+
+
+@contextmanager
+def unwritable(directory: Path, state_path: Path, how: str) -> Iterator[None]:
+    """The state file cannot be written while inside. Root ignores mode bits, so either
+    the directory is made immutable (chattr +i, ext4 and friends), or a directory
+    stands where the temp file must be created."""
+    if how == "immutable":
+        chattr = shutil.which("chattr")
+        if chattr is None:
+            pytest.skip("chattr is not installed")
+        made = subprocess.run([chattr, "+i", str(directory)], capture_output=True, check=False)  # noqa: S603 - a fixed tool on a test directory
+        if made.returncode != 0:
+            pytest.skip(f"chattr +i is not supported here: {made.stderr.decode().strip()}")
+        try:
+            yield
+        finally:
+            subprocess.run([chattr, "-i", str(directory)], check=True)  # noqa: S603 - as above
+    else:
+        blocker = state_path.with_name(state_path.name + TEMP_SUFFIX)
+        blocker.mkdir()
+        try:
+            yield
+        finally:
+            blocker.rmdir()
+
+
+@pytest.mark.parametrize("how", ["immutable", "temp-path-taken"])
+async def test_an_unwritable_state_directory_never_stops_polling(tmp_path: Path, how: str) -> None:
+    """state_write_failed, retried with backoff; polling goes on; the file comes once it can."""
+    directory = tmp_path / "state"
+    directory.mkdir()
+    state_path = directory / "state.json"
+    orgs = [org("acme")]
+    async with running_daemon(
+        tmp_path, orgs, polling=POLLING, extra_config=state_config(state_path)
+    ) as running:
+        with unwritable(directory, state_path, how):
+
+            async def failed_twice() -> bool:
+                return len(running.events("state_write_failed")) >= 2
+
+            await running.wait_for(failed_twice, 10, "two failed writes")
+            await running.wait_metric("petra_up", 1.0, org="acme")
+            polls = running.simulator.request_count("acme")
+            await running.wait_for(
+                lambda: _more(running.simulator, "acme", polls), 5, "polling goes on"
+            )
+        failed = running.events("state_write_failed")
+        assert failed[0]["level"] == "error"
+        assert failed[0]["path"] == str(state_path)
+
+        async def recovered() -> bool:
+            return bool(running.events("state_write_recovered"))
+
+        await running.wait_for(recovered, 15, "a write once the directory is writable")
+    saved = read_state_file(state_path)
+    assert saved is not None
+    assert saved.orgs["acme"].report is not None
+
+
+async def _more(sim: Simulator, name: str, before: int) -> bool:
+    return sim.request_count(name) > before
+
+
+async def test_a_corrupt_state_file_is_set_aside_and_the_daemon_starts_fresh(
+    tmp_path: Path,
+) -> None:
+    state_path = tmp_path / "state.json"
+    state_path.write_bytes(b'{"format": "petra-collector-state", "version": 1, "orgs": {')
+    orgs = [org("acme")]
+    async with running_daemon(
+        tmp_path, orgs, polling=POLLING, extra_config=state_config(state_path)
+    ) as running:
+        (unreadable,) = running.events("state_unreadable")
+        samples = await running.metrics()
+        assert value(samples, "petra_up", org="acme") is None  # pending, not failing
+        await running.wait_metric("petra_up", 1.0, org="acme")
+
+        async def written() -> bool:
+            return read_state_file(state_path) is not None
+
+        await running.wait_for(written, 5, "a new state file")
+    assert unreadable["level"] == "warning"
+    assert unreadable["path"] == str(state_path)
+    assert "is not valid JSON" in unreadable["problem"]
+    aside = Path(unreadable["set_aside_as"])
+    assert aside.parent == tmp_path
+    assert aside.name.startswith("state.json.corrupt-")
+    kept = await asyncio.to_thread(aside.read_bytes)
+    assert kept.startswith(b'{"format": "petra-collector-state"')
+    assert running.events("state_restored") == []
+
+
+async def test_a_changed_key_starts_fresh_and_a_rejected_key_stays_rejected(
+    tmp_path: Path,
+) -> None:
+    """acme's key is replaced while down: fresh (pending). globex's key stays rejected:
+    petra_auth_failure 1 at once, and no second auth_failed for the same rejection."""
+    orgs = [org("acme"), org("globex"), org("initech")]
+    sim = Simulator(orgs)
+    sim.delete_key("globex")
+    config = state_config(tmp_path / "state.json")
+    polling = {**POLLING, "auth_failure_interval_seconds": 1}
+    async with running_daemon(
+        tmp_path, orgs, simulator=sim, polling=polling, extra_config=config
+    ) as first:
+        await all_polled(first, ["acme", "globex", "initech"])
+        assert len(first.events("auth_failed", org="globex")) == 1
+    new_key = sim_key("acme-rotated")
+    sim.replace_key("acme", new_key)
+    async with running_daemon(
+        tmp_path,
+        orgs,
+        simulator=sim,
+        polling=polling,
+        extra_config=config,
+        extra_keys={"acme": new_key},
+    ) as second:
+        at_start = await second.metrics()
+        (restored,) = second.events("state_restored")
+        rechecks = sim.request_count("globex")
+
+        async def rechecked() -> bool:
+            return sim.request_count("globex") >= rechecks + 2
+
+        await second.wait_for(rechecked, 10, "two re-checks of the rejected key")
+        await second.wait_metric("petra_up", 1.0, org="acme")
+        assert second.events("auth_failed") == []
+        assert value(await second.metrics(), "petra_auth_failure", org="globex") == 1.0
+    assert value(at_start, "petra_auth_failure", org="globex") == 1.0
+    assert value(at_start, "petra_up", org="initech") == 1.0
+    assert value(at_start, "petra_up", org="acme") is None  # a new key: pending, not failing
+    assert value(at_start, "petra_tenant_licensed_users", org="acme", tenant_id="x") is None
+    assert (restored["orgs"], restored["orgs_fresh"]) == (2, 1)
