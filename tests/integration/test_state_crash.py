@@ -104,7 +104,6 @@ async def test_sigkill_during_writes_never_leaves_a_torn_state_file(tmp_path: Pa
         names = await asyncio.to_thread(lambda: [p.name for p in tmp_path.iterdir()])
         assert not [name for name in names if name.startswith("state.json.corrupt-")]
         # Not luck: some kills did land between the temp file's creation and its rename.
-        print(f"{killed_mid_write} of {ROUNDS} kills landed mid-write")
         assert killed_mid_write >= 1, "no kill hit a write; the test proved nothing"
     finally:
         await runner.cleanup()

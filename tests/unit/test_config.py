@@ -414,8 +414,10 @@ BAD_FILES = [
         Bad(
             "colour: blue\n" + ONE_ORG,
             (
-                "colour: unknown key "
-                "(known here: api, logging, orgs, polling, server, shard, state)",
+                (
+                    "colour: unknown key "
+                    "(known here: api, logging, orgs, polling, server, shard, state)"
+                ),
             ),
         ),
         id="unknown-top-level-key",

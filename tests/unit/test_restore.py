@@ -61,7 +61,7 @@ def test_no_saved_due_time_is_a_first_poll() -> None:
 
 class NeverFetch:
     async def fetch_usage(self, key: ApiKey) -> UsageReport:
-        raise AssertionError("no poll in this test")
+        raise AssertionError(f"no poll in this test, not even with {key}")
 
 
 def org(name: str, key: ApiKey) -> OrgConfig:

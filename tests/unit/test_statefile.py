@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import orjson
@@ -288,4 +287,4 @@ def test_read_only_file_system_errors_are_os_errors(tmp_path: Path) -> None:
     """A missing directory fails like a read-only one would: OSError, for the writer to log."""
     with pytest.raises(OSError, match="No such file"):
         write_atomically(tmp_path / "missing" / "state.json", b"x")
-    assert not os.path.exists(tmp_path / "missing")
+    assert not (tmp_path / "missing").exists()
