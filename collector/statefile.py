@@ -21,6 +21,7 @@ the directory, so a crash or a full disk leaves the old file or the new one.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -372,10 +373,25 @@ def _decode_report(reader: _Reader, report: dict[str, object]) -> UsageReport:
 
 _TEXT_FIELDS: Final = (1, 2, 3, 4)
 _NUMBER_FIELDS: Final = (6, 7, 8, 9, 10)
+_NONE: Final = type(None)
+# Every type combination a tenant array may have, whole numbers read as floats aside:
+# one set lookup checks a tenant (100,000 of them at 10,000 orgs) in C.
+_TENANT_SHAPES: Final = frozenset(
+    (str, *texts, paused, *numbers)
+    for texts in itertools.product((str, _NONE), repeat=len(_TEXT_FIELDS))
+    for paused in (bool, _NONE)
+    for numbers in itertools.product((float, _NONE), repeat=len(_NUMBER_FIELDS))
+)
 
 
 def _decode_tenant(reader: _Reader, index: int, item: object) -> TenantUsage:
-    # 100,000 of these at 10,000 orgs: checks by position, no per-field objects.
+    if type(item) is list and tuple(map(type, item)) in _TENANT_SHAPES and item[0]:
+        return TenantUsage._make(item)
+    return _decode_odd_tenant(reader, index, item)
+
+
+def _decode_odd_tenant(reader: _Reader, index: int, item: object) -> TenantUsage:
+    """The slow path: whole numbers to convert, or a problem to name."""
     if type(item) is not list or len(item) != len(TENANT_FIELDS):
         raise reader.fail(f"tenants[{index}]", f"must be a list of {len(TENANT_FIELDS)} fields")
     tenant_id = item[0]

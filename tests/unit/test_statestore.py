@@ -189,3 +189,23 @@ def test_load_of_a_broken_file_says_why_and_starts_fresh(tmp_path: Path, content
     assert result.state is None
     assert result.problem
     assert result.set_aside_as is not None
+
+
+async def test_a_large_file_is_written_less_often(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between writes, at least `bytes / WRITE_BYTES_PER_SECOND` seconds: disk wear is bounded."""
+    path = tmp_path / "state.json"
+    states = [org(f"org-{i}") for i in range(20)]
+    saver = writer(path, states, delay=0.01)
+    assert await saver.write(clean_stop=False)
+    assert saver.last_write is not None
+    monkeypatch.setattr(statestore, "WRITE_BYTES_PER_SECOND", saver.last_write.bytes / 0.5)
+    task = asyncio.create_task(saver.run())
+    saver.notify()
+    started = time.monotonic()
+    await wait_until(lambda: saver.writes == 2)
+    took = time.monotonic() - started
+    saver.stop()
+    await task
+    assert took >= 0.5

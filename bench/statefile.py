@@ -1,0 +1,273 @@
+"""What the state file costs, and how fast a restart serves everything again.
+
+    python -m bench.statefile --orgs 10000 --tenants 10            # in-process, ~1 min
+    python -m bench.statefile --orgs 10000 --tenants 10 --restart  # + the real daemon, ~4 min
+
+In-process (no network): 10,000 org states with their reports, written by the
+daemon's own `StateWriter`:
+- the first write (every org encoded) and a steady-state write (the orgs one
+  write delay of polling at `--interval` changes), each: CPU on the event
+  loop, CPU in the worker thread (join, write, fsync, rename), bytes, and the
+  longest the event loop was kept from running (a ticker task measures it);
+- reading it back (`load_state`), and restoring it into a scheduler.
+
+With `--restart`: the simulator and `python -m collector run` with a state
+file; once every org has been polled, SIGTERM (how long the stop and its
+final write take), then a new daemon against an API that never answers: the
+time from starting the process to a `/metrics` with every org's series, all
+from the state file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import aiohttp
+import structlog
+
+from bench.run import Sim, free_port
+from collector.apikey import ApiKey
+from collector.config import OrgConfig, PollingSettings
+from collector.keys import KeySource
+from collector.scheduler import Scheduler
+from collector.simulator import HangFault, bench_orgs, fault_to_json, write_bench_config
+from collector.state import OrgState
+from collector.statestore import WRITE_BYTES_PER_SECOND, StateWriter, WriteStats, load_state
+from collector.usage import TenantUsage, UsageReport
+
+WRITE_DELAY = 5.0
+NOW = 1_795_671_116.0
+KEY = ApiKey("petra_bench_state_key_0123456789")
+
+
+def _log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Results:
+    orgs: int
+    tenants: int
+    interval: float
+    first_write: dict[str, float] = field(default_factory=dict)
+    steady_write: dict[str, float] = field(default_factory=dict)
+    writes_per_minute: float = 0.0
+    read_seconds: float = 0.0
+    restore_seconds: float = 0.0
+    restart: dict[str, float] = field(default_factory=dict)
+
+
+def tenants_for(org: int, count: int) -> tuple[TenantUsage, ...]:
+    return tuple(
+        TenantUsage(
+            str(uuid.UUID(int=org * 1000 + i)),
+            str(uuid.UUID(int=org * 1000 + i + 1)),
+            f"Tenant {org}-{i} GmbH",
+            "EDR",
+            "billable",
+            False,
+            float(50 + i),
+            float(40 + i),
+            0.75,
+            1_700_000_000.0,
+            1_700_086_400.0,
+        )
+        for i in range(count)
+    )
+
+
+def fleet(orgs: int, tenants: int) -> list[OrgState]:
+    states = []
+    for index in range(orgs):
+        state = OrgState(f"org-{index:05d}", KEY.fingerprint, "file /k", 300.0)
+        report = UsageReport("2026-11-26", NOW, f"Org {index}", float(tenants), ())
+        state.record_success(report._replace(tenants=tenants_for(index, tenants)), NOW, 0.05)
+        state.next_poll_at = NOW + index % 300
+        states.append(state)
+    return states
+
+
+async def timed_write(writer: StateWriter) -> dict[str, float]:
+    """One write, with the longest stretch the event loop could not run during it."""
+    longest = 0.0
+    running = True
+
+    async def ticker() -> None:
+        nonlocal longest
+        last = time.perf_counter()
+        while running:
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            longest = max(longest, now - last)
+            last = now
+
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    started = time.perf_counter()
+    assert await writer.write(clean_stop=False)
+    wall = time.perf_counter() - started
+    running = False
+    await ticking
+    stats: WriteStats | None = writer.last_write
+    assert stats is not None
+    return {
+        "orgs_encoded": stats.encoded,
+        "bytes": stats.bytes,
+        "loop_cpu_ms": round(stats.loop_seconds * 1000, 1),
+        "thread_cpu_ms": round(stats.thread_seconds * 1000, 1),
+        "wall_ms": round(wall * 1000, 1),
+        "longest_loop_stall_ms": round(longest * 1000, 1),
+    }
+
+
+async def in_process(args: argparse.Namespace, workdir: Path, results: Results) -> None:
+    states = fleet(args.orgs, args.tenants)
+    path = workdir / "state.json"
+    writer = StateWriter(
+        path,
+        lambda: states,
+        write_delay=WRITE_DELAY,
+        monotonic=time.monotonic,
+        logger=structlog.get_logger(),
+    )
+    results.first_write = await timed_write(writer)
+    _log(f"first write: {results.first_write}")
+    # The polls between two writes (orgs / interval a second), each a change.
+    assert writer.last_write is not None
+    pause = max(WRITE_DELAY, writer.last_write.bytes / WRITE_BYTES_PER_SECOND)
+    changed = round(args.orgs / args.interval * pause)
+    for state in states[:changed]:
+        assert state.report is not None
+        state.record_success(state.report, NOW + 300, 0.05)
+    results.steady_write = await timed_write(writer)
+    pause = max(WRITE_DELAY, results.steady_write["bytes"] / WRITE_BYTES_PER_SECOND)
+    seconds_per_write = pause + results.steady_write["wall_ms"] / 1000
+    results.writes_per_minute = round(60 / seconds_per_write, 1)
+    _log(f"steady write ({changed} orgs changed): {results.steady_write}")
+
+    started = time.perf_counter()
+    loaded = load_state(path, time.time())
+    results.read_seconds = round(time.perf_counter() - started, 3)
+    assert loaded.state is not None
+    scheduler = Scheduler(_NoFetch(), PollingSettings())
+    orgs = [OrgConfig(s.name, KeySource("inline", inline=KEY), 300.0, KEY) for s in states]
+    scheduler.apply(orgs, PollingSettings())
+    started = time.perf_counter()
+    restored = scheduler.restore(loaded.state.orgs, counters=True)
+    results.restore_seconds = round(time.perf_counter() - started, 3)
+    assert len(restored) == args.orgs
+    _log(f"read {results.read_seconds} s, restore {results.restore_seconds} s")
+
+
+class _NoFetch:
+    async def fetch_usage(self, key: ApiKey) -> UsageReport:
+        raise AssertionError(f"the benchmark does not poll ({key})")
+
+
+async def series_count(http: aiohttp.ClientSession, port: int) -> int:
+    async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+        body = await response.read()
+    return body.count(b"\npetra_tenant_info{")
+
+
+async def restart(args: argparse.Namespace, workdir: Path, results: Results) -> None:
+    sim = Sim(args.orgs, args.tenants, max_seconds=3600)
+    polling = {
+        "max_requests_per_second": 2 * args.orgs / args.interval,
+        "concurrency": 64,
+        "requests_per_minute_per_key": 5,
+        "shutdown_grace_seconds": 2,
+    }
+    config = write_bench_config(
+        bench_orgs(args.orgs, 0), workdir, sim.url, int(args.interval), polling=polling
+    )
+    state_path = workdir / "state.json"
+    with config.open("a") as out:
+        out.write(f"state:\n  path: {json.dumps(str(state_path))}\n")
+    wanted = args.orgs * args.tenants
+    log = (workdir / "daemon.log").open("ab")
+    try:
+        async with aiohttp.ClientSession() as http:
+            port = free_port()
+            first = _daemon(config, port, log)
+            _log(f"first daemon: waiting for {wanted} tenant series (about one interval)")
+            await _wait_series(http, port, wanted, first, args.interval * 3)
+            await asyncio.sleep(WRITE_DELAY + 1)
+            started = time.perf_counter()
+            first.send_signal(signal.SIGTERM)
+            first.wait(timeout=120)
+            results.restart["stop_seconds"] = round(time.perf_counter() - started, 2)
+            results.restart["state_file_bytes"] = state_path.stat().st_size
+            # From now on the API never answers: whatever is served comes from the file.
+            async with http.post(
+                sim.url + "/_sim/fault", json=fault_to_json(HangFault())
+            ) as response:
+                assert response.status == 200, await response.text()
+            port = free_port()
+            started = time.perf_counter()
+            second = _daemon(config, port, log)
+            await _wait_series(http, port, wanted, second, 120)
+            results.restart["start_to_all_series_seconds"] = round(time.perf_counter() - started, 2)
+            second.send_signal(signal.SIGTERM)
+            second.wait(timeout=120)
+    finally:
+        sim.stop()
+    _log(f"restart: {results.restart}")
+
+
+def _daemon(config: Path, port: int, log: BinaryIO) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "collector", "run", "--config", str(config)]
+    command += ["--listen", f"127.0.0.1:{port}"]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - our own module
+
+
+async def _wait_series(
+    http: aiohttp.ClientSession,
+    port: int,
+    wanted: int,
+    process: subprocess.Popen[bytes],
+    within: float,
+) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the daemon exited with {process.returncode}")
+        try:
+            if await series_count(http, port) >= wanted:
+                return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"fewer than {wanted} tenant series within {within} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--orgs", type=int, default=10_000)
+    parser.add_argument("--tenants", type=int, default=10)
+    parser.add_argument("--interval", type=float, default=300.0, help="polling interval (s)")
+    parser.add_argument("--restart", action="store_true", help="also restart the real daemon")
+    parser.add_argument("--restart-interval", type=float, default=60.0)
+    args = parser.parse_args()
+    results = Results(args.orgs, args.tenants, args.interval)
+    with tempfile.TemporaryDirectory(prefix="petra-bench-state-") as directory:
+        asyncio.run(in_process(args, Path(directory), results))
+        if args.restart:
+            restart_args = argparse.Namespace(**{**vars(args), "interval": args.restart_interval})
+            asyncio.run(restart(restart_args, Path(directory), results))
+    print(json.dumps(asdict(results)))
+
+
+if __name__ == "__main__":
+    main()
