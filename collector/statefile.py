@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -42,6 +42,7 @@ TENANT_FIELDS: Final = TenantUsage._fields
 # foreign multi-gigabyte file at the path is refused instead of read into memory.
 MAX_STATE_FILE_BYTES: Final = 1 << 30
 TEMP_SUFFIX: Final = ".tmp"
+WRITEV_PIECES: Final = 1024  # IOV_MAX on Linux
 _HEALTHS: Final = {health.value: health for health in Health}
 
 
@@ -133,8 +134,11 @@ def encode_org(state: OrgState, *, wall_now: float, monotonic_now: float) -> byt
     return orjson.dumps(state.name) + b":" + orjson.dumps(record, default=_tenant_array)
 
 
-def encode_document(org_parts: Iterable[bytes], *, written_at: float, clean_stop: bool) -> bytes:
-    """The whole file from `encode_org` parts."""
+def encode_document(
+    org_parts: Iterable[bytes], *, written_at: float, clean_stop: bool
+) -> list[bytes]:
+    """The whole file from `encode_org` parts, as pieces to write one after another
+    (never joined: copying 20 MB into one string would hold the GIL for milliseconds)."""
     head = orjson.dumps(
         {
             "format": FORMAT,
@@ -144,18 +148,23 @@ def encode_document(org_parts: Iterable[bytes], *, written_at: float, clean_stop
             "tenant_fields": TENANT_FIELDS,
         }
     )
-    return b"".join((head[:-1], b',"orgs":{', b",".join(org_parts), b"}}\n"))
+    pieces = [head[:-1], b',"orgs":{']
+    for index, part in enumerate(org_parts):
+        if index:
+            pieces.append(b",")
+        pieces.append(part)
+    pieces.append(b"}}\n")
+    return pieces
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash at any point leaves old or new, whole."""
+def write_atomically(path: Path, pieces: Sequence[bytes]) -> None:
+    """Replace `path` with `pieces`, concatenated, so that a crash at any point leaves
+    the old file or the new one, whole."""
     temp = path.with_name(path.name + TEMP_SUFFIX)
     descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(descriptor, view)
-            view = view[written:]
+        for start in range(0, len(pieces), WRITEV_PIECES):
+            _write_all(descriptor, pieces[start : start + WRITEV_PIECES])
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
@@ -165,6 +174,21 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def _write_all(descriptor: int, pieces: Sequence[bytes]) -> None:
+    written = os.writev(descriptor, pieces)
+    if written == sum(map(len, pieces)):
+        return
+    # A short write (rare: a signal, a nearly full disk): the rest one piece at a time.
+    for piece in pieces:
+        if written >= len(piece):
+            written -= len(piece)
+            continue
+        view = memoryview(piece)[written:]
+        written = 0
+        while view:
+            view = view[os.write(descriptor, view) :]
 
 
 # -- reading -----------------------------------------------------------------------

@@ -204,7 +204,30 @@ def test_sharded_pod_is_the_base_pod_plus_sharding() -> None:
     args = sharded_container["args"]
     index = args.index("--shard")
     del args[index : index + 2]
+    # The state volume: an emptyDir in the base, a volumeClaimTemplate when sharded.
+    base_pod["spec"]["volumes"] = [v for v in base_pod["spec"]["volumes"] if v["name"] != "state"]
     assert sharded_pod == base_pod
+
+
+def test_the_state_file_is_on_the_state_volume() -> None:
+    """base: an emptyDir (survives container restarts); sharded: a PersistentVolumeClaim per
+    shard (survives the pod moving). The config's state.path lies on that volume."""
+    config = yaml.safe_load(one(render("base"), "ConfigMap")["data"]["config.yaml"])
+    state_path = Path(config["state"]["path"])
+    for name in RENDERS:
+        obj = workload(render(name))
+        mounts = {m["name"]: m for m in container(obj)["volumeMounts"]}
+        assert state_path.parent == Path(mounts["state"]["mountPath"])
+        assert not mounts["state"].get("readOnly", False)
+        volumes = {v["name"]: v for v in obj["spec"]["template"]["spec"]["volumes"]}
+        if name == "base":
+            assert "emptyDir" in volumes["state"]
+            assert "medium" not in volumes["state"]["emptyDir"]  # not in the pod's memory
+        else:
+            assert "state" not in volumes
+            (claim,) = obj["spec"]["volumeClaimTemplates"]
+            assert claim["metadata"]["name"] == "state"
+            assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
 
 
 def test_service_monitor_scrapes_the_service() -> None:

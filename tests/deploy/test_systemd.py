@@ -145,3 +145,13 @@ def test_example_config_loads_with_the_units_credentials(tmp_path: Path) -> None
     result = load_config(EXAMPLE_CONFIG, environ={"CREDENTIALS_DIRECTORY": str(credentials)})
     assert [org.name for org in result.settings.orgs] == [org["name"] for org in config["orgs"]]
     assert result.warnings == ()
+
+
+def test_the_state_file_lives_in_the_units_state_directory() -> None:
+    """StateDirectory= makes /var/lib/<name>, writable under ProtectSystem=strict and kept
+    across restarts; the shipped config keeps its state file there."""
+    unit = directives(UNIT.read_text())
+    (name,) = unit["StateDirectory"]
+    config = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    assert Path(config["state"]["path"]).parent == Path("/var/lib") / name
+    assert unit["StateDirectoryMode"] == ["0700"]

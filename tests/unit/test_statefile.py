@@ -14,6 +14,7 @@ from collector.statefile import (
     FORMAT,
     TEMP_SUFFIX,
     VERSION,
+    WRITEV_PIECES,
     SavedOrg,
     StateFileError,
     decode_state,
@@ -73,7 +74,7 @@ def rejected_state(name: str = "globex") -> OrgState:
 
 def document(*states: OrgState, clean_stop: bool = True) -> bytes:
     parts = [encode_org(s, wall_now=T0 + 400, monotonic_now=M0) for s in states]
-    return encode_document(parts, written_at=T0 + 400, clean_stop=clean_stop)
+    return b"".join(encode_document(parts, written_at=T0 + 400, clean_stop=clean_stop))
 
 
 def restored(state: OrgState, data: bytes) -> OrgState:
@@ -260,8 +261,8 @@ def test_set_aside_keeps_every_copy(tmp_path: Path) -> None:
 
 def test_write_replaces_the_file_whole(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
-    write_atomically(path, b"old")
-    write_atomically(path, b"new")
+    write_atomically(path, [b"old"])
+    write_atomically(path, [b"new"])
     assert path.read_bytes() == b"new"
     assert not path.with_name(path.name + TEMP_SUFFIX).exists()
     assert oct(path.stat().st_mode & 0o777) == "0o600"
@@ -270,11 +271,31 @@ def test_write_replaces_the_file_whole(tmp_path: Path) -> None:
 def test_a_failed_write_leaves_the_old_file(tmp_path: Path) -> None:
     """When the temp file cannot be made (here: a directory in its place), nothing changes."""
     path = tmp_path / "state.json"
-    write_atomically(path, b"old")
+    write_atomically(path, [b"old"])
     path.with_name(path.name + TEMP_SUFFIX).mkdir()
     with pytest.raises(OSError, match="Is a directory"):
-        write_atomically(path, b"new")
+        write_atomically(path, [b"new"])
     assert path.read_bytes() == b"old"
+
+
+def test_many_pieces_are_written_in_order(tmp_path: Path) -> None:
+    """More pieces than one writev takes: all of them, in order."""
+    path = tmp_path / "state.json"
+    pieces = [f"{i}:".encode() for i in range(WRITEV_PIECES * 2 + 7)]
+    write_atomically(path, pieces)
+    assert path.read_bytes() == b"".join(pieces)
+
+
+def test_a_short_write_is_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """writev may write less than asked (a signal, a nearly full disk): the rest follows."""
+
+    def short_writev(descriptor: int, pieces: list[bytes]) -> int:
+        return os.write(descriptor, pieces[0][:3]) + os.write(descriptor, b"")
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    path = tmp_path / "state.json"
+    write_atomically(path, [b"first", b"second", b"third"])
+    assert path.read_bytes() == b"firstsecondthird"
 
 
 def test_saved_org_defaults_are_a_pending_org() -> None:
@@ -286,5 +307,5 @@ def test_saved_org_defaults_are_a_pending_org() -> None:
 def test_read_only_file_system_errors_are_os_errors(tmp_path: Path) -> None:
     """A missing directory fails like a read-only one would: OSError, for the writer to log."""
     with pytest.raises(OSError, match="No such file"):
-        write_atomically(tmp_path / "missing" / "state.json", b"x")
+        write_atomically(tmp_path / "missing" / "state.json", [b"x"])
     assert not (tmp_path / "missing").exists()

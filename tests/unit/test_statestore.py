@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -93,9 +94,9 @@ async def test_encoding_yields_to_the_loop(tmp_path: Path, monkeypatch: pytest.M
     turns = 0
     turns_before_the_thread: list[int] = []
 
-    def counted(path: Path, data: bytes) -> None:
+    def counted(path: Path, pieces: Sequence[bytes]) -> None:
         turns_before_the_thread.append(turns)
-        write_atomically(path, data)
+        write_atomically(path, pieces)
 
     monkeypatch.setattr(statestore, "write_atomically", counted)
 
