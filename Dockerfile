@@ -32,8 +32,12 @@ LABEL org.opencontainers.image.title="petra-collector" \
 # The venv's python is a symlink to this image's /usr/local/bin/python3, which
 # is why both stages use the same base image.
 COPY --from=build /opt/petra-collector /opt/petra-collector
+# /var/lib/petra-collector is the state directory (state.path); owned by the
+# runtime user, so a named volume mounted there starts out writable too.
 RUN python -m pip uninstall --yes --quiet pip \
- && mkdir -p /etc/petra-collector /run/secrets/petra
+ && mkdir -p /etc/petra-collector /run/secrets/petra /var/lib/petra-collector \
+ && chown 65532:65532 /var/lib/petra-collector \
+ && chmod 0700 /var/lib/petra-collector
 ENV PATH=/opt/petra-collector/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
