@@ -146,8 +146,9 @@ def _when(label: str, iso: str | None, now: str, none: str) -> Cell:
 
 
 def state_label(org: OrgStatus) -> str:
+    notes = [note for note, on in (("stale", org["stale"]), ("restored", org["restored"])) if on]
     label = HEALTH_LABELS[org["state"]]
-    return f"{label} (stale)" if org["stale"] else label
+    return f"{label} ({', '.join(notes)})" if notes else label
 
 
 def org_cells(org: OrgStatus, now: str) -> list[Cell]:
@@ -220,6 +221,7 @@ def _summary(document: StatusDocument) -> str:
         ("rate_limited", summary["rate_limited"], "rate-limited", "warn"),
         ("stale", summary["stale"], "stale", "warn"),
         ("pending", summary["pending"], "pending", ""),
+        ("restored", summary["restored"], "restored from the state file", ""),
     )
     spans = "".join(
         ('<span class="' + tone + '">' if tone and count else "<span>")

@@ -50,6 +50,7 @@ class OrgStatus(TypedDict):
     org: str
     state: Health
     up: bool
+    restored: bool  # served from the state file since the start, until its first poll
     auth_failure: bool
     auth_failing_since: str | None
     stale: bool
@@ -103,6 +104,7 @@ class Summary(TypedDict):
     rate_limited: int
     stale: int
     pending: int
+    restored: int
 
 
 class StatusDocument(TypedDict):
@@ -130,7 +132,6 @@ def org_status(state: OrgState, now: float, max_staleness: float) -> OrgStatus:
         "org": state.name,
         "state": state.health,
         "up": state.up,
-        # Served from the state file since the start, not yet polled again.
         "restored": state.restored,
         "auth_failure": state.auth_failing,
         "auth_failing_since": iso(state.auth_failing_since),
@@ -197,6 +198,7 @@ def summarize(rows: list[OrgStatus]) -> Summary:
         "rate_limited": sum(1 for r in rows if r["state"] is Health.RATE_LIMITED),
         "stale": sum(1 for r in rows if r["stale"]),
         "pending": sum(1 for r in rows if r["state"] is Health.PENDING),
+        "restored": sum(1 for r in rows if r["restored"]),
     }
 
 

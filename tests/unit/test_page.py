@@ -22,6 +22,7 @@ from collector.page import (
     render_status_page,
 )
 from collector.state import Health, OrgState
+from collector.statefile import SavedOrg
 from collector.status import (
     HEALTH_LABELS,
     HEALTH_ORDER,
@@ -131,6 +132,7 @@ def test_failing_orgs_come_first_and_never_polled_is_not_stale() -> None:
         "rate_limited": 0,
         "stale": 0,
         "pending": 1,
+        "restored": 0,
     }
     later = status_document([], NOW, 3600.0, shard="0/2", version="x")
     assert later["summary"]["orgs"] == 0
@@ -273,3 +275,18 @@ def test_static_files_are_package_data_with_etags() -> None:
     ]["collector"]
     for name in assets:
         assert any(fnmatch(f"static/{name}", pattern) for pattern in patterns), name
+
+
+def test_restored_orgs_are_marked_until_their_first_poll() -> None:
+    """An org served from the state file says so on the page and in the JSON, until polled."""
+    state = OrgState("acme", "sha256:0123456789ab", "env $KEY", 300.0)
+    saved = SavedOrg("sha256:0123456789ab", Health.OK, last_success_at=NOW - 60)
+    state.restore(saved, wall_now=NOW, monotonic_now=0.0, counters=False)
+    doc = status_document([state], NOW, 3600.0, shard=None, version="0.1.0")
+    assert doc["orgs"][0]["restored"] is True
+    assert doc["summary"]["restored"] == 1
+    assert ">OK (restored)<" in render_status_page(doc)
+    state.record_success(UsageReport(None, None, "Acme", 0.0, ()), NOW, 0.1)
+    doc = status_document([state], NOW, 3600.0, shard=None, version="0.1.0")
+    assert doc["orgs"][0]["restored"] is False
+    assert ">OK<" in render_status_page(doc)
