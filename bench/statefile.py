@@ -219,6 +219,7 @@ async def restart(args: argparse.Namespace, workdir: Path, results: Results) -> 
             _log(f"first daemon: waiting for {wanted} tenant series (about one interval)")
             await _wait_series(http, port, wanted, first, args.interval * 3)
             await asyncio.sleep(WRITE_DELAY + 1)
+            results.restart["first_daemon_peak_rss_mb"] = peak_rss_mb(first.pid)
             started = time.perf_counter()
             first.send_signal(signal.SIGTERM)
             first.wait(timeout=120)
@@ -236,6 +237,7 @@ async def restart(args: argparse.Namespace, workdir: Path, results: Results) -> 
             results.restart["start_to_ready_seconds"] = round(time.perf_counter() - started, 2)
             await _wait_series(http, port, wanted, second, 120)
             results.restart["start_to_all_series_seconds"] = round(time.perf_counter() - started, 2)
+            results.restart["restored_daemon_peak_rss_mb"] = peak_rss_mb(second.pid)
             second.send_signal(signal.SIGTERM)
             second.wait(timeout=120)
     finally:
@@ -253,6 +255,14 @@ def _daemon(config: Path, port: int, log: BinaryIO) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "collector", "run", "--config", str(config)]
     command += ["--listen", f"127.0.0.1:{port}"]
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - our own module
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 async def _wait_ready(
