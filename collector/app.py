@@ -190,7 +190,7 @@ class Daemon:
             path,
             self.org_states,
             write_delay=settings.state.write_delay_seconds,
-            monotonic=time.monotonic,
+            monotonic=scheduler.monotonic,
             logger=self._log,
         )
         self._state_writer.notify()

@@ -178,6 +178,10 @@ class Scheduler:
         self._stopping = asyncio.Event()
         self._running = asyncio.Event()
 
+    def monotonic(self) -> float:
+        """The clock `OrgState`'s `*_monotonic` fields are read on."""
+        return self._monotonic()
+
     @staticmethod
     def _monotonic() -> float:
         # The loop's clock, which also times every sleep here: a test that runs the

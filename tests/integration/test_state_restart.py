@@ -17,6 +17,7 @@ import pytest
 from collector.simulator import HangFault, SimulatedOrg, Simulator, sim_key
 from collector.statefile import TEMP_SUFFIX, read_state_file
 from tests.integration.harness import Running, running_daemon, value
+from tests.leaks import assert_no_key_material
 
 pytestmark = pytest.mark.slow
 
@@ -82,6 +83,10 @@ async def test_a_restart_serves_the_same_series_at_once(tmp_path: Path) -> None:
         (restored,) = second.events("state_restored")
         status, body = await second.get("/api/v1/status")
     assert petra_lines(after) == petra_lines(before)
+    saved_text = await asyncio.to_thread(state_path.read_text)
+    assert_no_key_material([o.key for o in orgs], saved_text)
+    # Marked unclean at once: a crash of this run must not bring back the old counters.
+    assert '"clean_stop":false' in saved_text
     assert any(line.startswith("petra_tenant_licensed_users{") for line in petra_lines(after))
     assert 'petra_auth_failure{org="initech"} 1.0' in petra_lines(after)
     assert restored["orgs"] == 3

@@ -48,8 +48,9 @@ LAYERS: tuple[Layer, ...] = (
     layer("parsing", "usage", "keys", "ratelimit"),
     # The config file, validated whole into frozen settings.
     layer("settings", "config"),
-    # The per-org snapshot, and its only writer.
-    layer("state", "state"),
+    # The per-org snapshot, and its only writer; the state file that keeps it across
+    # restarts (its format, and the task that writes it).
+    layer("state", "state", "statefile", "statestore"),
     # The three arms the daemon wires together.
     layer("client", "petra", arm="client"),
     layer("polling", "scheduler", arm="polling"),

@@ -87,7 +87,7 @@ def saved_ok(key: ApiKey) -> SavedOrg:
     )
 
 
-def test_same_name_and_fingerprint_is_restored_others_start_fresh() -> None:
+async def test_same_name_and_fingerprint_is_restored_others_start_fresh() -> None:
     """acme matches; globex's key changed since the file was written; initech is new."""
     scheduler = scheduler_with(
         org("acme", ACME_KEY), org("globex", GLOBEX_KEY), org("initech", GLOBEX_KEY)
@@ -108,7 +108,7 @@ def test_same_name_and_fingerprint_is_restored_others_start_fresh() -> None:
         assert state.report is None
 
 
-def test_a_restored_rejected_key_stays_rejected() -> None:
+async def test_a_restored_rejected_key_stays_rejected() -> None:
     """auth_failing and the fingerprint it failed with survive, so no second auth_failed."""
     scheduler = scheduler_with(org("acme", ACME_KEY))
     saved = SavedOrg(

@@ -26,7 +26,7 @@ from collector.statefile import (
     write_atomically,
 )
 from collector.usage import TenantUsage, UsageReport
-from tests.secrets_check import assert_no_key_material
+from tests.leaks import assert_no_key_material
 
 T0 = 1_795_671_116.0
 M0 = 10_000.0
