@@ -193,7 +193,12 @@ class Daemon:
             monotonic=scheduler.monotonic,
             logger=self._log,
         )
-        self._state_writer.notify()
+        if saved is not None and saved.clean_stop:
+            # Before any poll: the file no longer says "clean stop", so a crash of this
+            # run cannot bring back counters older than what Prometheus will see.
+            await self._state_writer.write(clean_stop=False)
+        else:
+            self._state_writer.notify()
 
     async def _close(self) -> None:
         if self._web_runner is not None:

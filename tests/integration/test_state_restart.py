@@ -82,8 +82,8 @@ async def test_a_restart_serves_the_same_series_at_once(tmp_path: Path) -> None:
         after = await scrape(second)
         (restored,) = second.events("state_restored")
         status, body = await second.get("/api/v1/status")
+        saved_text = await asyncio.to_thread(state_path.read_text)
     assert petra_lines(after) == petra_lines(before)
-    saved_text = await asyncio.to_thread(state_path.read_text)
     assert_no_key_material([o.key for o in orgs], saved_text)
     # Marked unclean at once: a crash of this run must not bring back the old counters.
     assert '"clean_stop":false' in saved_text
