@@ -12,6 +12,16 @@ from collector.scheduler import Scheduler, initial_offset, resume_delay
 from collector.state import Health, OrgState
 from collector.statefile import SavedOrg
 from collector.usage import TenantUsage, UsageReport
+from tests.unit.test_scheduler_virtual_time import (
+    KEY_A,
+    KEY_B,
+    WALL_AT_START,
+    ScriptedFetcher,
+    new_scheduler,
+    run_for,
+)
+from tests.unit.test_scheduler_virtual_time import org as virtual_org
+from tests.virtualtime import run_virtual
 
 NOW = 1_795_671_116.0
 ACME_KEY = ApiKey("petra_restore_test_acme_key_0123456789")
@@ -195,3 +205,76 @@ def test_staleness_counts_from_the_real_last_success() -> None:
     shown = samples(state)
     assert ("petra_tenant_licensed_users", "acme") not in shown
     assert shown[("petra_last_success_timestamp_seconds", "acme")] == NOW - 4000
+
+
+# -- the restored schedule, on a virtual clock --------------------------------------------
+
+
+def restored_run(
+    saved: dict[str, SavedOrg], orgs: list[OrgConfig], seconds: float
+) -> ScriptedFetcher:
+    """Restore `saved` into a scheduler of `orgs` at loop time 0, run it for `seconds`."""
+    fetcher = ScriptedFetcher()
+
+    async def main() -> None:
+        scheduler = new_scheduler(fetcher, orgs)
+        scheduler.restore(saved, counters=True)
+        await run_for(scheduler, seconds)
+
+    run_virtual(main())
+    return fetcher
+
+
+def at(seconds: float) -> float:
+    """A wall-clock time `seconds` after the virtual loop's start."""
+    return WALL_AT_START + seconds
+
+
+def test_a_restored_org_polls_when_it_was_due() -> None:
+    """Due 12 s after the restart: polled at 12 s, then every interval; not at its
+    first-poll offset (30.5 s), which would cut the interval short."""
+    acme = virtual_org("acme", KEY_A)
+    saved = {"acme": SavedOrg(acme.key_fingerprint, Health.OK, next_poll_at=at(12.0))}
+    fetcher = restored_run(saved, [acme], 150.0)
+    assert fetcher.starts(KEY_A) == pytest.approx([12.0, 72.0, 132.0])
+
+
+def test_overdue_orgs_are_spread_not_sent_at_once() -> None:
+    """Both were due while the collector was down: each goes at its first-poll offset."""
+    orgs = [virtual_org("acme", KEY_A), virtual_org("globex", KEY_B)]
+    saved = {o.name: SavedOrg(o.key_fingerprint, Health.OK, next_poll_at=at(-50.0)) for o in orgs}
+    fetcher = restored_run(saved, orgs, 59.0)
+    assert fetcher.starts(KEY_A) == pytest.approx([initial_offset("acme", 60.0)])
+    assert fetcher.starts(KEY_B) == pytest.approx([initial_offset("globex", 60.0)])
+
+
+def test_a_restored_429_wait_holds_for_every_org_on_the_key() -> None:
+    """globex was told to wait until 40 s; acme, on the same key and due at 5 s, waits too."""
+    acme, globex = virtual_org("acme", KEY_A), virtual_org("globex", KEY_A)
+    saved = {
+        "acme": SavedOrg(acme.key_fingerprint, Health.OK, next_poll_at=at(5.0)),
+        "globex": SavedOrg(
+            globex.key_fingerprint,
+            Health.RATE_LIMITED,
+            next_poll_at=at(40.0),
+            rate_limited_until=at(40.0),
+        ),
+    }
+    fetcher = restored_run(saved, [acme, globex], 45.0)
+    assert min(fetcher.starts(KEY_A)) == pytest.approx(40.0)
+
+
+def test_a_restored_rejected_key_keeps_its_recheck_pace() -> None:
+    """Rejected, next re-check due at 100 s: not re-checked at once after the restart."""
+    acme = virtual_org("acme", KEY_A)
+    saved = {
+        "acme": SavedOrg(
+            acme.key_fingerprint,
+            Health.AUTH_FAILED,
+            next_poll_at=at(100.0),
+            auth_failing_since=at(-800.0),
+            auth_failed_fingerprint=acme.key_fingerprint,
+        )
+    }
+    fetcher = restored_run(saved, [acme], 101.0)
+    assert fetcher.starts(KEY_A) == pytest.approx([100.0])
