@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.deploy.dashboard import all_expressions, dashboard, panels, variable_query
+from tests.deploy.dashboard import (
+    all_expressions,
+    dashboard,
+    panels,
+    substitute,
+    variable_query,
+)
 from tests.deploy.promql import (
     EXPORTED_LABELS,
     EXPORTED_METRICS,
@@ -38,12 +45,16 @@ def test_dashboard_is_valid_json_with_unique_ids() -> None:
 
 
 def test_org_and_tenant_variables() -> None:
-    """`org` comes from label_values(petra_up, org); `tenant` lists tenant ids of those orgs."""
+    """`org` lists every configured org, pending ones too; `tenant` lists tenant ids of those orgs.
+
+    An org has petra_api_requests_total from the start, petra_up only from its
+    first poll's outcome.
+    """
     variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
     org = variables["org"]
-    assert variable_query(org) == "label_values(petra_up, org)"
+    assert variable_query(org) == "label_values(petra_api_requests_total, org)"
     assert org["multi"]
     assert org["includeAll"]
     tenant = variables["tenant"]
@@ -109,6 +120,64 @@ def test_legends_name_only_known_labels() -> None:
                 )
             )
             assert used <= EXPORTED_LABELS, (panel["title"], used - EXPORTED_LABELS)
+
+
+def test_last_poll_result_shows_pending_orgs_as_pending(tmp_path: Path) -> None:
+    """ "Last poll result" is ok (1), failed (0) or pending (-1, no petra_up yet), per promtool."""
+    promtool = require_tool("promtool", "prometheus")
+    (panel,) = [p for p in panels(dashboard()["panels"]) if p["title"] == "Last poll result"]
+    mappings = panel["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert {value: mapping["text"] for value, mapping in mappings.items()} == {
+        "-1": "pending",
+        "0": "failed",
+        "1": "ok",
+    }
+    expr = substitute(panel["targets"][0]["expr"], {"$org": ".+"})
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": []}))
+    series = {
+        # polled OK / failing / configured but not polled yet
+        "acme": ("1x5", "0+1x5"),
+        "globex": ("0x5", "0x5"),
+        "hooli": (None, "0x5"),
+    }
+    input_series = []
+    for org, (up, requests) in series.items():
+        labels = f'job="petra-collector",instance="c:9865",org="{org}"'
+        if up is not None:
+            input_series.append({"series": f"petra_up{{{labels}}}", "values": up})
+        input_series.append(
+            {"series": f'petra_api_requests_total{{{labels},code="200"}}', "values": requests}
+        )
+    expected = {"acme": 1, "globex": 0, "hooli": -1}
+    tests = {
+        "rule_files": ["rules.yml"],
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": input_series,
+                "promql_expr_test": [
+                    {
+                        "expr": expr,
+                        "eval_time": "3m",
+                        "exp_samples": [
+                            {"labels": f'{{org="{org}"}}', "value": value}
+                            for org, value in expected.items()
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests))
+    result = subprocess.run(  # noqa: S603 - a fixed promtool command line on test files
+        [promtool, "test", "rules", "tests.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_provisioning_files() -> None:

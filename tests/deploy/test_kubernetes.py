@@ -260,7 +260,15 @@ def test_prometheus_rule_is_alerts_yml() -> None:
     )
     for group in rule["spec"]["groups"]:
         for entry in group["rules"]:
-            assert set(entry) <= {"alert", "record", "expr", "for", "labels", "annotations"}
+            assert set(entry) <= {
+                "alert",
+                "record",
+                "expr",
+                "for",
+                "keep_firing_for",
+                "labels",
+                "annotations",
+            }
             assert isinstance(entry["expr"], str)
 
 

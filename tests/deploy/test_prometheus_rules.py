@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.deploy.dashboard import dashboard
 from tests.deploy.promql import EXPORTED_LABELS, EXPORTED_METRICS, label_names, metric_names
 from tests.tools import require_tool
 
@@ -22,6 +24,8 @@ ALERTS_TEST = PROMETHEUS_DIR / "alerts_test.yml"
 PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 OPERATIONS_DOC = ROOT / "docs" / "operations.md"
 RUNBOOK_BASE = "https://github.com/petra-collector/petra-collector/blob/main/docs/operations.md#"
+DASHBOARD_URL = "https://grafana.example.com/d/petra-collector/petra-security-usage"
+WATCHDOG = "Watchdog"
 EXPECTED_ALERTS = {
     "PetraApiKeyInvalid",
     "PetraUsageStale",
@@ -29,12 +33,36 @@ EXPECTED_ALERTS = {
     "PetraCollectorDown",
     "PetraRateLimited",
     "PetraCollectorConfigReloadFailed",
+    WATCHDOG,
+}
+# A collector restart leaves a gap of a minute or two in every series; without a
+# state file an org then stays pending until its first poll, up to one interval
+# (300 s by default). Alerts on the collector's gauges must ride over that.
+RESTART_GAP = timedelta(minutes=2)
+DEFAULT_INTERVAL = timedelta(seconds=300)
+# Alerts without keep_firing_for, and why they need none.
+NO_KEEP_FIRING = {
+    "PetraRateLimited": "its 15-minute increase() window spans a restart's gap",
+    WATCHDOG: "it always fires",
 }
 
 
 def alert_rules() -> list[dict[str, Any]]:
     groups = yaml.safe_load(ALERTS.read_text())["groups"]
     return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def petra_alert_rules() -> list[dict[str, Any]]:
+    """The alerts about the collector and its orgs (all but the Watchdog)."""
+    return [rule for rule in alert_rules() if rule["alert"] != WATCHDOG]
+
+
+def duration(text: str) -> timedelta:
+    """A Prometheus duration of one unit, as the rules write them (`10m`, `30s`, `1h`)."""
+    match = re.fullmatch(r"(\d+)([smh])", text)
+    assert match, f"unexpected duration {text!r}"
+    unit = {"s": "seconds", "m": "minutes", "h": "hours"}[match.group(2)]
+    return timedelta(**{unit: int(match.group(1))})
 
 
 def run(command: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -85,7 +113,7 @@ def test_promtool_check_config_accepts_example_prometheus_yml() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_five_alerts_exist_once_each() -> None:
+def test_the_documented_alerts_exist_once_each() -> None:
     """alerts.yml defines exactly the documented alerts, none twice."""
     names = [rule["alert"] for rule in alert_rules()]
     assert sorted(names) == sorted(EXPECTED_ALERTS)
@@ -100,10 +128,12 @@ def test_every_alert_is_unit_tested_firing_and_silent() -> None:
         for check in case.get("alert_rule_test", []):
             (firing if check.get("exp_alerts") else silent).add(check["alertname"])
     assert firing == EXPECTED_ALERTS, f"alerts never tested firing: {EXPECTED_ALERTS - firing}"
-    assert silent == EXPECTED_ALERTS, f"alerts never tested silent: {EXPECTED_ALERTS - silent}"
+    # The Watchdog has no case where it must not fire: it always fires.
+    expected_silent = EXPECTED_ALERTS - {WATCHDOG}
+    assert silent == expected_silent, f"alerts never tested silent: {expected_silent - silent}"
 
 
-@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: str(rule["alert"]))
+@pytest.mark.parametrize("rule", petra_alert_rules(), ids=lambda rule: str(rule["alert"]))
 def test_alert_has_severity_annotations_and_runbook(rule: dict[str, Any]) -> None:
     """Each alert has a severity, a summary, a description and a runbook URL into the guide."""
     assert rule["labels"]["severity"] in {"critical", "warning"}
@@ -112,6 +142,42 @@ def test_alert_has_severity_annotations_and_runbook(rule: dict[str, Any]) -> Non
     assert annotations["description"].strip()
     assert rule.get("for"), "an alert without `for:` fires on a single bad evaluation"
     assert annotations["runbook_url"] == RUNBOOK_BASE + rule["alert"].lower()
+
+
+def test_watchdog_always_fires_with_a_runbook() -> None:
+    """The dead man's switch: vector(1), no `for:`, a severity no pager route matches."""
+    (watchdog,) = [rule for rule in alert_rules() if rule["alert"] == WATCHDOG]
+    assert watchdog["expr"].strip() == "vector(1)"
+    assert "for" not in watchdog
+    assert "keep_firing_for" not in watchdog
+    assert watchdog["labels"] == {"severity": "none"}
+    assert watchdog["annotations"]["runbook_url"] == RUNBOOK_BASE + "watchdog"
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: str(rule["alert"]))
+def test_alert_links_the_dashboard_for_its_org(rule: dict[str, Any]) -> None:
+    """dashboard_url opens the shipped dashboard (its uid), filtered to the org for org alerts."""
+    data = dashboard()
+    url = rule["annotations"]["dashboard_url"]
+    assert f"/d/{data['uid']}/" in url
+    variables = {variable["name"] for variable in data["templating"]["list"]}
+    assert "org" in variables
+    per_org = "$labels.org" in rule["annotations"]["summary"]
+    expected = DASHBOARD_URL + ("?var-org={{ $labels.org }}" if per_org else "")
+    assert url == expected
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: str(rule["alert"]))
+def test_alert_rides_over_a_restart(rule: dict[str, Any]) -> None:
+    """Alerts on the collector's gauges keep firing through a restart and a pending first poll."""
+    name = rule["alert"]
+    if name in NO_KEEP_FIRING:
+        assert "keep_firing_for" not in rule, f"{name}: documented as needing none"
+        return
+    keep = duration(rule["keep_firing_for"])
+    assert keep > RESTART_GAP, f"{name}: keep_firing_for shorter than a restart"
+    if "$labels.org" in rule["annotations"]["summary"]:
+        assert keep > RESTART_GAP + DEFAULT_INTERVAL, f"{name}: shorter than restart + first poll"
 
 
 def test_runbook_anchors_and_internal_links_resolve() -> None:
@@ -125,7 +191,7 @@ def test_runbook_anchors_and_internal_links_resolve() -> None:
     assert links <= anchors, f"broken links in operations.md: {sorted(links - anchors)}"
 
 
-@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: str(rule["alert"]))
+@pytest.mark.parametrize("rule", petra_alert_rules(), ids=lambda rule: str(rule["alert"]))
 def test_alert_uses_only_exported_metrics_and_labels(rule: dict[str, Any]) -> None:
     """Alert expressions and annotation templates name only metrics and labels that exist."""
     names = metric_names(rule["expr"])
