@@ -4,8 +4,9 @@ The simulator serves three orgs in this test's event loop, one of whose keys
 is deleted before the collector starts. The collector runs as a subprocess
 (`python -m collector run`, the same entry point as the `petra-collector`
 script) and a real `prometheus` scrapes it every second, evaluating a copy of
-deploy/prometheus/alerts.yml whose `for:` durations are shortened. Everything
-listens on 127.0.0.1 and every process is stopped in `finally`.
+deploy/prometheus/alerts.yml whose `for:` and `keep_firing_for:` durations are
+shortened. Everything listens on 127.0.0.1 and every process is stopped in
+`finally`.
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ def write_prometheus_config(directory: Path, collector_port: int) -> Path:
     for group in alerts["groups"]:
         group["interval"] = "1s"
         for rule in group["rules"]:
-            if "for" in rule:
-                rule["for"] = SHORT_FOR
+            for duration in ("for", "keep_firing_for"):
+                if duration in rule:
+                    rule[duration] = SHORT_FOR
     (directory / "alerts.yml").write_text(yaml.safe_dump(alerts))
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     config.pop("alerting", None)
