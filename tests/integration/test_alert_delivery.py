@@ -1,0 +1,271 @@
+"""From a rejected key to a person: collector -> Prometheus -> Alertmanager -> webhook.
+
+Real parts, all on 127.0.0.1: the simulator and a webhook receiver run in
+this test's event loop; the collector (`python -m collector run`), a real
+`prometheus` and a real Alertmanager run as processes. Alertmanager listens
+on a loopback port with its cluster listener off (`--cluster.listen-address=`).
+
+What is shortened, so the test takes seconds rather than an hour, and
+nothing else:
+- the collector polls every 2 s;
+- Prometheus scrapes and evaluates every second, from a copy of
+  deploy/prometheus/alerts.yml whose `for:` is 3 s and `keep_firing_for:` 3 s,
+  and resends firing alerts every 5 s rather than every minute;
+- Alertmanager runs a copy of deploy/alertmanager/alertmanager.yml whose
+  webhooks point at the test's receiver and whose group_wait/group_interval
+  are 1 s. Its routes, grouping and inhibit rules are the shipped ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+
+from collector.simulator import SimulatedOrg, Simulator, sim_key, start_simulator
+from tests.alertmanager import fast_copy, running_alertmanager
+from tests.integration.test_prometheus_e2e import (
+    LOOPBACK,
+    PROMETHEUS_DIR,
+    eventually,
+    free_port,
+    start_process,
+    stop_process,
+)
+from tests.leaks import assert_no_key_material
+from tests.tools import require_tool
+
+pytestmark = pytest.mark.slow
+
+RUNBOOK = "https://github.com/petra-collector/petra-collector/blob/main/docs/operations.md#petraapikeyinvalid"
+SHORT_FOR = "3s"
+SHORT_KEEP_FIRING_FOR = "3s"
+TIME_BUDGET_SECONDS = 45.0
+GOOD_ORG = "acme"
+BAD_ORG = "initech"
+ORGS = (
+    # The simulator's budget is Petra's 10 a minute unless told otherwise; the
+    # collector is paced to 30 a minute here.
+    SimulatedOrg(GOOD_ORG, sim_key(GOOD_ORG), "Acme MSP", tenant_count=2, requests_per_minute=60),
+    SimulatedOrg(BAD_ORG, sim_key(BAD_ORG), "Initech", tenant_count=2, requests_per_minute=60),
+)
+NEW_KEY = sim_key("initech-rotated")
+
+
+@dataclass
+class Notification:
+    receiver: str  # the path it was posted to: the receiver's name
+    body: dict[str, Any]
+    raw: str
+
+    def alerts_named(self, alertname: str) -> list[dict[str, Any]]:
+        return [a for a in self.body["alerts"] if a["labels"]["alertname"] == alertname]
+
+
+@dataclass
+class WebhookReceiver:
+    """Records every notification Alertmanager posts, by receiver."""
+
+    notifications: list[Notification] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = await request.text()
+        body = await request.json()
+        self.notifications.append(Notification(request.match_info["receiver"], body, raw))
+        return web.Response(text="ok")
+
+    def key_alerts(self, status: str) -> list[dict[str, Any]]:
+        """PetraApiKeyInvalid alerts delivered to the pager with `status`, in order."""
+        return [
+            alert
+            for note in self.notifications
+            if note.receiver == "petra-pager"
+            for alert in note.alerts_named("PetraApiKeyInvalid")
+            if alert["status"] == status
+        ]
+
+
+def collector_config(directory: Path, simulator_port: int) -> Path:
+    keys = directory / "keys"
+    keys.mkdir()
+    orgs = []
+    for org in ORGS:
+        (keys / org.name).write_text(org.key + "\n")
+        orgs.append({"name": org.name, "api_key_file": str(keys / org.name)})
+    config = {
+        "api": {"base_url": f"http://{LOOPBACK}:{simulator_port}"},
+        "polling": {
+            "interval_seconds": 2,
+            "auth_failure_interval_seconds": 2,
+            "requests_per_minute_per_key": 60,
+        },
+        "orgs": orgs,
+    }
+    path = directory / "collector.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def prometheus_config(directory: Path, collector_port: int, alertmanager_url: str) -> Path:
+    """The shipped prometheus.yml and alerts.yml, faster, pointed at this test's processes."""
+    alerts = yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text())
+    for group in alerts["groups"]:
+        group["interval"] = "1s"
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = SHORT_FOR
+            if "keep_firing_for" in rule:
+                rule["keep_firing_for"] = SHORT_KEEP_FIRING_FOR
+    (directory / "alerts.yml").write_text(yaml.safe_dump(alerts))
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    config["global"].update({"scrape_interval": "1s", "evaluation_interval": "1s"})
+    (job,) = config["scrape_configs"]
+    job.update({"scrape_interval": "1s", "scrape_timeout": "1s"})
+    job["static_configs"] = [{"targets": [f"{LOOPBACK}:{collector_port}"]}]
+    (alertmanagers,) = config["alerting"]["alertmanagers"]
+    alertmanagers["static_configs"] = [{"targets": [alertmanager_url.removeprefix("http://")]}]
+    config["rule_files"] = ["alerts.yml"]
+    path = directory / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def replace_key_file(path: Path, key: str) -> None:
+    """As the operations guide says: write beside it, then rename over it."""
+    temporary = path.with_name(path.name + ".new")
+    temporary.write_text(key + "\n")
+    os.replace(temporary, path)
+
+
+async def test_rejected_key_pages_with_runbook_and_resolves_after_the_fix(
+    tmp_path: Path,
+) -> None:
+    """A deleted key pages (`firing`, its org, the runbook); a replaced key file resolves it."""
+    prometheus_bin = require_tool("prometheus", "prometheus")
+    logs = [
+        tmp_path / "collector.log",
+        tmp_path / "prometheus.log",
+        tmp_path / "alertmanager" / "alertmanager.log",
+    ]
+    receiver = WebhookReceiver()
+    app = web.Application()
+    app.router.add_post("/{receiver}", receiver.handle)
+    receiver_runner = web.AppRunner(app)
+    await receiver_runner.setup()
+    site = web.TCPSite(receiver_runner, LOOPBACK, 0)
+    await site.start()
+    receiver_port = receiver_runner.addresses[0][1]
+
+    simulator = Simulator(ORGS)
+    simulator.delete_key(BAD_ORG)  # answered 401 from the first poll on
+    simulator_runner, simulator_port = await start_simulator(simulator, LOOPBACK, 0)
+    processes: list[asyncio.subprocess.Process] = []
+    alertmanager = fast_copy(
+        f"http://{LOOPBACK}:{receiver_port}",
+        group_wait="1s",
+        group_interval="1s",
+        repeat_interval="1h",
+    )
+    try:
+        async with running_alertmanager(alertmanager, tmp_path / "alertmanager") as am_url:
+            started = time.monotonic()
+            deadline = started + TIME_BUDGET_SECONDS
+            collector_port = free_port()
+            collector_config_path = collector_config(tmp_path, simulator_port)
+            collector = await start_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "collector",
+                    "run",
+                    "--config",
+                    str(collector_config_path),
+                    "--listen",
+                    f"{LOOPBACK}:{collector_port}",
+                ],
+                logs[0],
+            )
+            processes.append(collector)
+            prometheus_port = free_port()
+            prometheus_yml = prometheus_config(tmp_path, collector_port, am_url)
+            processes.append(
+                await start_process(
+                    [
+                        prometheus_bin,
+                        f"--config.file={prometheus_yml}",
+                        f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
+                        f"--web.listen-address={LOOPBACK}:{prometheus_port}",
+                        # The Watchdog fires at the first evaluation, which can come before
+                        # Prometheus has found its Alertmanager; it is sent again after this
+                        # delay (1 minute by default). Alerts stay valid 4 times as long.
+                        "--rules.alert.resend-delay=5s",
+                        "--log.level=warn",
+                    ],
+                    logs[1],
+                )
+            )
+
+            # 1. The pager gets `firing` for the rejected key's org, with the runbook.
+            async def firing() -> dict[str, Any] | None:
+                alerts = receiver.key_alerts("firing")
+                return alerts[0] if alerts else None
+
+            alert = await eventually(firing, deadline, "a firing PetraApiKeyInvalid", logs)
+            assert alert["labels"]["org"] == BAD_ORG
+            assert alert["labels"]["severity"] == "critical"
+            assert alert["annotations"]["runbook_url"] == RUNBOOK
+            assert alert["annotations"]["dashboard_url"].endswith(f"?var-org={BAD_ORG}")
+            assert BAD_ORG in alert["annotations"]["summary"]
+            (page,) = [n for n in receiver.notifications if n.receiver == "petra-pager"]
+            assert page.body["status"] == "firing"
+            assert page.body["groupLabels"] == {"alertname": "PetraApiKeyInvalid", "org": BAD_ORG}
+
+            # The dead man's switch reaches the heartbeat receiver, and only it.
+            async def heartbeat() -> Notification | None:
+                beats = [n for n in receiver.notifications if n.alerts_named("Watchdog")]
+                return beats[0] if beats else None
+
+            beat = await eventually(heartbeat, deadline, "a Watchdog heartbeat", logs)
+            assert beat.receiver == "petra-heartbeat"
+
+            # 2. The key file gets a key Petra accepts: `resolved` reaches the pager.
+            simulator.replace_key(BAD_ORG, NEW_KEY)
+            replaced_at = time.monotonic()
+            replace_key_file(tmp_path / "keys" / BAD_ORG, NEW_KEY)
+
+            async def resolved() -> dict[str, Any] | None:
+                alerts = receiver.key_alerts("resolved")
+                return alerts[0] if alerts else None
+
+            alert = await eventually(resolved, deadline, "a resolved PetraApiKeyInvalid", logs)
+            assert alert["labels"]["org"] == BAD_ORG
+            assert alert["annotations"]["runbook_url"] == RUNBOOK
+            # Not before keep_firing_for has passed since the key was accepted.
+            assert time.monotonic() - replaced_at >= float(SHORT_KEEP_FIRING_FOR.rstrip("s"))
+
+            # Nothing about the healthy org ever paged, and no key reached any receiver.
+            paged_orgs = {
+                a["labels"].get("org")
+                for n in receiver.notifications
+                if n.receiver == "petra-pager"
+                for a in n.body["alerts"]
+            }
+            assert paged_orgs == {BAD_ORG}
+            assert_no_key_material(
+                [org.key for org in ORGS] + [NEW_KEY], *(n.raw for n in receiver.notifications)
+            )
+            assert await stop_process(collector) == 0
+            assert time.monotonic() - started < TIME_BUDGET_SECONDS
+    finally:
+        for process in processes:
+            await stop_process(process)
+        await simulator_runner.cleanup()
+        await receiver_runner.cleanup()
