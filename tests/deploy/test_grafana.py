@@ -123,7 +123,7 @@ def test_legends_name_only_known_labels() -> None:
 
 
 def test_last_poll_result_shows_pending_orgs_as_pending(tmp_path: Path) -> None:
-    """ "Last poll result" is ok (1), failed (0) or pending (-1, no petra_up yet), per promtool."""
+    """Panel "Last poll result": ok (1), failed (0) or pending (-1: no petra_up yet)."""
     promtool = require_tool("promtool", "prometheus")
     (panel,) = [p for p in panels(dashboard()["panels"]) if p["title"] == "Last poll result"]
     mappings = panel["fieldConfig"]["defaults"]["mappings"][0]["options"]

@@ -19,7 +19,6 @@ nothing else:
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -142,7 +141,7 @@ def replace_key_file(path: Path, key: str) -> None:
     """As the operations guide says: write beside it, then rename over it."""
     temporary = path.with_name(path.name + ".new")
     temporary.write_text(key + "\n")
-    os.replace(temporary, path)
+    temporary.replace(path)
 
 
 async def test_rejected_key_pages_with_runbook_and_resolves_after_the_fix(
