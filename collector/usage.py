@@ -129,7 +129,10 @@ def _text(value: object) -> str | None:
     if isinstance(value, str):
         return value or None
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            return None
     return None
 
 
@@ -137,7 +140,10 @@ def _number(value: object) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # beyond any float: no sample rather than a crash
+            return None
     if isinstance(value, str):
         # Some gateways quote numbers; a clean decimal string is still a number.
         try:

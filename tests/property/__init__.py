@@ -1,0 +1,1 @@
+"""Property-based tests (hypothesis): outside input, tried by the thousand."""
