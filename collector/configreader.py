@@ -59,7 +59,12 @@ def parse_yaml(text: str, source: str) -> object:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         reason = getattr(error, "problem", None) or "not valid YAML"
-        raise ConfigError([f"{source}: {where}invalid YAML: {reason}"]) from None
+        raise ConfigError([redact_keys(f"{source}: {where}invalid YAML: {reason}")]) from None
+    except (ValueError, TypeError, AttributeError, RecursionError) as error:
+        # PyYAML's constructors raise these for well-formed YAML they cannot build:
+        # an impossible date, an integer too long to convert, a list as a mapping key.
+        reason = str(error)[:200]
+        raise ConfigError([redact_keys(f"{source}: invalid YAML: {reason}")]) from None
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -83,6 +88,15 @@ class _StrictLoader(yaml.SafeLoader):
 def looks_like_key(text: str) -> bool:
     """A value that is probably an API key typed into the wrong field: never echo it."""
     return bool(_KEY_SHAPE.fullmatch(text)) or (len(text) >= 32 and text.isalnum())
+
+
+_KEY_IN_TEXT: Final = re.compile(r"petra_[A-Za-z0-9]{16,}|[A-Za-z0-9]{32,}")
+
+
+def redact_keys(line: str) -> str:
+    """Whatever a message echoes (a URL, a listen address, a shard), a key pasted into
+    that field must not reach the terminal or the log."""
+    return _KEY_IN_TEXT.sub("<a value that looks like an API key>", line)
 
 
 def shown(value: object) -> str:
@@ -114,12 +128,11 @@ class Problems:
         self.warnings: list[str] = []
 
     def error(self, path: str, message: str) -> None:
-        self.errors.append(
-            f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}"
-        )
+        line = f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}"
+        self.errors.append(redact_keys(line))
 
     def warn(self, path: str, message: str) -> None:
-        self.warnings.append(f"{self.source}: {path}: {message}")
+        self.warnings.append(redact_keys(f"{self.source}: {path}: {message}"))
 
     def raise_errors(self) -> None:
         """Raise ConfigError with every error found, if there is one."""
@@ -179,7 +192,12 @@ class Section:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 self.problems.error(path, f"must be a number, not {type_name(value)}")
                 return None
-            if not math.isfinite(value):
+            try:
+                number = float(value)
+            except OverflowError:
+                self.problems.error(path, "is too large a number")
+                return None
+            if not math.isfinite(number):
                 self.problems.error(path, f"must be a finite number, got {value}")
                 return None
             if value <= 0:
