@@ -45,6 +45,8 @@ ERROR_BODY_BYTES: Final = 16 * 1024
 MESSAGE_CHARS: Final = 200
 REDACTED: Final = "[redacted]"
 _KEY_LIKE: Final = re.compile(r"petra_[A-Za-z0-9_]{4,}\S*")
+_PIECE: Final = 8
+_KEY_CHARACTERS: Final = re.compile(rf"[A-Za-z0-9_]{{{_PIECE},}}")
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
@@ -88,11 +90,16 @@ def scrub(text: str, key: ApiKey) -> str:
     secret = key.reveal()
     cleaned = text.replace(secret, REDACTED)
     cleaned = _KEY_LIKE.sub(REDACTED, cleaned)
-    cleaned = " ".join(
-        REDACTED if len(word) >= 8 and word.strip(".,;:()[]'\"") in secret else word
-        for word in cleaned.split()
-    )
-    return cleaned[:MESSAGE_CHARS]
+
+    def piece_of_secret(match: re.Match[str]) -> str:
+        # Any 8 characters of the key inside a run of key characters, whatever is
+        # glued around it (`key=...`, `(...)`, a prefix the API adds).
+        token = match.group()
+        windows = (token[i : i + _PIECE] for i in range(len(token) - _PIECE + 1))
+        return REDACTED if any(window in secret for window in windows) else token
+
+    cleaned = _KEY_CHARACTERS.sub(piece_of_secret, cleaned)
+    return " ".join(cleaned.split())[:MESSAGE_CHARS]
 
 
 def api_message(body: bytes, key: ApiKey) -> str | None:

@@ -78,7 +78,7 @@ def dump(structure: object) -> str:
     return yaml.safe_dump(structure, allow_unicode=True)
 
 
-@settings(max_examples=examples(300))
+@settings(max_examples=examples(200))
 @given(st.text(max_size=200))
 # Well-formed YAML that PyYAML cannot build (found while writing these tests).
 @example("a: " + "1" * 5000)
@@ -107,7 +107,7 @@ def test_broken_yaml_lines(text: str) -> None:
     load(text)
 
 
-@settings(max_examples=examples(150))
+@settings(max_examples=examples(100))
 @given(config_structures(scalars() | st.lists(scalars(), max_size=2)))
 def test_config_shaped_structures(structure: object) -> None:
     """Every section and field present or not, holding any value: never a traceback."""
@@ -121,7 +121,7 @@ def test_any_structure(structure: object) -> None:
     load(dump(structure))
 
 
-@settings(max_examples=examples(150))
+@settings(max_examples=examples(120))
 @given(st.data(), api_keys())
 def test_a_key_in_any_field_is_never_echoed(data: st.DataObject, key: str) -> None:
     """An API key pasted into any field (or as a field's name) appears in no message."""
