@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from collector.config import LoadedConfig, parse_config
 from collector.configreader import ConfigError
-from tests.property.strategies import api_keys, examples, json_values, scalars
 from tests.leaks import assert_no_key_material
+from tests.property.strategies import api_keys, examples, json_values, scalars
 
 SOURCE: Final = "petra.yaml"
 SECTIONS: Final = {
