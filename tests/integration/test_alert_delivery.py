@@ -1,5 +1,9 @@
 """From a rejected key to a person: collector -> Prometheus -> Alertmanager -> webhook.
 
+A deleted key pages (`firing`, naming the org, with the runbook); the
+collector restarts with its state file and no `resolved` arrives; the key
+file is replaced and `resolved` arrives.
+
 Real parts, all on 127.0.0.1: the simulator and a webhook receiver run in
 this test's event loop; the collector (`python -m collector run`), a real
 `prometheus` and a real Alertmanager run as processes. Alertmanager listens
@@ -19,6 +23,7 @@ nothing else:
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,7 +32,7 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
+from aiohttp import ClientSession, ClientTimeout, web
 
 from collector.simulator import SimulatedOrg, Simulator, sim_key, start_simulator
 from tests.alertmanager import fast_copy, running_alertmanager
@@ -36,6 +41,7 @@ from tests.integration.test_prometheus_e2e import (
     PROMETHEUS_DIR,
     eventually,
     free_port,
+    query,
     start_process,
     stop_process,
 )
@@ -46,7 +52,8 @@ pytestmark = pytest.mark.slow
 
 RUNBOOK = "https://github.com/petra-collector/petra-collector/blob/main/docs/operations.md#petraapikeyinvalid"
 SHORT_FOR = "3s"
-SHORT_KEEP_FIRING_FOR = "3s"
+KEEP_FIRING_SECONDS = 3
+SHORT_KEEP_FIRING_FOR = f"{KEEP_FIRING_SECONDS}s"
 TIME_BUDGET_SECONDS = 45.0
 GOOD_ORG = "acme"
 BAD_ORG = "initech"
@@ -103,11 +110,16 @@ def collector_config(directory: Path, simulator_port: int) -> Path:
         "api": {"base_url": f"http://{LOOPBACK}:{simulator_port}"},
         "polling": {
             "interval_seconds": 2,
-            "auth_failure_interval_seconds": 2,
+            # A rejected key is re-checked every 30 s: long enough that a restart
+            # shows whether its rejection came back from the state file or from a
+            # new poll. A replaced key file is polled at once all the same.
+            "auth_failure_interval_seconds": 30,
             "requests_per_minute_per_key": 60,
         },
+        "state": {"path": str(directory / "state" / "state.json"), "write_delay_seconds": 0.2},
         "orgs": orgs,
     }
+    (directory / "state").mkdir()
     path = directory / "collector.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -147,7 +159,7 @@ def replace_key_file(path: Path, key: str) -> None:
 async def test_rejected_key_pages_with_runbook_and_resolves_after_the_fix(
     tmp_path: Path,
 ) -> None:
-    """A deleted key pages (`firing`, its org, the runbook); a replaced key file resolves it."""
+    """A deleted key pages; a restart sends no `resolved`; a replaced key file resolves it."""
     prometheus_bin = require_tool("prometheus", "prometheus")
     logs = [
         tmp_path / "collector.log",
@@ -174,26 +186,27 @@ async def test_rejected_key_pages_with_runbook_and_resolves_after_the_fix(
         repeat_interval="1h",
     )
     try:
-        async with running_alertmanager(alertmanager, tmp_path / "alertmanager") as am_url:
+        async with (
+            running_alertmanager(alertmanager, tmp_path / "alertmanager") as am_url,
+            ClientSession(timeout=ClientTimeout(total=5)) as http,
+        ):
             started = time.monotonic()
             deadline = started + TIME_BUDGET_SECONDS
             collector_port = free_port()
-            collector_config_path = collector_config(tmp_path, simulator_port)
-            collector = await start_process(
-                [
-                    sys.executable,
-                    "-m",
-                    "collector",
-                    "run",
-                    "--config",
-                    str(collector_config_path),
-                    "--listen",
-                    f"{LOOPBACK}:{collector_port}",
-                ],
-                logs[0],
-            )
+            collector_command = [
+                sys.executable,
+                "-m",
+                "collector",
+                "run",
+                "--config",
+                str(collector_config(tmp_path, simulator_port)),
+                "--listen",
+                f"{LOOPBACK}:{collector_port}",
+            ]
+            collector = await start_process(collector_command, logs[0])
             processes.append(collector)
             prometheus_port = free_port()
+            prometheus_url = f"http://{LOOPBACK}:{prometheus_port}"
             prometheus_yml = prometheus_config(tmp_path, collector_port, am_url)
             processes.append(
                 await start_process(
@@ -235,7 +248,46 @@ async def test_rejected_key_pages_with_runbook_and_resolves_after_the_fix(
             beat = await eventually(heartbeat, deadline, "a Watchdog heartbeat", logs)
             assert beat.receiver == "petra-heartbeat"
 
-            # 2. The key file gets a key Petra accepts: `resolved` reaches the pager.
+            # 2. The collector restarts. Its state file brings the rejection back
+            # before any new poll, and no `resolved` reaches anyone.
+            polls_before = simulator.request_count(BAD_ORG)
+            assert await stop_process(collector) == 0
+            restarted_log = tmp_path / "collector-restarted.log"
+            logs.append(restarted_log)
+            collector = await start_process(collector_command, restarted_log)
+            processes.append(collector)
+            collector_url = f"http://{LOOPBACK}:{collector_port}"
+
+            async def restored_rejection() -> bool | None:
+                assert collector.returncode is None, "the restarted collector exited"
+                async with http.get(f"{collector_url}/metrics") as response:
+                    text = await response.text()
+                rejected = re.search(
+                    rf'^petra_auth_failure{{org="{BAD_ORG}"}} 1(\.0)?$', text, re.MULTILINE
+                )
+                return True if rejected else None
+
+            await eventually(restored_rejection, deadline, "the restored rejection", logs)
+            assert simulator.request_count(BAD_ORG) == polls_before, "polled, not restored"
+
+            # Prometheus has scraped the new process, and keep_firing_for has run out
+            # since the gap: a resolve caused by the restart would have been sent.
+            restarted_at = time.monotonic()
+
+            async def scraped_again() -> bool | None:
+                result = await query(
+                    http,
+                    prometheus_url,
+                    'time() - process_start_time_seconds{job="petra-collector"}',
+                )
+                return True if result and float(result[0]["value"][1]) < 60 else None
+
+            await eventually(scraped_again, deadline, "a scrape of the restarted collector", logs)
+            quiet_until = restarted_at + KEEP_FIRING_SECONDS + 3
+            await asyncio.sleep(max(0.0, quiet_until - time.monotonic()))
+            assert receiver.key_alerts("resolved") == [], "the restart sent a false resolved"
+
+            # 3. The key file gets a key Petra accepts: `resolved` reaches the pager.
             simulator.replace_key(BAD_ORG, NEW_KEY)
             replaced_at = time.monotonic()
             replace_key_file(tmp_path / "keys" / BAD_ORG, NEW_KEY)
@@ -248,7 +300,7 @@ async def test_rejected_key_pages_with_runbook_and_resolves_after_the_fix(
             assert alert["labels"]["org"] == BAD_ORG
             assert alert["annotations"]["runbook_url"] == RUNBOOK
             # Not before keep_firing_for has passed since the key was accepted.
-            assert time.monotonic() - replaced_at >= float(SHORT_KEEP_FIRING_FOR.rstrip("s"))
+            assert time.monotonic() - replaced_at >= KEEP_FIRING_SECONDS
 
             # Nothing about the healthy org ever paged, and no key reached any receiver.
             paged_orgs = {

@@ -29,6 +29,7 @@ SECTIONS: Final = {
     ),
     "server": ("listen",),
     "logging": ("format", "level"),
+    "state": ("path", "write_delay_seconds"),
 }
 ORG_FIELDS: Final = ("name", "api_key_file", "api_key_env", "api_key", "interval_seconds")
 NAMES: Final = st.sampled_from(
