@@ -102,7 +102,7 @@ UNCHANGED: KeyRefresh = KeyRefresh(KeyStatus.UNCHANGED)  # shared: checked for e
 Signature = tuple[int, int, int, int]
 
 
-def _signature(path: str) -> Signature | None:
+def file_signature(path: str) -> Signature | None:
     try:
         info = Path(path).stat()
     except (OSError, ValueError):  # ValueError: a NUL byte in the path
@@ -122,7 +122,7 @@ class KeyHolder:
         self.key = key
         self.problem: str | None = None
         self._environ = environ
-        self._signature = _signature(source.location) if source.kind == "file" else None
+        self._signature = file_signature(source.location) if source.kind == "file" else None
 
     @property
     def watches_file(self) -> bool:
@@ -132,7 +132,7 @@ class KeyHolder:
         """Re-read the key file if it changed since the last look."""
         if self.source.kind != "file":
             return UNCHANGED
-        signature = _signature(self.source.location)
+        signature = file_signature(self.source.location)
         if signature is not None and signature == self._signature and self.problem is None:
             return UNCHANGED
         try:

@@ -1,0 +1,268 @@
+"""The web configuration file, in the format of Prometheus' exporter-toolkit.
+
+    tls_server_config:   cert_file, key_file, client_auth_type, client_ca_file,
+                         min_version, max_version
+    http_server_config:  headers (a few security headers), http2
+    basic_auth_users:    user: bcrypt hash
+
+As in exporter-toolkit, relative paths are relative to the web config file.
+Every problem names the file and the path inside it; unknown keys are errors.
+`load_web_config` also reads every file named, so a config it returns is one
+the listener can use: the TLS context is built, the hashes are bcrypt hashes.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TypeVar
+
+import yaml
+
+from collector.basicauth import bcrypt_cost
+from collector.config import ConfigError, _Problems, _Section, _StrictLoader, _type_name
+from collector.tls import CLIENT_AUTH_TYPES, TLS_VERSIONS, ClientAuth, TlsSetupError, server_context
+
+# exporter-toolkit's allow-list: header -> the values it may take (None: any).
+ALLOWED_HEADERS: Final[dict[str, tuple[str, ...] | None]] = {
+    "Strict-Transport-Security": None,
+    "X-Content-Type-Options": ("nosniff",),
+    "X-Frame-Options": ("deny", "sameorigin"),
+    "X-XSS-Protection": None,
+    "Content-Security-Policy": None,
+}
+# Keys of exporter-toolkit's format this exporter does not implement: named as such.
+Choice = TypeVar("Choice", bound=str)
+
+UNSUPPORTED_TLS_KEYS: Final = (
+    "cipher_suites",
+    "curve_preferences",
+    "prefer_server_cipher_suites",
+    "client_allowed_sans",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    cert_file: str
+    key_file: str
+    client_auth_type: ClientAuth = "NoClientCert"
+    client_ca_file: str | None = None
+    min_version: str = "TLS12"
+    max_version: str | None = None
+
+    def files(self) -> tuple[str, ...]:
+        named = (self.cert_file, self.key_file, self.client_ca_file)
+        return tuple(path for path in named if path is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """A checked web config; `ssl_context` is built from `tls` (None without TLS)."""
+
+    source: str
+    tls: TlsSettings | None = None
+    users: tuple[tuple[str, str], ...] = ()  # (user, bcrypt hash)
+    headers: tuple[tuple[str, str], ...] = ()
+    ssl_context: ssl.SSLContext | None = None
+
+    def files(self) -> tuple[str, ...]:
+        """The file itself and every file it names: what is watched for changes."""
+        return (self.source, *(() if self.tls is None else self.tls.files()))
+
+    def describe(self) -> str:
+        tls = "no TLS" if self.tls is None else f"TLS ({self.tls.client_auth_type})"
+        users = f"{len(self.users)} basic auth user(s)" if self.users else "no basic auth"
+        return f"{self.source}: {tls}, {users}"
+
+
+def load_web_config(path: str | Path) -> WebConfig:
+    """Read, check and build a web config. Raises ConfigError listing every problem."""
+    source = str(path)
+    raw = _read_yaml(path)
+    problems = _Problems(source)
+    top = _Section(problems, "", raw)
+    base_dir = Path(path).resolve().parent
+    tls = _parse_tls(
+        _Section(problems, "tls_server_config", top.get("tls_server_config", None, _raw)),
+        base_dir,
+    )
+    headers = _parse_http(
+        _Section(problems, "http_server_config", top.get("http_server_config", None, _raw))
+    )
+    users = _parse_users(problems, top.get("basic_auth_users", None, _raw))
+    top.finish()
+    if problems.errors:
+        raise ConfigError(problems.errors)
+    context = None
+    if tls is not None:
+        try:
+            context = _server_context(tls)
+        except TlsSetupError as error:
+            raise ConfigError([f"{source}: tls_server_config: {error}"]) from None
+    return WebConfig(source, tls, users, headers, context)
+
+
+def _raw(_path: str, value: object) -> object:
+    return value
+
+
+def _server_context(tls: TlsSettings) -> ssl.SSLContext:
+    return server_context(
+        cert_file=tls.cert_file,
+        key_file=tls.key_file,
+        client_auth_type=tls.client_auth_type,
+        client_ca_file=tls.client_ca_file,
+        min_version=tls.min_version,
+        max_version=tls.max_version,
+    )
+
+
+def _file(section: _Section, key: str, base_dir: Path) -> str | None:
+    value = section.string(key, "")
+    if not value:
+        return None
+    path = Path(value)
+    full = str(path if path.is_absolute() else base_dir / path)
+    if not os.path.isfile(full):
+        reason = "is a directory" if os.path.isdir(full) else "not found"
+        section.problems.error(section.child(key), f"{full}: {reason}")
+        return None
+    return full
+
+
+def _choice(section: _Section, key: str, choices: tuple[Choice, ...], default: Choice) -> Choice:
+    value = section.string(key, default)
+    for choice in choices:
+        if choice == value:
+            return choice
+    section.problems.error(
+        section.child(key), f"must be one of {', '.join(choices)}, not {value!r}"
+    )
+    return default
+
+
+def _parse_tls(section: _Section, base_dir: Path) -> TlsSettings | None:
+    if not section.raw:
+        section.finish()
+        return None
+    for key in UNSUPPORTED_TLS_KEYS:
+        if key in section.raw:
+            section.seen.add(key)
+            section.problems.error(
+                section.child(key), "is not supported by petra-collector (OpenSSL's defaults)"
+            )
+    for key in ("cert_file", "key_file"):
+        if not section.has(key):
+            section.problems.error(section.child(key), "is missing (needed for TLS)")
+    cert_file = _file(section, "cert_file", base_dir)
+    key_file = _file(section, "key_file", base_dir)
+    client_auth = _choice(section, "client_auth_type", CLIENT_AUTH_TYPES, "NoClientCert")
+    client_ca_file = _file(section, "client_ca_file", base_dir)
+    versions = tuple(TLS_VERSIONS)
+    min_version = _choice(section, "min_version", versions, "TLS12")
+    max_version = _choice(section, "max_version", versions, min_version)
+    if section.has("max_version") and versions.index(max_version) < versions.index(min_version):
+        section.problems.error(
+            section.child("max_version"), f"{max_version} is below min_version {min_version}"
+        )
+    if section.has("client_ca_file") and client_auth == "NoClientCert":
+        # exporter-toolkit refuses this too: a CA file that is never used is a mistake.
+        section.problems.error(
+            section.child("client_ca_file"),
+            "is set but client_auth_type is NoClientCert; set client_auth_type "
+            "(e.g. RequireAndVerifyClientCert)",
+        )
+    section.finish()
+    if cert_file is None or key_file is None:
+        return None
+    return TlsSettings(
+        cert_file=cert_file,
+        key_file=key_file,
+        client_auth_type=client_auth,
+        client_ca_file=client_ca_file,
+        min_version=min_version,
+        max_version=max_version if section.has("max_version") else None,
+    )
+
+
+def _string_map(problems: _Problems, path: str, raw: object) -> list[tuple[str, str]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        problems.error(path, f"must be a mapping, not {_type_name(raw)}")
+        return []
+    pairs: list[tuple[str, str]] = []
+    for key, value in raw.items():
+        if not isinstance(key, str) or not isinstance(value, str) or not value.strip():
+            problems.error(f"{path}.{key}", f"must be a non-empty string, not {_type_name(value)}")
+            continue
+        pairs.append((key, value.strip()))
+    return pairs
+
+
+def _parse_http(section: _Section) -> tuple[tuple[str, str], ...]:
+    raw_headers = section.get("headers", None, _raw)
+    headers: list[tuple[str, str]] = []
+    for name, value in _string_map(section.problems, section.child("headers"), raw_headers):
+        allowed = ALLOWED_HEADERS.get(name, ())
+        path = f"{section.child('headers')}.{name}"
+        if allowed == ():
+            section.problems.error(
+                path, f"cannot be configured (allowed: {', '.join(ALLOWED_HEADERS)})"
+            )
+        elif allowed is not None and value.lower() not in allowed:
+            section.problems.error(path, f"must be one of {', '.join(allowed)}, not {value!r}")
+        else:
+            headers.append((name, value))
+
+    def boolean(path: str, value: object) -> bool | None:
+        if not isinstance(value, bool):
+            section.problems.error(path, f"must be true or false, not {_type_name(value)}")
+            return None
+        return value
+
+    # Accepted for files written for Go exporters; this listener speaks HTTP/1.1 either way.
+    section.get("http2", True, boolean)
+    section.finish()
+    return tuple(headers)
+
+
+def _parse_users(problems: _Problems, raw: object) -> tuple[tuple[str, str], ...]:
+    users: list[tuple[str, str]] = []
+    for user, hashed in _string_map(problems, "basic_auth_users", raw):
+        if ":" in user or not user:
+            problems.error(f"basic_auth_users.{user}", "a user name cannot contain ':'")
+        elif bcrypt_cost(hashed) is None:
+            # The value is not echoed: a plain password pasted here is what it often is.
+            problems.error(
+                f"basic_auth_users.{user}",
+                "is not a bcrypt hash ($2y$10$ and 53 more characters); make one with "
+                "`htpasswd -nBC 10 USER`",
+            )
+        else:
+            users.append((user, hashed))
+    return tuple(users)
+
+
+def _read_yaml(path: str | Path) -> object:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{source}: file not found"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{source}: is a directory, not a web config file"]) from None
+    except OSError as error:
+        raise ConfigError([f"{source}: cannot be read: {error.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{source}: is not UTF-8 text"]) from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        reason = getattr(error, "problem", None) or "not valid YAML"
+        raise ConfigError([f"{source}: {where}invalid YAML: {reason}"]) from None
