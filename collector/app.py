@@ -36,6 +36,8 @@ from collector.sdnotify import SystemdNotifier
 from collector.state import OrgState
 from collector.statestore import StateWriter, load_state, log_load_problem
 from collector.web import make_web_app
+from collector.webconfig import WebConfig
+from collector.webguard import CHECK_SECONDS, WebGuard
 
 WEB_SHUTDOWN_SECONDS: Final = 2.0
 
@@ -59,6 +61,8 @@ class Daemon:
         config_path: str | None = None,
         environ: Mapping[str, str] | None = None,
         install_signal_handlers: bool = True,
+        web_config: WebConfig | None = None,
+        web_config_check_seconds: float = CHECK_SECONDS,
     ) -> None:
         self._settings = overrides.apply(loaded.settings)
         self._start_warnings = loaded.warnings
@@ -88,6 +92,9 @@ class Daemon:
             "asyncio tasks alive in the daemon (about one per org, plus a few).",
             registry=own,
         ).set_function(_task_count)
+        self._guard = WebGuard(
+            web_config, self._registry, self._log, check_seconds=web_config_check_seconds
+        )
 
     # -- what the web side reads ---------------------------------------------------
 
@@ -145,6 +152,7 @@ class Daemon:
                 await _wait_running(scheduler, polling)
                 self._announce_ready()
                 watchdog = group.create_task(self._watchdog(), name="watchdog")
+                web_config_watch = group.create_task(self._guard.watch(), name="web-config")
                 await self._stop.wait()
                 self._log.info("stopping", reason="signal or stop request")
                 self._notifier.stopping()
@@ -154,6 +162,7 @@ class Daemon:
                     writer.stop()  # one last write, with every in-flight outcome in it
                     await saving
                 watchdog.cancel()
+                web_config_watch.cancel()
                 for task in list(self._background):
                     task.cancel()
         finally:
@@ -207,16 +216,23 @@ class Daemon:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self._guard.close()
 
     async def _start_web(self, listen: HostPort) -> None:
         runner = web.AppRunner(
-            make_web_app(self),
+            make_web_app(self, self._guard),
             access_log=None,
             handle_signals=False,
             shutdown_timeout=WEB_SHUTDOWN_SECONDS,
         )
         await runner.setup()
-        site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
+        site = web.TCPSite(
+            runner,
+            listen.host,
+            listen.port,
+            reuse_address=True,
+            ssl_context=self._guard.ssl_context,
+        )
         try:
             await site.start()
         except OSError as error:
@@ -234,6 +250,8 @@ class Daemon:
             "started",
             version=__version__,
             listen=f"{settings.server.listen.host}:{self.bound_port}",
+            tls=self._guard.ssl_context is not None,
+            basic_auth=bool(self._guard.config and self._guard.config.users),
             orgs=owned,
             shard=self.shard,
         )

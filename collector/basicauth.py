@@ -71,6 +71,8 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
 class BasicAuth:
     """Checks credentials against `users` (name -> bcrypt hash)."""
 
+    __slots__ = ("_decoy", "_executor", "_hmac_key", "_pending", "_remembered", "_users")
+
     def __init__(self, users: Mapping[str, str], executor: ThreadPoolExecutor) -> None:
         self._users = {name: hashed.encode() for name, hashed in users.items()}
         self._executor = executor

@@ -18,7 +18,7 @@ from typing import Final, TypeVar
 
 import yaml
 
-_KEY_SHAPE: Final = re.compile(r"petra_[A-Za-z0-9]{16,}")
+_KEY_SHAPE: Final = re.compile(r"petra_(?:var_)?[A-Za-z0-9]{16,}")  # Multi-MSP keys: petra_var_
 
 T = TypeVar("T")
 # Checks one value at a path; reports its problems and returns None when it is unusable.

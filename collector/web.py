@@ -28,6 +28,7 @@ from collector.page import (
 )
 from collector.state import OrgState
 from collector.status import OrgDetail, StatusDocument, org_detail, status_document
+from collector.webguard import OWN_HEADERS, WebGuard
 
 # The status page and its assets load nothing from anywhere else and run no inline
 # code, so even HTML that slipped past the escaping could not run or call out.
@@ -199,13 +200,21 @@ async def reload(request: web.Request) -> web.Response:
     return _json({"status": "reloaded"})
 
 
-def make_web_app(daemon: Daemon) -> web.Application:
-    app = web.Application()
+async def _own_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(OWN_HEADERS)
+
+
+def make_web_app(daemon: Daemon, guard: WebGuard | None = None) -> web.Application:
+    """The routes; with `guard`, basic auth and the web config's headers on every answer."""
+    app = web.Application(middlewares=[] if guard is None else [guard.middleware])
+    app.on_response_prepare.append(_own_headers if guard is None else guard.on_prepare)
     app[DAEMON] = daemon
     app[ASSETS] = load_assets()
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    for path in ("/healthz", "/-/healthy"):
+        app.router.add_get(path, healthz)
+    for path in ("/readyz", "/-/ready"):
+        app.router.add_get(path, readyz)
     app.router.add_get("/api/v1/status", status_json)
     app.router.add_get("/api/v1/orgs/{name}", org_json)
     app.router.add_get("/", index)

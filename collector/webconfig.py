@@ -22,7 +22,7 @@ from typing import Final, TypeVar
 import yaml
 
 from collector.basicauth import bcrypt_cost
-from collector.config import ConfigError, _Problems, _Section, _StrictLoader, _type_name
+from collector.config import ConfigError, _Problems, _Section, _shown, _StrictLoader, _type_name
 from collector.tls import CLIENT_AUTH_TYPES, TLS_VERSIONS, ClientAuth, TlsSetupError, server_context
 
 # exporter-toolkit's allow-list: header -> the values it may take (None: any).
@@ -208,7 +208,7 @@ def _parse_http(section: _Section) -> tuple[tuple[str, str], ...]:
     headers: list[tuple[str, str]] = []
     for name, value in _string_map(section.problems, section.child("headers"), raw_headers):
         allowed = ALLOWED_HEADERS.get(name, ())
-        path = f"{section.child('headers')}.{name}"
+        path = f"{section.child('headers')}.{_shown(name)}"
         if allowed == ():
             section.problems.error(
                 path, f"cannot be configured (allowed: {', '.join(ALLOWED_HEADERS)})"
@@ -233,12 +233,13 @@ def _parse_http(section: _Section) -> tuple[tuple[str, str], ...]:
 def _parse_users(problems: _Problems, raw: object) -> tuple[tuple[str, str], ...]:
     users: list[tuple[str, str]] = []
     for user, hashed in _string_map(problems, "basic_auth_users", raw):
-        if ":" in user or not user:
-            problems.error(f"basic_auth_users.{user}", "a user name cannot contain ':'")
+        path = f"basic_auth_users.{_shown(user)}"
+        if ":" in user:
+            problems.error(path, "a user name cannot contain ':'")
         elif bcrypt_cost(hashed) is None:
             # The value is not echoed: a plain password pasted here is what it often is.
             problems.error(
-                f"basic_auth_users.{user}",
+                path,
                 "is not a bcrypt hash ($2y$10$ and 53 more characters); make one with "
                 "`htpasswd -nBC 10 USER`",
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from collector.app import Daemon
 from collector.config import CliOverrides, HostPort, Shard, load_config
 from collector.logs import configure_logging
 from collector.simulator import SimulatedOrg, Simulator, start_simulator
+from collector.webconfig import load_web_config
 
 # Fast pacing for tests: Petra's real limits would make every test take minutes.
 FAST_POLLING: dict[str, float] = {
@@ -81,10 +83,11 @@ class Running:
     http: aiohttp.ClientSession
     task: asyncio.Task[None]
     pages: list[str] = field(default_factory=list)
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.daemon.bound_port}"
+        return f"{self.scheme}://127.0.0.1:{self.daemon.bound_port}"
 
     async def get(self, path: str, **kwargs: Any) -> tuple[int, str]:
         async with self.http.get(self.url + path, **kwargs) as response:
@@ -92,8 +95,8 @@ class Running:
             self.pages.append(text)
             return response.status, text
 
-    async def post(self, path: str) -> tuple[int, str]:
-        async with self.http.post(self.url + path) as response:
+    async def post(self, path: str, **kwargs: Any) -> tuple[int, str]:
+        async with self.http.post(self.url + path, **kwargs) as response:
             text = await response.text()
             self.pages.append(text)
             return response.status, text
@@ -151,9 +154,17 @@ async def running_daemon(
     base_url: str | None = None,
     shard: Shard | None = None,
     extra_config: str = "",
+    web_config: Path | None = None,
+    client_ssl: ssl.SSLContext | None = None,
+    http_headers: dict[str, str] | None = None,
+    web_config_check_seconds: float = 0.2,
 ) -> AsyncIterator[Running]:
     """Simulator with `orgs`, and a daemon configured with their keys plus `extra_keys`;
-    `extra_config` is appended to the config file (more top-level sections)."""
+    `extra_config` is appended to the config file (more top-level sections).
+
+    With `web_config`, the daemon is locked by that file; `client_ssl` and
+    `http_headers` (credentials) are what the test's HTTP session then speaks to it with.
+    """
     org_list = list(orgs)
     sim = simulator or Simulator(org_list)
     sim_runner, sim_port = await start_simulator(sim, "127.0.0.1", 0)
@@ -170,6 +181,8 @@ async def running_daemon(
         config_path=str(config_path),
         environ=environ or {},
         install_signal_handlers=False,
+        web_config=None if web_config is None else load_web_config(web_config),
+        web_config_check_seconds=web_config_check_seconds,
     )
     task = asyncio.create_task(daemon.run())
     serving = asyncio.ensure_future(daemon.serving.wait())
@@ -177,8 +190,11 @@ async def running_daemon(
     serving.cancel()
     if task.done():
         task.result()
-    async with aiohttp.ClientSession() as http:
+    connector = aiohttp.TCPConnector(ssl=client_ssl) if client_ssl is not None else None
+    async with aiohttp.ClientSession(connector=connector, headers=http_headers) as http:
         running = Running(daemon, sim, simulator_url, config_path, stream, http, task)
+        if client_ssl is not None:
+            running.scheme = "https"
         try:
             yield running
         finally:
