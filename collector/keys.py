@@ -76,6 +76,31 @@ def read_key_file(path: Path) -> str:
         raise KeyLoadError(f"key file {path} is not UTF-8 text") from None
 
 
+def permission_warning(path: str) -> str | None:
+    """What to say when others can read a key file (as ssh does for private keys), else None.
+
+    The mode is that of the file the path resolves to, so a Kubernetes Secret
+    volume (symlinks into `..data/`, mode 0644 unless told otherwise) is judged
+    by the key file itself. A file readable by its group is fine when that group
+    is the collector's own (a systemd credential, a pod whose fsGroup is its
+    runAsGroup): nobody else is in it.
+    """
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None  # unreadable files are reported by the load itself
+    world = info.st_mode & 0o007
+    group = info.st_mode & 0o070 and info.st_gid != os.getegid()
+    if not (world or group):
+        return None
+    who = "every user" if world else f"group {info.st_gid}"
+    return (
+        f"key file {path} is readable by {who} (mode {info.st_mode & 0o777:04o}); "
+        f"chmod 600 {path} (0440 if its group is the collector's own); in a Kubernetes "
+        "Secret volume set defaultMode: 0400 (with an fsGroup, its group may read it)"
+    )
+
+
 def _to_key(value: str, where: str) -> ApiKey:
     if not value:
         raise KeyLoadError(f"{where} is empty")

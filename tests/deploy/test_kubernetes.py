@@ -17,15 +17,20 @@ import pytest
 import yaml
 
 from collector.config import parse_config
+from collector.webconfig import load_web_config
 from tests.deploy.kustomize import Obj, build, object_id
+from tests.webtls import TlsFiles
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 BASE = KUBERNETES / "base"
 SHARDED = KUBERNETES / "overlays" / "sharded"
 SECRET_EXAMPLE = BASE / "secret.example.yaml"
+WEB_SECRETS_EXAMPLE = BASE / "secret-web.example.yaml"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 KEYS_MOUNT = "/run/secrets/petra"
+WEB_CONFIG_MOUNT = "/run/secrets/petra-web"
+TLS_MOUNT = "/run/secrets/petra-tls"
 CONFIG_MOUNT = "/etc/petra-collector"
 # The oldest Kubernetes the manifests support (pod-index label: 1.28) and the
 # newest the validator knows.
@@ -35,6 +40,12 @@ RENDERS = {"base": BASE, "sharded": SHARDED}
 
 def render(name: str) -> list[Obj]:
     return build(RENDERS[name])
+
+
+def web_secrets() -> dict[str, Obj]:
+    """The example Secrets of the web config, TLS files and scrape login, by name."""
+    documents = yaml.safe_load_all(WEB_SECRETS_EXAMPLE.read_text())
+    return {obj["metadata"]["name"]: obj for obj in documents}
 
 
 def one(objects: list[Obj], kind: str) -> Obj:
@@ -64,6 +75,7 @@ def test_render_has_the_expected_objects(name: str) -> None:
             "ServiceAccount",
             "ConfigMap",
             "Service",
+            "NetworkPolicy",
             workload_kind,
             "ServiceMonitor",
             "PrometheusRule",
@@ -94,7 +106,7 @@ def test_render_matches_kubectl_kustomize(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(RENDERS))
 def test_builtin_objects_validate_against_kubernetes_schemas(name: str, version: str) -> None:
     """Every built-in object passes strict (no unknown fields) schema validation."""
-    objects = [*render(name), yaml.safe_load(SECRET_EXAMPLE.read_text())]
+    objects = [*render(name), yaml.safe_load(SECRET_EXAMPLE.read_text()), *web_secrets().values()]
     for obj in objects:
         if obj["apiVersion"].startswith("monitoring.coreos.com/"):
             continue  # CRDs: checked by the structural tests below
@@ -131,9 +143,19 @@ def test_container_runs_the_daemon_with_probes(name: str) -> None:
     assert args[0] == "run"
     assert args[args.index("--config") + 1] == f"{CONFIG_MOUNT}/config.yaml"
     assert args[args.index("--listen") + 1] == "0.0.0.0:9865"
+    assert args[args.index("--web.config.file") + 1] == f"{WEB_CONFIG_MOUNT}/web.yml"
     assert spec["ports"] == [{"name": "metrics", "containerPort": 9865, "protocol": "TCP"}]
-    assert spec["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
-    assert spec["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    # The port speaks TLS only; the probe paths need no credentials.
+    assert spec["livenessProbe"]["httpGet"] == {
+        "path": "/healthz",
+        "port": "metrics",
+        "scheme": "HTTPS",
+    }
+    assert spec["readinessProbe"]["httpGet"] == {
+        "path": "/readyz",
+        "port": "metrics",
+        "scheme": "HTTPS",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(RENDERS))
@@ -148,9 +170,14 @@ def test_references_between_objects_resolve(name: str) -> None:
     assert ("ConfigMap", volumes["config"]["configMap"]["name"]) in names
     secret = yaml.safe_load(SECRET_EXAMPLE.read_text())
     assert volumes["keys"]["secret"]["secretName"] == secret["metadata"]["name"]
+    secrets = web_secrets()
+    assert volumes["web-config"]["secret"]["secretName"] in secrets
+    assert volumes["tls"]["secret"]["secretName"] in secrets
     mounts = {mount["name"]: mount["mountPath"] for mount in container(obj)["volumeMounts"]}
     assert mounts["config"] == CONFIG_MOUNT
     assert mounts["keys"] == KEYS_MOUNT
+    assert mounts["web-config"] == WEB_CONFIG_MOUNT
+    assert mounts["tls"] == TLS_MOUNT
     labels = obj["spec"]["template"]["metadata"]["labels"]
     selector = obj["spec"]["selector"]["matchLabels"]
     assert selector.items() <= labels.items()
@@ -242,6 +269,7 @@ def test_service_monitor_scrapes_the_service() -> None:
         (endpoint,) = monitor["spec"]["endpoints"]
         assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
         assert endpoint["path"] == "/metrics"
+        assert endpoint["scheme"] == "https"
         assert re.fullmatch(r"\d+[smh]", endpoint["interval"])
         assert re.fullmatch(r"\d+[smh]", endpoint["scrapeTimeout"])
         # The operator names the job after the Service; the rules expect this job.
@@ -278,3 +306,43 @@ def test_image_tag_is_the_package_version() -> None:
     for name in RENDERS:
         image = container(workload(render(name)))["image"]
         assert image == f"ghcr.io/petra-collector/petra-collector:{version}"
+
+
+def test_web_config_secret_loads_and_matches_the_service_monitor(tmp_path: Path) -> None:
+    """The example web.yml loads (with real files at its paths); the ServiceMonitor trusts the
+    TLS Secret's CA and logs in as one of its users, with the scrape Secret's password."""
+    secrets = web_secrets()
+    web_yml = secrets["petra-collector-web-config"]["stringData"]["web.yml"]
+    tls = TlsFiles(tmp_path / "tls")
+    web = yaml.safe_load(web_yml)
+    assert web["tls_server_config"]["cert_file"] == f"{TLS_MOUNT}/tls.crt"
+    assert web["tls_server_config"]["key_file"] == f"{TLS_MOUNT}/tls.key"
+    path = tmp_path / "web.yml"
+    path.write_text(web_yml.replace(TLS_MOUNT, str(tls.directory)))
+    loaded = load_web_config(path)
+    assert loaded.ssl_context is not None
+    tls_secret = secrets["petra-collector-tls"]
+    assert tls_secret["type"] == "kubernetes.io/tls"
+    assert {"tls.crt", "tls.key", "ca.crt"} <= set(tls_secret["stringData"])
+    (endpoint,) = one(render("base"), "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["tlsConfig"]["ca"]["secret"] == {"name": "petra-collector-tls", "key": "ca.crt"}
+    login = endpoint["basicAuth"]
+    scrape = secrets[login["username"]["name"]]
+    assert login["password"]["name"] == scrape["metadata"]["name"]
+    assert scrape["stringData"][login["username"]["key"]] in dict(loaded.users)
+    assert login["password"]["key"] in scrape["stringData"]
+
+
+def test_network_policy_admits_only_the_monitoring_namespace() -> None:
+    """Ingress to the pods' metrics port from the monitoring namespace, and from nowhere else."""
+    for name in RENDERS:
+        objects = render(name)
+        policy = one(objects, "NetworkPolicy")
+        labels = workload(objects)["spec"]["template"]["metadata"]["labels"]
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        (rule,) = policy["spec"]["ingress"]
+        assert rule["from"] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ]
+        assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]

@@ -14,11 +14,14 @@ import pytest
 import yaml
 
 from collector.config import load_config
+from collector.webconfig import load_web_config
 from tests.tools import require_tool
+from tests.webtls import TlsFiles
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "systemd" / "petra-collector.service"
 EXAMPLE_CONFIG = ROOT / "deploy" / "systemd" / "config.yaml"
+EXAMPLE_WEB_CONFIG = ROOT / "deploy" / "systemd" / "web.yml"
 INSTALLED_CONFIG = "/etc/petra-collector/config.yaml"
 
 
@@ -95,6 +98,7 @@ def test_unit_has_notify_watchdog_reload_and_sandbox() -> None:
     assert single["WatchdogSec"]
     assert re.fullmatch(r"/\S*kill -HUP \$MAINPID", single["ExecReload"])
     assert single["ExecStart"].split()[1:4] == ["run", "--config", INSTALLED_CONFIG]
+    assert single["ExecStart"].split()[4:6] == ["--web.config.file", "%d/web.yml"]
     assert single["RestartPreventExitStatus"] == "2"
     for key in (
         "DynamicUser",
@@ -155,3 +159,24 @@ def test_the_state_file_lives_in_the_units_state_directory() -> None:
     config = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     assert Path(config["state"]["path"]).parent == Path("/var/lib") / name
     assert unit["StateDirectoryMode"] == ["0700"]
+
+
+def test_example_web_config_loads_with_the_units_credentials(tmp_path: Path) -> None:
+    """deploy/systemd/web.yml loads from the credentials directory, next to the certificate
+    and key the unit loads as credentials."""
+    loaded = {
+        entry.partition(":")[0]: entry.partition(":")[2]
+        for entry in directives(UNIT.read_text())["LoadCredential"]
+    }
+    assert loaded["web.yml"] == "/etc/petra-collector/web.yml"
+    credentials = tmp_path / "credentials"
+    files = TlsFiles(credentials)
+    web = yaml.safe_load(EXAMPLE_WEB_CONFIG.read_text())
+    for key, credential in (("cert_file", "tls.crt"), ("key_file", "tls.key")):
+        assert web["tls_server_config"][key] == credential
+        assert credential in loaded, f"no LoadCredential= provides {credential}"
+    assert files.cert_file.name == "tls.crt"
+    (credentials / "web.yml").write_text(EXAMPLE_WEB_CONFIG.read_text())
+    config = load_web_config(credentials / "web.yml")
+    assert config.ssl_context is not None
+    assert [user for user, _hash in config.users] == ["prometheus"]
