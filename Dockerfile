@@ -44,7 +44,9 @@ ENV PATH=/opt/petra-collector/bin:$PATH \
 # Not root, and numeric so Kubernetes' runAsNonRoot can verify it.
 USER 65532:65532
 EXPOSE 9865
+# Plain HTTP, or HTTPS when a web config turns TLS on (/healthz needs no credentials;
+# the certificate is not checked: this only asks whether the process answers).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9865/healthz', timeout=4)"]
+  CMD ["python", "-c", "import ssl, urllib.request as u\ntry: u.urlopen('http://127.0.0.1:9865/healthz', timeout=4)\nexcept Exception: u.urlopen('https://127.0.0.1:9865/healthz', timeout=4, context=ssl._create_unverified_context())"]
 ENTRYPOINT ["petra-collector"]
 CMD ["run", "--config", "/etc/petra-collector/config.yaml", "--listen", "0.0.0.0:9865"]
