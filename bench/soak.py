@@ -84,6 +84,7 @@ def write_config(directory: Path, port: int, names: list[str], listen: int) -> P
         key_file = keys / name
         if not key_file.exists():
             key_file.write_text(sim_key(name))
+            key_file.chmod(0o600)  # readable by others, it would be warned about on every load
         lines += [f"  - name: {name}", f"    api_key_file: keys/{name}"]
     path = directory / "config.yaml"
     path.write_text("\n".join(lines) + "\n")

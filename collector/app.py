@@ -29,7 +29,7 @@ from collector.config import (
 from collector.configreader import ConfigError
 from collector.exposition import Exposition
 from collector.logs import REDACTOR, configure_logging, get_logger
-from collector.metrics import CollectorMetrics, PetraCollector
+from collector.metrics import CollectorMetrics, PetraCollector, tenant_families
 from collector.petra import new_client, new_session
 from collector.scheduler import Scheduler
 from collector.sdnotify import SystemdNotifier
@@ -81,7 +81,14 @@ class Daemon:
         self._state_writer: StateWriter | None = None
         self.bound_port: int | None = None
         self.serving = asyncio.Event()
-        self._exposition = Exposition(PetraCollector(self.org_states, lambda: self.max_staleness))
+        names = self._settings.metrics.tenant_name_labels
+        self._exposition = Exposition(
+            PetraCollector(
+                self.org_states,
+                lambda: self.max_staleness,
+                tenant_families=tenant_families(name_labels=names),
+            )
+        )
         own = self._exposition.own
         self._metrics = CollectorMetrics(own)
         # The standard process_* series (memory, CPU, open fds) and the task count:
@@ -92,9 +99,7 @@ class Daemon:
             "asyncio tasks alive in the daemon (about one per org, plus a few).",
             registry=own,
         ).set_function(_task_count)
-        self._guard = WebGuard(
-            web_config, self._registry, self._log, check_seconds=web_config_check_seconds
-        )
+        self._guard = WebGuard(web_config, own, self._log, check_seconds=web_config_check_seconds)
 
     # -- what the web side reads ---------------------------------------------------
 
@@ -329,14 +334,25 @@ class Daemon:
 
     def _apply_reloaded(self, settings: Settings) -> None:
         old = self._settings
-        if settings.server.listen != old.server.listen:
-            self._log.warning(
-                "config_needs_restart",
-                setting="server.listen",
-                running=str(old.server.listen),
-                configured=str(settings.server.listen),
-            )
-            settings = replace(settings, server=old.server)
+        # The listener, the web config it was opened with and the metric families stay
+        # until a restart (the web config's own files are watched and re-read by the guard).
+        for setting, running, configured in (
+            ("server.listen", old.server.listen, settings.server.listen),
+            ("server.web_config_file", old.server.web_config_file, settings.server.web_config_file),
+            (
+                "metrics.tenant_name_labels",
+                old.metrics.tenant_name_labels,
+                settings.metrics.tenant_name_labels,
+            ),
+        ):
+            if running != configured:
+                self._log.warning(
+                    "config_needs_restart",
+                    setting=setting,
+                    running=str(running),
+                    configured=str(configured),
+                )
+        settings = replace(settings, server=old.server, metrics=old.metrics)
         if settings.state != old.state:
             self._log.warning(
                 "config_needs_restart",
@@ -381,12 +397,16 @@ async def _wait_running(scheduler: Scheduler, task: asyncio.Task[None]) -> None:
 
 
 async def run_daemon(
-    loaded: LoadedConfig, *, config_path: str | None, overrides: CliOverrides
+    loaded: LoadedConfig,
+    *,
+    config_path: str | None,
+    overrides: CliOverrides,
+    web_config: WebConfig | None = None,
 ) -> int:
     """The `run` command: serve until stopped. Returns the exit code."""
     settings = overrides.apply(loaded.settings)
     configure_logging(settings.logging.format, settings.logging.level)
-    daemon = Daemon(loaded, overrides=overrides, config_path=config_path)
+    daemon = Daemon(loaded, overrides=overrides, config_path=config_path, web_config=web_config)
     try:
         await daemon.run()
     except StartupError as error:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Final, NoReturn, TextIO
+from typing import TYPE_CHECKING, Final, NoReturn, TextIO
 
 import orjson
 
@@ -24,12 +24,16 @@ from collector.config import (
     CliOverrides,
     HostPort,
     LoadedConfig,
+    Settings,
     Shard,
     load_config,
     parse_listen,
     parse_shard,
 )
 from collector.configreader import ConfigError
+
+if TYPE_CHECKING:
+    from collector.webconfig import WebConfig
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
@@ -155,6 +159,13 @@ def build_parser() -> Parser:
         f"e.g. 0.0.0.0:{DEFAULT_PORT} in a container, :{DEFAULT_PORT} for all interfaces)",
     )
     run.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="web config in the Prometheus exporter-toolkit format (TLS, basic auth, headers), "
+        "overriding server.web_config_file; e.g. /etc/petra-collector/web.yml",
+    )
+    run.add_argument(
         "--shard",
         type=_shard,
         metavar="I/N",
@@ -200,6 +211,12 @@ def build_parser() -> Parser:
         type=_shard,
         metavar="I/N",
         help="check and probe only shard I of N, e.g. 1/3",
+    )
+    check.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="also validate this web config (default: server.web_config_file), e.g. web.yml",
     )
     check.add_argument(
         "--output",
@@ -334,6 +351,27 @@ def _event_loop_runner() -> asyncio.Runner:
     return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
+def _load_web(settings: Settings, err: TextIO) -> tuple[bool, WebConfig | None]:
+    """(loaded fine, the web config or None when there is none); problems go to `err`."""
+    from collector.webconfig import load_web_config  # noqa: PLC0415 - builds TLS contexts
+
+    path = settings.server.web_config_file
+    if path is None:
+        return True, None
+    try:
+        return True, load_web_config(path)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=err)
+        print(f"web config rejected: {len(error.problems)} problem(s)", file=err)
+        return False, None
+
+
+def _web_config_file(args: argparse.Namespace) -> str | None:
+    given: str | None = getattr(args, "web_config_file", None)
+    return None if given is None else str(Path(given).absolute())
+
+
 def _run(args: argparse.Namespace) -> int:
     from collector.app import run_daemon  # noqa: PLC0415 - keeps `--help` and `check` fast
 
@@ -341,10 +379,19 @@ def _run(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     overrides = CliOverrides(
-        listen=args.listen, shard=args.shard, log_format=args.log_format, log_level=args.log_level
+        listen=args.listen,
+        shard=args.shard,
+        log_format=args.log_format,
+        log_level=args.log_level,
+        web_config_file=_web_config_file(args),
     )
+    ok, web_config = _load_web(overrides.apply(loaded.settings), sys.stderr)
+    if not ok:
+        return EXIT_USAGE
     with _event_loop_runner() as runner:
-        return runner.run(run_daemon(loaded, config_path=args.config, overrides=overrides))
+        return runner.run(
+            run_daemon(loaded, config_path=args.config, overrides=overrides, web_config=web_config)
+        )
 
 
 def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -353,9 +400,16 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     loaded = _load(args.config, err)
     if loaded is None:
         return EXIT_USAGE
-    settings = CliOverrides(shard=args.shard).apply(loaded.settings)
+    settings = CliOverrides(shard=args.shard, web_config_file=_web_config_file(args)).apply(
+        loaded.settings
+    )
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=err)
+    ok, web_config = _load_web(settings, err)
+    if not ok:
+        return EXIT_USAGE
+    if web_config is not None:
+        print(f"web config {web_config.describe()}", file=err)
     orgs = describe_config(settings)
     shard = None if settings.shard is None else str(settings.shard)
     if args.probe and args.output != "json" and _is_terminal(err):

@@ -28,7 +28,7 @@ from collector.configreader import (
     shown,
     type_name,
 )
-from collector.keys import KeyLoadError, KeySource
+from collector.keys import KeyLoadError, KeySource, permission_warning
 from collector.sharding import owns
 
 DEFAULT_BASE_URL: Final = "https://api.petrasecurity.com"
@@ -80,6 +80,12 @@ class PollingSettings:
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     listen: HostPort = HostPort("127.0.0.1", DEFAULT_PORT)
+    web_config_file: str | None = None  # absolute: a relative one is resolved at parse time
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    tenant_name_labels: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +120,7 @@ class Settings:
     server: ServerSettings = ServerSettings()
     logging: LoggingSettings = LoggingSettings()
     state: StateSettings = StateSettings()
+    metrics: MetricsSettings = MetricsSettings()
     shard: Shard | None = None
     source: str = "<built-in>"
 
@@ -129,11 +136,14 @@ class CliOverrides:
     shard: Shard | None = None
     log_format: LogFormat | None = None
     log_level: str | None = None
+    web_config_file: str | None = None  # absolute (the command line resolves it)
 
     def apply(self, settings: Settings) -> Settings:
         server, logging, shard = settings.server, settings.logging, settings.shard
         if self.listen is not None:
             server = replace(server, listen=self.listen)
+        if self.web_config_file is not None:
+            server = replace(server, web_config_file=self.web_config_file)
         if self.shard is not None:
             shard = self.shard
         if self.log_format is not None:
@@ -206,9 +216,10 @@ def parse_config(
     top = Section(problems, "", raw)
     api = _parse_api(top.section("api"))
     polling = _parse_polling(top.section("polling"))
-    server = _parse_server(top.section("server"))
+    server = _parse_server(top.section("server"), base_dir or Path.cwd())
     logging = _parse_logging(top.section("logging"))
     state = _parse_state(top.section("state"), base_dir or Path.cwd())
+    metrics = _parse_metrics(top.section("metrics"))
 
     def convert_shard(path: str, value: object) -> Shard | None:
         try:
@@ -228,6 +239,7 @@ def parse_config(
         server=server,
         logging=logging,
         state=state,
+        metrics=metrics,
         shard=shard,
         source=source,
     )
@@ -290,7 +302,7 @@ def _parse_polling(section: Section) -> PollingSettings:
     return result
 
 
-def _parse_server(section: Section) -> ServerSettings:
+def _parse_server(section: Section, base_dir: Path) -> ServerSettings:
     def convert(path: str, value: object) -> HostPort | None:
         try:
             return parse_listen(str(value))
@@ -298,7 +310,16 @@ def _parse_server(section: Section) -> ServerSettings:
             section.problems.error(path, str(error))
             return None
 
-    result = ServerSettings(listen=section.get("listen", ServerSettings().listen, convert))
+    listen = section.get("listen", ServerSettings().listen, convert)
+    web_config_file = section.string("web_config_file", "") or None
+    if web_config_file is not None and not Path(web_config_file).is_absolute():
+        web_config_file = str(base_dir / web_config_file)
+    section.finish()
+    return ServerSettings(listen=listen, web_config_file=web_config_file)
+
+
+def _parse_metrics(section: Section) -> MetricsSettings:
+    result = MetricsSettings(tenant_name_labels=section.boolean("tenant_name_labels", default=True))
     section.finish()
     return result
 
@@ -424,6 +445,10 @@ def _parse_org(
     except KeyLoadError as error:
         problems.error(path, str(error))
         return None
+    if key_source.kind == "file":
+        loose = permission_warning(key_source.location)
+        if loose is not None:
+            problems.warn(path, loose)
     if not name:
         return None
     return OrgConfig(name=name, key_source=key_source, interval_seconds=interval, key=key)

@@ -221,6 +221,17 @@ class Section:
 
         return self.get(key, default, convert)
 
+    def boolean(self, key: str, *, default: bool) -> bool:
+        """true or false (YAML's own booleans; a quoted "true" is a string)."""
+
+        def convert(path: str, value: object) -> bool | None:
+            if not isinstance(value, bool):
+                self.problems.error(path, f"must be true or false, not {type_name(value)}")
+                return None
+            return value
+
+        return self.get(key, default, convert)
+
     def finish(self) -> None:
         """Report every key of the mapping that no getter asked for."""
         for key in self.raw:

@@ -46,6 +46,7 @@ from collector.metrics import (
     Kind,
     LabelValues,
     PetraCollector,
+    TenantFamily,
     new_family,
 )
 from collector.state import OrgState
@@ -85,7 +86,6 @@ _ORG_FORMATS: Final = tuple(
     _SampleFormat(f.name + ("_total" if f.kind == "counter" else ""), f.labels)
     for f in ORG_FAMILIES
 )
-_TENANT_FORMATS: Final = tuple(_SampleFormat(f.name, f.labels) for f in TENANT_FAMILIES)
 BLOCK_ORGS: Final = 256  # orgs per separately compressed block of a family
 STEP_SECONDS: Final = 0.02  # the longest stretch of rendering between two yields
 # Between two slices of a long render: a fifth of the loop's time is left to polling
@@ -93,13 +93,15 @@ STEP_SECONDS: Final = 0.02  # the longest stretch of rendering between two yield
 SCRAPE_PAUSE_SECONDS: Final = 0.005
 
 
-def _family_headers(openmetrics: bool) -> tuple[bytes, ...]:
+def _family_headers(
+    openmetrics: bool, tenant_families: tuple[TenantFamily, ...]
+) -> tuple[bytes, ...]:
     """Each family's HELP and TYPE lines, made by the stock encoder itself."""
     headers: list[bytes] = []
     families: list[tuple[str, Kind, str, tuple[str, ...]]] = [
         (f.name, f.kind, f.help, f.labels) for f in ORG_FAMILIES
     ]
-    families += [(f.name, "gauge", f.help, f.labels) for f in TENANT_FAMILIES]
+    families += [(f.name, "gauge", f.help, f.labels) for f in tenant_families]
     for name, kind, help_text, labels in families:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Fixed([new_family(name, kind, help_text, labels)]))
@@ -174,9 +176,10 @@ def _render_org(state: OrgState, fresh: bool, org_label: str) -> tuple[bytes, ..
     return tuple(chunks)
 
 
-def _render_tenants(org: str, tenants: tuple[TenantUsage, ...], index: int) -> bytes:
-    """The lines of tenant family `index` for one org's tenants."""
-    family, fmt = TENANT_FAMILIES[index], _TENANT_FORMATS[index]
+def _render_tenants(
+    org: str, tenants: tuple[TenantUsage, ...], family: TenantFamily, fmt: _SampleFormat
+) -> bytes:
+    """The lines of one tenant family for one org's tenants."""
     lines: list[str] = []
     for tenant in tenants:
         value = family.value(tenant)
@@ -215,10 +218,15 @@ class CachedExposition:
     def __init__(self, collector: PetraCollector) -> None:
         self._collector = collector
         self._cache: dict[str, _OrgChunks] = {}
-        self._headers = {False: _family_headers(False), True: _family_headers(True)}
+        self._families = collector.tenant_families
+        self._formats = tuple(_SampleFormat(f.name, f.labels) for f in self._families)
+        self._headers = {
+            False: _family_headers(False, self._families),
+            True: _family_headers(True, self._families),
+        }
         # (openmetrics, position) -> a piece's text and its deflate, from the last gzip body
         self._deflated: dict[tuple[bool, int], tuple[bytes, bytes]] = {}
-        self._blocks: list[list[_Block]] = [[] for _ in TENANT_FAMILIES]
+        self._blocks: list[list[_Block]] = [[] for _ in self._families]
 
     def _entries(self, pause: _Pause) -> Iterator[None]:
         old = self._cache
@@ -268,7 +276,14 @@ class CachedExposition:
                     texts.append(opened[id(block)][position])
                 else:
                     assert entry.tenants is not None  # noqa: S101 - members have tenants
-                    texts.append(_render_tenants(entry.state.name, entry.tenants, index))
+                    texts.append(
+                        _render_tenants(
+                            entry.state.name,
+                            entry.tenants,
+                            self._families[index],
+                            self._formats[index],
+                        )
+                    )
             text = b"".join(texts)
             block = _Block(
                 group,
@@ -303,7 +318,7 @@ class CachedExposition:
                 for start in range(0, len(chunks), BLOCK_ORGS)
             ]
         with_tenants = [entry for entry in entries if entry.tenants]
-        for index in range(len(TENANT_FAMILIES)):
+        for index in range(len(self._families)):
             pieces.append(headers[len(ORG_FAMILIES) + index])
             yield from self._tenant_blocks(index, with_tenants, pause)
             pieces.extend(self._blocks[index])

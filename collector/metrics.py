@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -37,6 +37,8 @@ TENANT_INFO: Final = (
     "petra_service",
     "billable_status",
 )
+# metrics.tenant_name_labels: false: who the tenant is stays out of Prometheus.
+TENANT_INFO_WITHOUT_NAMES: Final = ("org", "tenant_id", "petra_service", "billable_status")
 
 Kind = Literal["gauge", "counter"]
 LabelValues = tuple[str, ...]
@@ -215,6 +217,10 @@ def _tenant_info_labels(org: str, tenant: TenantUsage) -> LabelValues:
     )
 
 
+def _tenant_info_labels_without_names(org: str, tenant: TenantUsage) -> LabelValues:
+    return (org, tenant.tenant_id, tenant.service or "", tenant.billable_status or "")
+
+
 def _paused(tenant: TenantUsage) -> float | None:
     return None if tenant.is_paused is None else float(tenant.is_paused)
 
@@ -271,6 +277,24 @@ TENANT_FAMILIES: Final[tuple[TenantFamily, ...]] = (
     ),
 )
 
+
+def tenant_families(*, name_labels: bool) -> tuple[TenantFamily, ...]:
+    """The tenant families; without `name_labels`, petra_tenant_info carries neither
+    display_name nor microsoft_tenant_id (metrics.tenant_name_labels: false)."""
+    if name_labels:
+        return TENANT_FAMILIES
+    return tuple(
+        replace(
+            family,
+            labels=TENANT_INFO_WITHOUT_NAMES,
+            label_values=_tenant_info_labels_without_names,
+        )
+        if family.labels == TENANT_INFO
+        else family
+        for family in TENANT_FAMILIES
+    )
+
+
 FAMILY_NAMES: Final = tuple(
     [f.name + ("_total" if f.kind == "counter" else "") for f in ORG_FAMILIES]
     + [f.name for f in TENANT_FAMILIES]
@@ -285,10 +309,12 @@ class PetraCollector(Collector):
         states: Callable[[], Iterable[OrgState]],
         max_staleness_seconds: Callable[[], float],
         wall_clock: Callable[[], float] = time.time,
+        tenant_families: tuple[TenantFamily, ...] = TENANT_FAMILIES,
     ) -> None:
         self._states = states
         self._max_staleness = max_staleness_seconds
         self._wall_clock = wall_clock
+        self.tenant_families = tenant_families
 
     def snapshot(self) -> list[tuple[OrgState, bool]]:
         """Every org's state with its freshness (usage series shown) as of now."""
@@ -309,7 +335,7 @@ class PetraCollector(Collector):
             for state, fresh in snapshot
             if fresh and state.report is not None
         ]
-        for tenant_family in TENANT_FAMILIES:
+        for tenant_family in self.tenant_families:
             metric = GaugeMetricFamily(
                 tenant_family.name, tenant_family.help, labels=tenant_family.labels
             )

@@ -19,10 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
-import yaml
-
 from collector.basicauth import bcrypt_cost
-from collector.config import ConfigError, _Problems, _Section, _shown, _StrictLoader, _type_name
+from collector.configreader import (
+    ConfigError,
+    Problems,
+    Section,
+    parse_yaml,
+    read_text,
+    shown,
+    type_name,
+)
 from collector.tls import CLIENT_AUTH_TYPES, TLS_VERSIONS, ClientAuth, TlsSetupError, server_context
 
 # exporter-toolkit's allow-list: header -> the values it may take (None: any).
@@ -81,21 +87,15 @@ class WebConfig:
 def load_web_config(path: str | Path) -> WebConfig:
     """Read, check and build a web config. Raises ConfigError listing every problem."""
     source = str(path)
-    raw = _read_yaml(path)
-    problems = _Problems(source)
-    top = _Section(problems, "", raw)
+    raw = parse_yaml(read_text(path), source)
+    problems = Problems(source)
+    top = Section(problems, "", raw)
     base_dir = Path(path).resolve().parent
-    tls = _parse_tls(
-        _Section(problems, "tls_server_config", top.get("tls_server_config", None, _raw)),
-        base_dir,
-    )
-    headers = _parse_http(
-        _Section(problems, "http_server_config", top.get("http_server_config", None, _raw))
-    )
-    users = _parse_users(problems, top.get("basic_auth_users", None, _raw))
+    tls = _parse_tls(top.section("tls_server_config"), base_dir)
+    headers = _parse_http(top.section("http_server_config"))
+    users = _parse_users(problems, top.value("basic_auth_users"))
     top.finish()
-    if problems.errors:
-        raise ConfigError(problems.errors)
+    problems.raise_errors()
     context = None
     if tls is not None:
         try:
@@ -103,10 +103,6 @@ def load_web_config(path: str | Path) -> WebConfig:
         except TlsSetupError as error:
             raise ConfigError([f"{source}: tls_server_config: {error}"]) from None
     return WebConfig(source, tls, users, headers, context)
-
-
-def _raw(_path: str, value: object) -> object:
-    return value
 
 
 def _server_context(tls: TlsSettings) -> ssl.SSLContext:
@@ -120,7 +116,7 @@ def _server_context(tls: TlsSettings) -> ssl.SSLContext:
     )
 
 
-def _file(section: _Section, key: str, base_dir: Path) -> str | None:
+def _file(section: Section, key: str, base_dir: Path) -> str | None:
     value = section.string(key, "")
     if not value:
         return None
@@ -133,7 +129,7 @@ def _file(section: _Section, key: str, base_dir: Path) -> str | None:
     return full
 
 
-def _choice(section: _Section, key: str, choices: tuple[Choice, ...], default: Choice) -> Choice:
+def _choice(section: Section, key: str, choices: tuple[Choice, ...], default: Choice) -> Choice:
     value = section.string(key, default)
     for choice in choices:
         if choice == value:
@@ -144,7 +140,7 @@ def _choice(section: _Section, key: str, choices: tuple[Choice, ...], default: C
     return default
 
 
-def _parse_tls(section: _Section, base_dir: Path) -> TlsSettings | None:
+def _parse_tls(section: Section, base_dir: Path) -> TlsSettings | None:
     if not section.raw:
         section.finish()
         return None
@@ -188,27 +184,27 @@ def _parse_tls(section: _Section, base_dir: Path) -> TlsSettings | None:
     )
 
 
-def _string_map(problems: _Problems, path: str, raw: object) -> list[tuple[str, str]]:
+def _string_map(problems: Problems, path: str, raw: object) -> list[tuple[str, str]]:
     if raw is None:
         return []
     if not isinstance(raw, dict):
-        problems.error(path, f"must be a mapping, not {_type_name(raw)}")
+        problems.error(path, f"must be a mapping, not {type_name(raw)}")
         return []
     pairs: list[tuple[str, str]] = []
     for key, value in raw.items():
         if not isinstance(key, str) or not isinstance(value, str) or not value.strip():
-            problems.error(f"{path}.{key}", f"must be a non-empty string, not {_type_name(value)}")
+            problems.error(f"{path}.{key}", f"must be a non-empty string, not {type_name(value)}")
             continue
         pairs.append((key, value.strip()))
     return pairs
 
 
-def _parse_http(section: _Section) -> tuple[tuple[str, str], ...]:
-    raw_headers = section.get("headers", None, _raw)
+def _parse_http(section: Section) -> tuple[tuple[str, str], ...]:
+    raw_headers = section.value("headers")
     headers: list[tuple[str, str]] = []
     for name, value in _string_map(section.problems, section.child("headers"), raw_headers):
         allowed = ALLOWED_HEADERS.get(name, ())
-        path = f"{section.child('headers')}.{_shown(name)}"
+        path = f"{section.child('headers')}.{shown(name)}"
         if allowed == ():
             section.problems.error(
                 path, f"cannot be configured (allowed: {', '.join(ALLOWED_HEADERS)})"
@@ -218,22 +214,16 @@ def _parse_http(section: _Section) -> tuple[tuple[str, str], ...]:
         else:
             headers.append((name, value))
 
-    def boolean(path: str, value: object) -> bool | None:
-        if not isinstance(value, bool):
-            section.problems.error(path, f"must be true or false, not {_type_name(value)}")
-            return None
-        return value
-
     # Accepted for files written for Go exporters; this listener speaks HTTP/1.1 either way.
-    section.get("http2", True, boolean)
+    section.boolean("http2", default=True)
     section.finish()
     return tuple(headers)
 
 
-def _parse_users(problems: _Problems, raw: object) -> tuple[tuple[str, str], ...]:
+def _parse_users(problems: Problems, raw: object) -> tuple[tuple[str, str], ...]:
     users: list[tuple[str, str]] = []
     for user, hashed in _string_map(problems, "basic_auth_users", raw):
-        path = f"basic_auth_users.{_shown(user)}"
+        path = f"basic_auth_users.{shown(user)}"
         if ":" in user:
             problems.error(path, "a user name cannot contain ':'")
         elif bcrypt_cost(hashed) is None:
@@ -246,24 +236,3 @@ def _parse_users(problems: _Problems, raw: object) -> tuple[tuple[str, str], ...
         else:
             users.append((user, hashed))
     return tuple(users)
-
-
-def _read_yaml(path: str | Path) -> object:
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{source}: file not found"]) from None
-    except IsADirectoryError:
-        raise ConfigError([f"{source}: is a directory, not a web config file"]) from None
-    except OSError as error:
-        raise ConfigError([f"{source}: cannot be read: {error.strerror}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{source}: is not UTF-8 text"]) from None
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        reason = getattr(error, "problem", None) or "not valid YAML"
-        raise ConfigError([f"{source}: {where}invalid YAML: {reason}"]) from None

@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from collector.basicauth import FAILURES, BasicAuth, Verdict, new_check_executor
-from collector.config import ConfigError
+from collector.configreader import ConfigError
 from collector.keys import Signature, file_signature
 from collector.tls import SwitchableContext
 from collector.webconfig import WebConfig, load_web_config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from dataclasses import replace
 from pathlib import Path
@@ -416,7 +417,7 @@ BAD_FILES = [
             (
                 (
                     "colour: unknown key "
-                    "(known here: api, logging, orgs, polling, server, shard, state)"
+                    "(known here: api, logging, metrics, orgs, polling, server, shard, state)"
                 ),
             ),
         ),
@@ -1012,3 +1013,58 @@ def test_a_key_written_twice_in_a_mapping_is_an_error() -> None:
     assert caught.value.problems == [
         "c.yaml: line 3, column 5: invalid YAML: key 'name' appears twice in one mapping"
     ]
+
+
+def test_a_key_file_others_can_read_is_warned_about_with_the_fix(config_dir: Path) -> None:
+    """Like ssh: world-readable (also behind a Secret volume's symlink) draws a warning
+    naming the file and the fix; private, or readable by the collector's own group, does not."""
+    key = config_dir / "acme.key"
+    linked = config_dir / "..data"
+    linked.mkdir()
+    secret = linked / "acme"
+    secret.write_text(ACME_KEY + "\n", encoding="utf-8")
+    (config_dir / "kube.key").symlink_to(secret)
+    cases = [
+        (key, 0o644, True),
+        (key, 0o604, True),
+        (key, 0o600, False),
+        (key, 0o640, False),  # its group is this process's own
+        (secret, 0o644, True),
+        (secret, 0o400, False),
+    ]
+    for target, mode, warned in cases:
+        target.chmod(mode)
+        name = "kube.key" if target == secret else "acme.key"
+        loaded = write_and_load(config_dir, f"orgs:\n  - {{name: acme, api_key_file: {name}}}\n")
+        shown = [w for w in loaded.warnings if "readable by" in w]
+        assert bool(shown) == warned, (target, oct(mode), loaded.warnings)
+        if warned:
+            (warning,) = shown
+            path = config_dir / name
+            assert warning.startswith(f"{config_dir / 'config.yaml'}: orgs[0].api_key_file: ")
+            assert f"chmod 600 {path}" in warning
+            assert "defaultMode: 0400" in warning
+            assert ACME_KEY not in warning
+
+
+def test_a_key_file_readable_by_a_foreign_group_is_warned_about(config_dir: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("giving a file another group needs root")
+    key = config_dir / "acme.key"
+    key.chmod(0o640)
+    os.chown(key, -1, os.getegid() + 4242)
+    (warning,) = write_and_load(config_dir, ONE_ORG).warnings
+    assert f"readable by group {os.getegid() + 4242}" in warning
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["petra_var_0123456789abcdef0123", "petra_0123456789abcdef0123", "petra_var_ABCDEFGH12345678"],
+)
+def test_both_key_shapes_are_never_echoed_from_a_wrong_field(config_dir: Path, key: str) -> None:
+    """A Multi-MSP key (petra_var_...) is recognised like a plain one: never echoed."""
+    with pytest.raises(ConfigError) as raised:
+        write_and_load(config_dir, f"orgs:\n  - name: {key}\n    api_key_env: {key}\n")
+    text = "\n".join(raised.value.problems)
+    assert "looks like an API key" in text
+    assert key not in text

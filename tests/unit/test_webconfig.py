@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.config import ConfigError
+from collector.configreader import ConfigError
 from collector.webconfig import load_web_config
 from tests.secrets_check import assert_no_key_material
 from tests.webtls import TlsFiles, bcrypt_hash, write_web_config
