@@ -182,3 +182,16 @@ async def _gauge_is(run: Running, expected: float) -> bool:
     response = await answer(run, "GET", "/metrics", RIGHT)
     samples = parse_metrics(run.pages[-1]) if response.status == 200 else {}
     return value(samples, "petra_collector_web_config_last_reload_successful") == expected
+
+
+async def test_tenant_name_labels_false_keeps_names_out_of_metrics(tmp_path: Path) -> None:
+    """The privacy switch: petra_tenant_info without display_name and microsoft_tenant_id."""
+    extra = "metrics:\n  tenant_name_labels: false\n"
+    async with running_daemon(tmp_path, [ACME], extra_config=extra) as run:
+        await run.wait_metric("petra_up", 1, org="acme")
+        status, text = await run.get("/metrics")
+    assert status == 200
+    info = [line for line in text.splitlines() if line.startswith("petra_tenant_info{")]
+    assert len(info) == ACME.tenant_count
+    assert all("display_name" not in line and "microsoft_tenant_id" not in line for line in info)
+    assert all('tenant_id="' in line for line in info)

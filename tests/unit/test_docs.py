@@ -19,6 +19,7 @@ from collector import __version__
 from collector.config import (
     ApiSettings,
     LoggingSettings,
+    MetricsSettings,
     PollingSettings,
     ServerSettings,
     StateSettings,
@@ -34,6 +35,7 @@ SECTIONS: Final = {
     "server": ServerSettings,
     "logging": LoggingSettings,
     "state": StateSettings,
+    "metrics": MetricsSettings,
 }
 ONE_ORG: Final = "orgs:\n  - name: acme\n    api_key: petra_docs_test_key_0123456789\n"
 NOT_A_VALUE: Final = object()

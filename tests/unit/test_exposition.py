@@ -12,7 +12,7 @@ from prometheus_client import Counter, Gauge, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from collector.exposition import BLOCK_ORGS, Exposition, FastFormat, Steps, negotiate
-from collector.metrics import CollectorMetrics, PetraCollector
+from collector.metrics import CollectorMetrics, PetraCollector, tenant_families
 from collector.state import OrgState
 from collector.usage import TenantUsage, UsageReport
 from collector.web import make_web_app
@@ -63,8 +63,11 @@ def nasty_states() -> list[OrgState]:
     return [fresh, stale, limited, pending]
 
 
-def make_exposition(states: list[OrgState]) -> Exposition:
-    exposition = Exposition(PetraCollector(lambda: states, lambda: MAX_STALENESS, lambda: NOW))
+def make_exposition(states: list[OrgState], *, name_labels: bool = True) -> Exposition:
+    families = tenant_families(name_labels=name_labels)
+    exposition = Exposition(
+        PetraCollector(lambda: states, lambda: MAX_STALENESS, lambda: NOW, families)
+    )
     CollectorMetrics(exposition.own).config_loaded(len(states), NOW - 1000)
     # Registered on `own` afterwards, as app.py does with its extras.
     own = exposition.own
@@ -99,6 +102,21 @@ def test_the_gzip_body_is_the_stock_body_compressed(fmt: FastFormat) -> None:
     assert stream.decompress(body) == stock_body
     assert stream.eof
     assert not stream.unused_data
+
+
+@pytest.mark.parametrize("fmt", ["text", "openmetrics"])
+def test_without_tenant_name_labels_the_info_carries_no_names(fmt: FastFormat) -> None:
+    """metrics.tenant_name_labels: false: no display_name or microsoft_tenant_id anywhere,
+    the rest of petra_tenant_info stays, and the cached body is still the stock one."""
+    exposition = make_exposition(nasty_states(), name_labels=False)
+    body = exposition.body(fmt)
+    assert body == stock(exposition, fmt)
+    assert gzip.decompress(exposition.body_gzip(fmt)) == body
+    assert b"display_name" not in body
+    assert b"microsoft_tenant_id" not in body
+    assert b"Customer One" not in body
+    assert b"a1b2" not in body
+    assert b'petra_tenant_info{billable_status="Trial",org="acme",petra_service=""' in body
 
 
 def test_cached_pieces_follow_every_change() -> None:
