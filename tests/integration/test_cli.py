@@ -18,6 +18,7 @@ from collector.scheduler import initial_offset
 from collector.simulator import SimulatedOrg, Simulator, sim_key, start_simulator
 from tests.integration.harness import write_config
 from tests.leaks import assert_no_key_material
+from tests.webtls import TlsFiles, bcrypt_hash, write_web_config
 
 ACME = SimulatedOrg("acme", sim_key("acme"), tenant_count=2)
 REVOKED_KEY = "petra_revoked_cli_0123456789abcdef"
@@ -170,3 +171,45 @@ def test_demo_runs_with_no_arguments_but_ports() -> None:
     assert "/metrics" in result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert any(e["event"] == "auth_failed" and e["org"] == "umbrella" for e in events)
+
+
+def test_broken_web_config_exits_2_naming_file_and_path(tmp_path: Path) -> None:
+    """run and check refuse a web config with problems (flag or server.web_config_file)."""
+    files = TlsFiles(tmp_path / "tls")
+    web = write_web_config(
+        tmp_path / "tls" / "web.yml",
+        tls=files.tls_section() | {"key_file": "missing.key"},
+        users={"prometheus": "hunter2"},
+    )
+    config = write_config(tmp_path, "http://127.0.0.1:9", {"acme": ACME.key})
+    in_file = tmp_path / "in-file.yaml"
+    in_file.write_text(config.read_text() + "server:\n  web_config_file: tls/web.yml\n")
+    for command, config_args in (
+        ("run", ["--config", str(config), "--web.config.file", str(web)]),
+        ("check", ["--config", str(config), "--web.config.file", str(web)]),
+        ("run", ["--config", str(in_file)]),  # relative to the config file
+        ("check", ["--config", str(in_file)]),
+    ):
+        result = run_command(command, *config_args)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "Traceback" not in result.stderr
+        missing = tmp_path / "tls" / "missing.key"
+        assert f"{web}: tls_server_config.key_file: {missing}: not found" in result.stderr
+        assert f"{web}: basic_auth_users.prometheus: is not a bcrypt hash" in result.stderr
+        assert "hunter2" not in result.stderr
+        assert "web config rejected: 2 problem(s)" in result.stderr
+
+
+def test_check_describes_a_good_web_config(tmp_path: Path) -> None:
+    files = TlsFiles(tmp_path / "tls")
+    web = write_web_config(
+        tmp_path / "tls" / "web.yml",
+        tls=files.tls_section("RequireAndVerifyClientCert"),
+        users={"prometheus": bcrypt_hash("pw")},
+    )
+    config = write_config(tmp_path, "http://127.0.0.1:9", {"acme": ACME.key})
+    result = run_command("check", "--config", str(config), "--web.config.file", str(web))
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"web config {web}: TLS (RequireAndVerifyClientCert), 1 basic auth user(s)" in result.stderr
+    )
