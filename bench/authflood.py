@@ -40,6 +40,7 @@ from pathlib import Path
 import aiohttp
 import bcrypt
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from collector.basicauth import BasicAuth, new_check_executor
 from collector.simulator import SimulatedOrg, Simulator, bench_orgs, start_simulator
@@ -181,8 +182,11 @@ async def wait_ready(running: Collector, within: float = 30.0) -> None:
             await asyncio.sleep(0.1)
 
 
-async def flood(running: Collector, count: int, concurrency: int) -> Counter[int]:
-    """`count` requests with a wrong password, `concurrency` at a time; statuses counted."""
+async def flood(
+    running: Collector, count: int, concurrency: int, per_second: float | None = None
+) -> Counter[int]:
+    """`count` requests with a wrong password, at most `concurrency` at a time, started
+    `per_second` (all at once when None); their statuses counted (0: no answer)."""
     statuses: Counter[int] = Counter()
     wrong = basic_auth(USER, "not-the-password")
     connector = aiohttp.TCPConnector(limit=concurrency, ssl=running.client_ssl)
@@ -196,8 +200,28 @@ async def flood(running: Collector, count: int, concurrency: int) -> Counter[int
             except aiohttp.ClientError:
                 statuses[0] += 1
 
-        await asyncio.gather(*(one() for _ in range(count)))
+        requests = []
+        for _ in range(count):
+            requests.append(asyncio.ensure_future(one()))
+            if per_second is not None:
+                await asyncio.sleep(1 / per_second)
+        await asyncio.gather(*requests)
     return statuses
+
+
+async def refusals(running: Collector) -> dict[str, float]:
+    """petra_collector_http_auth_failures_total by reason, read with the right password."""
+    async with (
+        aiohttp.ClientSession(headers=basic_auth(USER, PASSWORD)) as http,
+        http.get(running.url + "/metrics", ssl=running.client_ssl) as response,
+    ):
+        text = await response.text()
+    return {
+        sample.labels["reason"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "petra_collector_http_auth_failures"
+        for sample in family.samples
+    }
 
 
 async def timed_scrape(http: aiohttp.ClientSession, running: Collector) -> float:
@@ -234,6 +258,7 @@ class FloodResult:
     quiet_scrapes: list[float]
     flood_scrapes: list[float]
     statuses: Counter[int]
+    refused: dict[str, float]  # by reason, from the collector's own counter
     flood_seconds: float
 
 
@@ -244,18 +269,20 @@ async def run_flood(
     *,
     wrong: int,
     concurrency: int,
+    per_second: float | None,
     quiet_seconds: float,
 ) -> FloodResult:
-    """A quiet phase, then the flood; both with timed good scrapes and the org's poll times."""
-    quiet_start = time.time()
+    """A quiet phase, then the flood; both with timed good scrapes and the org's poll times
+    (the simulator's monotonic clock, which this process shares)."""
+    quiet_start = time.monotonic()
     quiet_end = quiet_start + quiet_seconds
-    quiet_scrapes = await scrape_while(running, lambda: time.time() < quiet_end)
-    flood_start = time.time()
-    flooding = asyncio.ensure_future(flood(running, wrong, concurrency))
+    quiet_scrapes = await scrape_while(running, lambda: time.monotonic() < quiet_end)
+    flood_start = time.monotonic()
+    flooding = asyncio.ensure_future(flood(running, wrong, concurrency, per_second))
     flood_scrapes = await scrape_while(running, lambda: not flooding.done())
     statuses = await flooding
-    flood_end = time.time()
-    # A poll due in the flood's last interval shows up just after it ended.
+    flood_end = time.monotonic()
+    # The first poll after the flood closes the last gap that overlaps it.
     await asyncio.sleep(POLL_INTERVAL_SECONDS * 1.5)
     times = simulator.request_times(org)
     return FloodResult(
@@ -264,6 +291,7 @@ async def run_flood(
         quiet_scrapes=quiet_scrapes,
         flood_scrapes=flood_scrapes,
         statuses=statuses,
+        refused=await refusals(running),
         flood_seconds=flood_end - flood_start,
     )
 
@@ -321,11 +349,14 @@ async def main_async(args: argparse.Namespace) -> None:
                     orgs[0].name,
                     wrong=args.wrong,
                     concurrency=args.concurrency,
+                    per_second=args.per_second,
                     quiet_seconds=args.quiet_seconds,
                 )
+            pace = "at once" if args.per_second is None else f"{args.per_second:g}/s"
             print(
-                f"flood: {args.wrong} wrong passwords, {args.concurrency} at a time, "
-                f"took {result.flood_seconds:.2f} s; answers {dict(result.statuses)}"
+                f"flood: {args.wrong} wrong passwords ({pace}, at most {args.concurrency} "
+                f"in flight) took {result.flood_seconds:.2f} s; answers {dict(result.statuses)}; "
+                f"refused by reason {result.refused}"
             )
             print(f"poll gaps, quiet:   {describe(result.quiet_gaps, 1, 's')}")
             print(f"poll gaps, flooded: {describe(result.flood_gaps, 1, 's')}")
@@ -341,6 +372,9 @@ def main() -> None:
     )
     parser.add_argument("--wrong", type=int, default=300, help="wrong-password requests (300)")
     parser.add_argument("--concurrency", type=int, default=50, help="of them in flight (50)")
+    parser.add_argument(
+        "--per-second", type=float, help="start the flood's requests at this rate (all at once)"
+    )
     parser.add_argument("--quiet-seconds", type=float, default=6.0, help="before the flood (6)")
     parser.add_argument("--orgs", type=int, default=10, help="simulated orgs (10)")
     parser.add_argument("--tenants", type=int, default=10, help="tenants per org (10)")
