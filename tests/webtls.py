@@ -41,6 +41,7 @@ class TlsFiles:
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.client_ca.cert_pem.write_to_path(str(self.client_ca_file))
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
         self.renew()
 
     @property
@@ -50,6 +51,11 @@ class TlsFiles:
     @property
     def key_file(self) -> Path:
         return self.directory / "tls.key"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA of the server's certificate, for clients (Prometheus' tls_config.ca_file)."""
+        return self.directory / "server-ca.crt"
 
     @property
     def client_ca_file(self) -> Path:

@@ -1,5 +1,9 @@
 """End to end with a real Prometheus: simulator -> petra-collector -> Prometheus.
 
+The collector is locked as deploy/ ships it: TLS only and basic auth (a web
+config with a throwaway CA, bcrypt cost 10), and Prometheus scrapes it with
+`scheme: https`, `tls_config` and `basic_auth`, as docs/operations.md shows.
+
 The simulator serves three orgs in this test's event loop, one of whose keys
 is deleted before the collector starts. The collector runs as a subprocess
 (`python -m collector run`, the same entry point as the `petra-collector`
@@ -29,6 +33,7 @@ import yaml
 from collector.simulator import SimulatedOrg, Simulator, sim_key, start_simulator
 from tests.deploy.dashboard import all_expressions
 from tests.tools import require_tool
+from tests.webtls import TlsFiles, basic_auth, bcrypt_hash, write_web_config
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +49,8 @@ ORGS = (
     SimulatedOrg("initech", sim_key("initech"), "Initech", tenant_count=2),
 )
 BAD_ORG = "initech"
+SCRAPE_USER = "prometheus"
+SCRAPE_PASSWORD = "e2e-scrape-password"
 GOOD_ORGS = ("acme", "globex")
 
 # Dashboard queries (title and refId) that rightly return nothing here: the
@@ -83,7 +90,19 @@ def write_collector_config(directory: Path, simulator_port: int) -> Path:
     return path
 
 
-def write_prometheus_config(directory: Path, collector_port: int) -> Path:
+def write_web_config_files(directory: Path) -> tuple[Path, TlsFiles]:
+    """The collector's web config (TLS, one user) and Prometheus' password file."""
+    files = TlsFiles(directory / "tls")
+    web = write_web_config(
+        files.directory / "web.yml",
+        tls=files.tls_section(),
+        users={SCRAPE_USER: bcrypt_hash(SCRAPE_PASSWORD, cost=10)},
+    )
+    (directory / "scrape.password").write_text(SCRAPE_PASSWORD + "\n")
+    return web, files
+
+
+def write_prometheus_config(directory: Path, collector_port: int, files: TlsFiles) -> Path:
     """deploy/prometheus/prometheus.yml and alerts.yml, made fast and pointed at the collector."""
     alerts = yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text())
     for group in alerts["groups"]:
@@ -99,6 +118,12 @@ def write_prometheus_config(directory: Path, collector_port: int) -> Path:
     (job,) = config["scrape_configs"]
     job.update({"scrape_interval": "1s", "scrape_timeout": "1s"})
     job["static_configs"] = [{"targets": [f"{LOOPBACK}:{collector_port}"]}]
+    job["scheme"] = "https"
+    job["tls_config"] = {"ca_file": str(files.ca_file)}
+    job["basic_auth"] = {
+        "username": SCRAPE_USER,
+        "password_file": str(directory / "scrape.password"),
+    }
     config["rule_files"] = ["alerts.yml"]
     path = directory / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
@@ -179,7 +204,10 @@ async def test_prometheus_scrapes_usage_and_fires_key_alert(tmp_path: Path) -> N
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
             deadline = time.monotonic() + TIME_BUDGET_SECONDS
             collector_port = free_port()
-            collector_url = f"http://{LOOPBACK}:{collector_port}"
+            collector_url = f"https://{LOOPBACK}:{collector_port}"
+            web, tls_files = write_web_config_files(tmp_path)
+            client_ssl = tls_files.client_context()
+            credentials = basic_auth(SCRAPE_USER, SCRAPE_PASSWORD)
             collector = await start_process(
                 [
                     sys.executable,
@@ -188,6 +216,8 @@ async def test_prometheus_scrapes_usage_and_fires_key_alert(tmp_path: Path) -> N
                     "run",
                     "--config",
                     str(write_collector_config(tmp_path, simulator_port)),
+                    "--web.config.file",
+                    str(web),
                     "--listen",
                     f"{LOOPBACK}:{collector_port}",
                     "--log-format",
@@ -199,14 +229,14 @@ async def test_prometheus_scrapes_usage_and_fires_key_alert(tmp_path: Path) -> N
 
             async def collector_ready() -> bool | None:
                 assert collector.returncode is None, "the collector exited"
-                async with http.get(f"{collector_url}/readyz") as response:
+                async with http.get(f"{collector_url}/readyz", ssl=client_ssl) as response:
                     return True if response.status == 200 else None
 
             await eventually(collector_ready, deadline, "the collector's /readyz", logs)
 
             prometheus_port = free_port()
             prometheus_url = f"http://{LOOPBACK}:{prometheus_port}"
-            config = write_prometheus_config(tmp_path, collector_port)
+            config = write_prometheus_config(tmp_path, collector_port, tls_files)
             processes.append(
                 await start_process(
                     [
@@ -263,6 +293,8 @@ async def test_prometheus_scrapes_usage_and_fires_key_alert(tmp_path: Path) -> N
                 logs,
             )
             assert alert["metric"]["severity"] == "critical"
+            scraped = await query(http, prometheus_url, 'up{job="petra-collector"}')
+            assert [float(series["value"][1]) for series in scraped] == [1.0]  # over HTTPS
             up = by_label(await query(http, prometheus_url, "petra_up"), "org")
             assert up == {"acme": 1.0, "globex": 1.0, BAD_ORG: 0.0}
 
@@ -295,7 +327,9 @@ async def test_prometheus_scrapes_usage_and_fires_key_alert(tmp_path: Path) -> N
                     assert result, f"{where}: no data from {expr}"
 
             # 4. promtool finds nothing to complain about in the exposition.
-            async with http.get(f"{collector_url}/metrics") as response:
+            async with http.get(
+                f"{collector_url}/metrics", ssl=client_ssl, headers=credentials
+            ) as response:
                 assert response.status == 200
                 exposition = await response.read()
             lint = await asyncio.create_subprocess_exec(
