@@ -86,7 +86,7 @@ def permission_warning(path: str) -> str | None:
     runAsGroup): nobody else is in it.
     """
     try:
-        info = os.stat(path)
+        info = Path(path).stat()  # of the file a symlink points to, as the load reads it
     except (OSError, ValueError):
         return None  # unreadable files are reported by the load itself
     world = info.st_mode & 0o007

@@ -15,7 +15,7 @@ import _ssl
 import ctypes
 import ssl
 import sys
-from typing import Final, Literal
+from typing import Final, Literal, Self
 
 ClientAuth = Literal[
     "NoClientCert",
@@ -144,7 +144,7 @@ class SwitchableContext(ssl.SSLContext):
 
     _current: ssl.SSLContext
 
-    def __new__(cls, current: ssl.SSLContext) -> SwitchableContext:
+    def __new__(cls, current: ssl.SSLContext) -> Self:
         switchable = super().__new__(cls, ssl.PROTOCOL_TLS_SERVER)
         switchable._current = current
         return switchable

@@ -13,7 +13,6 @@ the listener can use: the TLS context is built, the hashes are bcrypt hashes.
 
 from __future__ import annotations
 
-import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,8 +121,8 @@ def _file(section: Section, key: str, base_dir: Path) -> str | None:
         return None
     path = Path(value)
     full = str(path if path.is_absolute() else base_dir / path)
-    if not os.path.isfile(full):
-        reason = "is a directory" if os.path.isdir(full) else "not found"
+    if not Path(full).is_file():
+        reason = "is a directory" if Path(full).is_dir() else "not found"
         section.problems.error(section.child(key), f"{full}: {reason}")
         return None
     return full

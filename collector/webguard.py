@@ -157,8 +157,10 @@ class WebGuard:
             change = "adds tls_server_config" if self._context is None else "drops it"
             raise ConfigError(
                 [
-                    f"{source}: tls_server_config: the file now {change}; whether the port "
-                    "speaks TLS changes only with a restart"
+                    (
+                        f"{source}: tls_server_config: the file now {change}; whether the port "
+                        "speaks TLS changes only with a restart"
+                    )
                 ]
             )
         # Made here, off the event loop: it hashes the decoy for unknown users.
