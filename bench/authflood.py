@@ -301,9 +301,10 @@ def describe(values: list[float], unit: float = 1000.0, suffix: str = "ms") -> s
         return "none"
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+    digits = 3 if suffix == "s" else 1
     return (
-        f"n={len(values)} median {statistics.median(values) * unit:.1f} {suffix}, "
-        f"p95 {p95 * unit:.1f} {suffix}, max {max(values) * unit:.1f} {suffix}"
+        f"n={len(values)} median {statistics.median(values) * unit:.{digits}f} {suffix}, "
+        f"p95 {p95 * unit:.{digits}f} {suffix}, max {max(values) * unit:.{digits}f} {suffix}"
     )
 
 
