@@ -83,6 +83,7 @@ class Running:
     http: aiohttp.ClientSession
     task: asyncio.Task[None]
     pages: list[str] = field(default_factory=list)
+    responses: list[aiohttp.ClientResponse] = field(default_factory=list)  # for their headers
     scheme: str = "http"
 
     @property

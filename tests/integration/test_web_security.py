@@ -30,6 +30,7 @@ PROTECTED = [
 ]
 PROBES = ["/healthz", "/readyz", "/-/healthy", "/-/ready"]
 HSTS = "max-age=31536000"
+PASTED_KEY = "petra_var_" + "0123456789abcdef" * 2
 
 
 def locked(files: TlsFiles, users: dict[str, str] | None = None, **tls: str) -> Path:
@@ -46,6 +47,7 @@ async def answer(
 ) -> aiohttp.ClientResponse:
     async with run.http.request(method, run.url + path, headers=credentials) as response:
         run.pages.append(await response.text())
+        run.responses.append(response)
         return response
 
 
@@ -107,7 +109,10 @@ async def test_credentials_decide_everything_but_the_probes(tmp_path: Path) -> N
         assert await auth_failures(run, "no_credentials") == len(PROTECTED)
         assert await auth_failures(run, "invalid_credentials") == 2 * len(PROTECTED)
         assert await auth_failures(run, "overloaded") == 0
-        assert_no_key_material([ACME.key, PASSWORD], run.log_stream.getvalue(), *run.pages)
+        headers = [str(response.headers) for response in run.responses]
+        assert_no_key_material(
+            [ACME.key, PASSWORD], run.log_stream.getvalue(), *run.pages, *headers
+        )
 
 
 async def _ok(run: Running, path: str) -> bool:
@@ -167,6 +172,16 @@ async def test_a_broken_file_keeps_the_last_good_config(tmp_path: Path) -> None:
         assert failed["problems"] == [f"{web}: zz_typo: unknown key (known here: {known})"]
         assert (await answer(run, "GET", "/metrics", RIGHT)).status == 200
         assert (await answer(run, "GET", "/metrics")).status == 401
+        # A Petra key pasted where a hash belongs: rejected, and never echoed.
+        locked(files, users={"prometheus": PASTED_KEY, PASTED_KEY: bcrypt_hash("x")})
+        await run.wait_for(
+            lambda: _logged_twice(run, "web_config_reload_failed"), within=5, what="a 2nd failure"
+        )
+        assert (await answer(run, "GET", "/metrics", RIGHT)).status == 200
+        headers = [str(response.headers) for response in run.responses]
+        assert_no_key_material(
+            [PASTED_KEY, ACME.key], run.log_stream.getvalue(), *run.pages, *headers
+        )
         files.key_file.write_text("not a key\n")  # a broken key file: the old context stays
         await asyncio.sleep(1)
         assert await served_certificate(run, client) == first
@@ -174,6 +189,10 @@ async def test_a_broken_file_keeps_the_last_good_config(tmp_path: Path) -> None:
         locked(files)  # both fixed
         await run.wait_for(lambda: _gauge_is(run, 1.0), within=5, what="a good reload")
         assert await served_certificate(run, client) == files.served
+
+
+async def _logged_twice(run: Running, event: str) -> bool:
+    return len(run.events(event)) >= 2
 
 
 async def _gauge_is(run: Running, expected: float) -> bool:
