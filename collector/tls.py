@@ -152,10 +152,6 @@ class SwitchableContext(ssl.SSLContext):
     def __init__(self, current: ssl.SSLContext) -> None:
         self._current = current
 
-    @property
-    def current(self) -> ssl.SSLContext:
-        return self._current
-
     def switch(self, context: ssl.SSLContext) -> None:
         self._current = context
 

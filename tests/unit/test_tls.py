@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trustme
 
-from collector.tls import CLIENT_AUTH_TYPES, SwitchableContext, server_context
+from collector.tls import CLIENT_AUTH_TYPES, SwitchableContext, TlsSetupError, server_context
 from tests.webtls import TlsFiles
 
 # policy -> does the handshake succeed with (no certificate, one from the client CA, a stranger's)
@@ -135,3 +135,75 @@ def test_min_version_is_enforced(tmp_path: Path) -> None:
             server.close()
 
     asyncio.run(main())
+
+
+def test_max_version_is_enforced(tmp_path: Path) -> None:
+    files = TlsFiles(tmp_path)
+    context = server_context(
+        cert_file=str(files.cert_file),
+        key_file=str(files.key_file),
+        client_auth_type="NoClientCert",
+        client_ca_file=None,
+        min_version="TLS12",
+        max_version="TLS12",
+    )
+
+    async def main() -> None:
+        server, port = await serve(context)
+        new_client = files.client_context()
+        new_client.minimum_version = ssl.TLSVersion.TLSv1_3
+        try:
+            assert await answered(port, new_client) is None
+            assert await answered(port, files.client_context()) is not None
+        finally:
+            server.close()
+
+    asyncio.run(main())
+
+
+def test_verify_without_a_client_ca_file_uses_the_systems_cas(tmp_path: Path) -> None:
+    """As in Go: no client_ca_file means the system's roots, which never signed a test CA."""
+    files = TlsFiles(tmp_path)
+    context = server_context(
+        cert_file=str(files.cert_file),
+        key_file=str(files.key_file),
+        client_auth_type="RequireAndVerifyClientCert",
+        client_ca_file=None,
+        min_version="TLS12",
+        max_version=None,
+    )
+
+    async def main() -> None:
+        server, port = await serve(context)
+        try:
+            assert await answered(port, files.client_context(files.client_ca)) is None
+        finally:
+            server.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"client_ca_file": "tls.key"}, "holds no PEM certificate"),
+        ({"cert_file": "."}, "cannot be read"),
+    ],
+)
+def test_unusable_tls_files_are_named(tmp_path: Path, change: dict[str, str], message: str) -> None:
+    files = TlsFiles(tmp_path)
+    paths = {
+        "cert_file": str(files.cert_file),
+        "key_file": str(files.key_file),
+        "client_ca_file": str(files.client_ca_file),
+    } | {key: str(tmp_path / name) for key, name in change.items()}
+    with pytest.raises(TlsSetupError, match=message) as raised:
+        server_context(
+            cert_file=paths["cert_file"],
+            key_file=paths["key_file"],
+            client_auth_type="VerifyClientCertIfGiven",
+            client_ca_file=paths["client_ca_file"],
+            min_version="TLS12",
+            max_version=None,
+        )
+    assert str(tmp_path) in str(raised.value)
