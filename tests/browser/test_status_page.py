@@ -1,7 +1,9 @@
 """The status page in a real browser: headless Debian Chromium driven by Selenium.
 
 The first test loads the page of the real daemon polling the simulator (both on
-127.0.0.1), under the Content-Security-Policy the daemon sends, and checks what
+127.0.0.1), over HTTPS with basic auth (a web config with a throwaway CA; the
+browser sends the credentials on every request), under the
+Content-Security-Policy the daemon sends, and checks what
 an operator relies on: one row per org, failing orgs first, the filter, the
 self-refresh (server-rendered rows swapped in) keeping the filter, an org's
 tenants, HTML from the API shown as text, and nothing in the browser's console:
@@ -41,6 +43,7 @@ from collector.web import PAGE_SECURITY_HEADERS, make_web_app
 from tests.integration.harness import Running, running_daemon
 from tests.leaks import assert_no_key_material
 from tests.tools import require_tool
+from tests.webtls import TlsFiles, basic_auth, bcrypt_hash, write_web_config
 
 ARTIFACTS: Final = Path(__file__).resolve().parents[2] / "artifacts"
 CHROMIUM_FLAGS: Final = (
@@ -61,6 +64,7 @@ ACME = SimulatedOrg("acme", sim_key("acme"), "Acme MSP", tenant_count=3)
 GLOBEX = SimulatedOrg("globex", sim_key("globex"), "Globex Managed IT", tenant_count=5)
 EVIL = SimulatedOrg("evil", sim_key("evil"), f"{XSS} & Sons", tenant_count=1)
 REVOKED_KEY = "petra_revoked_browser_Zq8vNw3rTt5yXkLm"
+PASSWORD = "browser-operator-password"
 EVIL_TENANT: Final = {
     "petraTenantId": "Evil01",
     "microsoftTenantId": "a1b2c3d4-5e6f-7890-abcd-ef1234567890",
@@ -105,6 +109,8 @@ def start_chromium(profile: Path, *, javascript: bool) -> WebDriver:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # The daemon's certificate is from a CA made for the test; TLS is still spoken.
+    options.accept_insecure_certs = True
     if not javascript:
         options.add_experimental_option(
             "prefs", {"profile.managed_default_content_settings.javascript": 2}
@@ -164,16 +170,52 @@ async def all_polled(run: Running) -> bool:
     return len(orgs) == 4 and all(o["state"] != "pending" for o in orgs)
 
 
-async def test_status_page_in_chromium(tmp_path: Path, browser: WebDriver) -> None:
-    """Rows, failing first, filter, refresh keeping the filter, API HTML as text; screenshots."""
+async def test_status_page_in_chromium(tmp_path: Path) -> None:
+    """Rows, failing first, filter, refresh keeping the filter, API HTML as text; screenshots.
+
+    This browser is its own and quits while the test's event loop still runs: a
+    socket it opened to the TLS port without finishing a handshake is known only
+    to that loop, which closes it when the browser hangs up (and would otherwise
+    end with the socket open).
+    """
+    browser = await call(partial(start_chromium, tmp_path / "chromium-profile", javascript=True))
+    try:
+        await _status_page_in_chromium(tmp_path, browser)
+    finally:
+        await call(browser.quit)
+
+
+async def _status_page_in_chromium(tmp_path: Path, browser: WebDriver) -> None:
     simulator = Simulator([ACME, GLOBEX, EVIL])
     simulator.set_tenants("evil", [EVIL_TENANT])
+    files = TlsFiles(tmp_path / "tls")
+    web_config = write_web_config(
+        files.directory / "web.yml",
+        tls=files.tls_section(),
+        users={"operator": bcrypt_hash(PASSWORD)},
+        headers={"X-Frame-Options": "sameorigin"},  # the page's own DENY wins
+    )
+    credentials = basic_auth("operator", PASSWORD)
     async with running_daemon(
-        tmp_path, [ACME, GLOBEX, EVIL], extra_keys={"umbrella": REVOKED_KEY}, simulator=simulator
+        tmp_path,
+        [ACME, GLOBEX, EVIL],
+        extra_keys={"umbrella": REVOKED_KEY},
+        simulator=simulator,
+        web_config=web_config,
+        client_ssl=files.client_context(),
+        http_headers=credentials,
     ) as run:
+        assert run.url.startswith("https://")
         await run.wait_for(lambda: all_polled(run), what="every org polled once")
         async with run.http.get(run.url + "/") as response:
             assert response.headers["Content-Security-Policy"] == CSP
+            assert response.headers["X-Frame-Options"] == "DENY"
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+        async with run.http.get(run.url + "/", headers={"Authorization": ""}) as response:
+            assert response.status == 401
+        # Every request the browser makes (the page, its assets, its refreshes) carries them.
+        await call(browser.execute_cdp_cmd, "Network.enable", {})
+        await call(browser.execute_cdp_cmd, "Network.setExtraHTTPHeaders", {"headers": credentials})
         await call(browser.get, f"{run.url}/?refresh=1")
         assert await call(
             browser.execute_script,
@@ -278,7 +320,7 @@ async def test_status_page_in_chromium(tmp_path: Path, browser: WebDriver) -> No
 
         # No key, nor any part of one, is on the page, whatever it shows.
         source = await call(lambda: browser.page_source)
-        assert_no_key_material([ACME.key, GLOBEX.key, EVIL.key, REVOKED_KEY], source)
+        assert_no_key_material([ACME.key, GLOBEX.key, EVIL.key, REVOKED_KEY, PASSWORD], source)
 
         # Through all of it, nothing in the console: no error, nothing the CSP blocked.
         assert await call(console, browser) == []
