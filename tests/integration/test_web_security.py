@@ -12,7 +12,7 @@ import pytest
 
 from collector.simulator import SimulatedOrg, sim_key
 from tests.integration.harness import Running, parse_metrics, running_daemon, value
-from tests.secrets_check import assert_no_key_material
+from tests.leaks import assert_no_key_material
 from tests.webtls import TlsFiles, basic_auth, bcrypt_hash, write_web_config
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import pytest
 
 from collector.configreader import ConfigError
 from collector.webconfig import load_web_config
-from tests.secrets_check import assert_no_key_material
+from tests.leaks import assert_no_key_material
 from tests.webtls import TlsFiles, bcrypt_hash, write_web_config
 
 PASTED_KEY = "petra_var_0123456789abcdef0123456789"
