@@ -10,8 +10,7 @@ client, the polling loops and the serving side meet only in `app`.
 Where new modules go (docs/architecture.md, "Where a change belongs"):
 a parser of Petra answers (e.g. `incidents`) beside `usage` in "parsing";
 state across restarts (`statefile`) beside `state`; a reader of state
-beside `metrics` in "reading"; the web configuration file (`webconfig`)
-beside `web` in "serving"; a pure, stdlib-only helper (like `gzipstream`)
+beside `metrics` in "reading"; a pure, stdlib-only helper (like `gzipstream`)
 in "foundation"; a new command beside `check`.
 """
 
@@ -57,7 +56,8 @@ LAYERS: tuple[Layer, ...] = (
     layer("reading", "metrics", "status", "page", arm="serving"),
     # Above the readers, so `metrics` stays the table of families and knows no cache.
     layer("rendering", "exposition", arm="serving"),
-    layer("serving", "web", arm="serving"),
+    # The listener's lock (web config, TLS, basic auth) beside the routes it guards.
+    layer("serving", "web", "webconfig", "webguard", "tls", "basicauth", arm="serving"),
     # Start-up, reload and shutdown: the one module that knows all three arms.
     layer("wiring", "app"),
     # Commands and tools run from the command line (the simulator is the fake API).
