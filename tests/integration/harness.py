@@ -159,7 +159,6 @@ async def running_daemon(
     client_ssl: ssl.SSLContext | None = None,
     http_headers: dict[str, str] | None = None,
     web_config_check_seconds: float = 0.2,
-    extra_config: str = "",
 ) -> AsyncIterator[Running]:
     """Simulator with `orgs`, and a daemon configured with their keys plus `extra_keys`;
     `extra_config` is appended to the config file (more top-level sections).
