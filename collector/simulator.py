@@ -1,16 +1,26 @@
-"""A fake of Petra's `GET /v1/usage` API, for tests, `demo`, `simulate` and benchmarks.
+"""A fake of Petra's `GET /v1/usage` and `GET /v1/incidents`, for tests, `demo`,
+`simulate` and benchmarks.
 
 It behaves as petra-api.md describes: a known key gets a report generated from
 its org's name (the same org always gets the same tenants), an unknown or deleted
 key gets 401, a request without User-Agent gets 403, more than the key's
-per-minute budget gets 429 with `Retry-After-public-api`. Errors carry a JSON
-`{"message": ...}` body.
+per-minute budget of a route gets 429 with `Retry-After-public-api` (each route
+has its own budget). Errors carry a JSON `{"message": ...}` body.
 
-Misbehaviour is injected per org (or for every request) with a `Fault`. Each
-fault replaces the normal answer and consumes no rate budget, except
-`LatencyFault`, which only delays it. An org's own fault needs that org's valid
-key to show; a fault set for every org (name None) shows whatever the key, and
-one that needs a report to answer with falls back to 401 for an unknown key.
+`/v1/incidents` answers the org's incidents, newest `createdAt` first, filtered
+by `startDate` (a date or a date-time; created on or after it) and `tenantId`
+(a Petra or a Microsoft tenant id of the org; any other is 404), at most
+`limit` of them (1..500, default 100; anything else is 400). Each incident has
+a made-up `user` (personal data in the real API), so tests can prove none of it
+leaves the collector. With `incident_every_seconds`, a new incident appears at
+that pace and the oldest open one is remediated, so a demo sees them change.
+
+Misbehaviour is injected per org and route (or for every request to a route)
+with a `Fault`. Each fault replaces the normal answer and consumes no rate
+budget, except `LatencyFault`, which only delays it. An org's own fault needs
+that org's valid key to show; a fault set for every org (name None) shows
+whatever the key, and one that needs a report to answer with falls back to 401
+for an unknown key.
 
 A small JSON control API under `/_sim/` (no User-Agent needed) drives it from
 another process; it never shows keys.
@@ -38,9 +48,9 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Final, Literal
 
 import orjson
 from aiohttp import web
@@ -51,11 +61,13 @@ __all__ = [
     "DuplicateTenantsFault",
     "Fault",
     "HangFault",
+    "IncidentsQueryError",
     "LatencyFault",
     "OversizeFault",
     "RateLimitFault",
     "RedirectFault",
     "ResetFault",
+    "Route",
     "SimulatedOrg",
     "Simulator",
     "StatusFault",
@@ -71,6 +83,12 @@ __all__ = [
 ]
 
 WINDOW_SECONDS = 60.0
+Route = Literal["usage", "incidents"]
+ROUTES: Final[tuple[Route, ...]] = ("usage", "incidents")
+INCIDENTS_DEFAULT_LIMIT: Final = 100
+INCIDENTS_MAX_LIMIT: Final = 500
+INCIDENT_STATUSES: Final = ("REMEDIATED", "REMEDIATED", "IN_PROGRESS")
+OPEN_STATUS: Final = "IN_PROGRESS"
 _REQUEST_TIMES_KEPT = 100_000
 _AS_OF = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ID_CHARS = string.ascii_letters + string.digits
@@ -147,7 +165,8 @@ class BadBodyFault:
     """Answer 200 with a broken report.
 
     invalid-json: truncated JSON; list: a top-level list; strings: every number a
-    string; nulls: every field null; no-tenants: the report without `tenants`.
+    string; nulls: every field null; no-tenants: the report without its list
+    (`tenants`, or `incidents` on /v1/incidents).
     """
 
     kind: ClassVar[str] = "bad-body"
@@ -175,7 +194,8 @@ class RedirectFault:
 
 @dataclass(frozen=True)
 class DuplicateTenantsFault:
-    """Answer the report with one more tenant that repeats the first one's petraTenantId."""
+    """Answer the report with one more tenant that repeats the first one's petraTenantId
+    (on /v1/incidents: one more incident that repeats the first one's id)."""
 
     kind: ClassVar[str] = "duplicate-tenants"
 
@@ -270,6 +290,8 @@ class SimulatedOrg:
     organization_name: str = ""
     tenant_count: int = 3
     requests_per_minute: int = 10
+    incident_count: int = 3
+    incidents_requests_per_minute: int = 10
 
     def __post_init__(self) -> None:
         if not self.organization_name:
@@ -282,14 +304,17 @@ def sim_key(name: str) -> str:
     return "petra_sim_" + hashlib.sha256(name.encode()).hexdigest()[:32]
 
 
-def bench_orgs(count: int, tenants: int) -> list[SimulatedOrg]:
-    """`count` orgs named org-00001... with `tenants` tenants each, never rate limited."""
+def bench_orgs(count: int, tenants: int, incidents: int = 3) -> list[SimulatedOrg]:
+    """`count` orgs named org-00001... with `tenants` tenants and `incidents` incidents
+    each, never rate limited."""
     return [
         SimulatedOrg(
             name=f"org-{i:05d}",
             key=sim_key(f"org-{i:05d}"),
             tenant_count=tenants,
             requests_per_minute=1_000_000_000,
+            incident_count=incidents,
+            incidents_requests_per_minute=1_000_000_000,
         )
         for i in range(1, count + 1)
     ]
@@ -310,6 +335,8 @@ _PLACES = ("Northwind", "Blue Harbor", "Summit", "Redwood", "Silver Lake", "Iron
            "Cedar Point", "Brightline", "Oakridge", "Harborview", "Granite", "Maple Grove")
 _TRADES = ("Dental", "Logistics", "Legal", "Clinic", "Accounting", "Engineering", "Realty",
            "Schools", "Foods", "Insurance", "Architects", "Veterinary")
+_FIRST_NAMES = ("Anakin", "Leia", "Lando", "Padme", "Mace", "Jyn", "Cassian", "Hera")
+_LAST_NAMES = ("Skywalker", "Organa", "Calrissian", "Amidala", "Windu", "Erso", "Andor")
 # fmt: on
 _SERVICES = ("Monitoring", "Monitoring + Response")
 _STATUSES = ("Trial", "Billable", "Free")
@@ -347,22 +374,63 @@ def _generate_tenants(org: SimulatedOrg) -> list[dict[str, object]]:
     return tenants
 
 
-class _OrgState:
-    """What the simulator keeps per org: key, tenants, rate window, counters, body cache."""
+def _iso_milliseconds(seconds: float) -> str:
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
-    def __init__(self, org: SimulatedOrg) -> None:
-        self.org = org
-        self.key: str | None = org.key
-        self.tenants: list[dict[str, object]] | None = None  # generated on first use
-        self.version = 0  # bumped whenever tenants change, invalidates the caches
-        self.fault: Fault | None = None
+
+def _created_seconds(incident: Mapping[str, object]) -> float:
+    """An incident's createdAt as epoch seconds; one that cannot be read sorts last."""
+    created = incident.get("createdAt")
+    if isinstance(created, str):
+        with contextlib.suppress(ValueError):
+            moment = datetime.fromisoformat(created)
+            return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    return -math.inf
+
+
+def make_incident(
+    rng: random.Random, tenant: Mapping[str, object], created_at: float, status: str
+) -> dict[str, object]:
+    """One incident in the API's shape for `tenant`, with a made-up user (personal data)."""
+    incident_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    tenant_id = str(tenant.get("petraTenantId"))
+    first, last = rng.choice(_FIRST_NAMES), rng.choice(_LAST_NAMES)
+    domain = re.sub(r"[^a-z]", "", str(tenant.get("displayName") or "tenant").lower())
+    mail = f"{first[0].lower()}{last.lower()}{rng.randrange(100, 1000)}@{domain}.example"
+    occurred = created_at - rng.uniform(60.0, 2 * 86400.0)
+    return {
+        "id": incident_id,
+        "url": f"https://app.petrasecurity.com/tenant/{tenant_id}/incidents/{incident_id}",
+        "createdAt": _iso_milliseconds(created_at),
+        "occurredAt": _iso_milliseconds(occurred),
+        "remediationStatus": status,
+        "isLive": status != "REMEDIATED" or rng.random() < 0.2,
+        "dwellTimeMinutes": (created_at - occurred) / 60.0,
+        "tenant": {
+            "petraTenantId": tenant_id,
+            "name": tenant.get("displayName"),
+            "microsoftTenantId": tenant.get("microsoftTenantId"),
+        },
+        "user": {
+            "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "userPrincipalName": mail,
+            "mail": mail,
+            "displayName": f"{first} {last}",
+            "accountEnabled": True,
+            "lastPasswordChangeDateTime": None,
+        },
+    }
+
+
+class _RouteCounters:
+    """One route's rate window and request log for one org."""
+
+    def __init__(self, requests_per_minute: int) -> None:
+        self.requests_per_minute = requests_per_minute
         self.window: deque[float] = deque()
         self.count = 0
         self.times: deque[float] = deque(maxlen=_REQUEST_TIMES_KEPT)
-        self.last_served: bytes | None = None
-        self.tenants_json: tuple[int, bytes] | None = None
-        self.body: tuple[tuple[int, str, int], bytes] | None = None
-        self.drift_rng = random.Random(f"petra-sim-drift:{org.name}")  # noqa: S311 -- fake data
 
     def record(self, now: float) -> None:
         self.count += 1
@@ -372,10 +440,72 @@ class _OrgState:
         """Spend one request of the budget, or return the whole seconds until one frees."""
         while self.window and self.window[0] <= now - WINDOW_SECONDS:
             self.window.popleft()
-        if len(self.window) >= self.org.requests_per_minute:
+        if len(self.window) >= self.requests_per_minute:
             return max(1, math.ceil(self.window[0] + WINDOW_SECONDS - now))
         self.window.append(now)
         return None
+
+
+class _OrgState:
+    """What the simulator keeps per org: key, tenants, incidents, rate windows, counters,
+    body cache."""
+
+    def __init__(self, org: SimulatedOrg) -> None:
+        self.org = org
+        self.key: str | None = org.key
+        self.tenants: list[dict[str, object]] | None = None  # generated on first use
+        self.version = 0  # bumped whenever tenants change, invalidates the caches
+        self.incidents: list[dict[str, object]] | None = None  # generated on first use
+        self.next_incident_at: float | None = None
+        self.faults: dict[Route, Fault] = {}
+        self.routes: dict[Route, _RouteCounters] = {
+            "usage": _RouteCounters(org.requests_per_minute),
+            "incidents": _RouteCounters(org.incidents_requests_per_minute),
+        }
+        self.last_served: bytes | None = None
+        self.tenants_json: tuple[int, bytes] | None = None
+        self.body: tuple[tuple[int, str, int], bytes] | None = None
+        self.drift_rng = random.Random(f"petra-sim-drift:{org.name}")  # noqa: S311 -- fake data
+        self.incident_rng = random.Random(f"petra-sim-incidents:{org.name}")  # noqa: S311 -- fake data
+
+    @property
+    def count(self) -> int:
+        return self.routes["usage"].count
+
+    def current_incidents(self, now: float) -> list[dict[str, object]]:
+        if self.incidents is None:
+            tenants = self.current_tenants()
+            rng = self.incident_rng
+            self.incidents = [
+                make_incident(
+                    rng,
+                    rng.choice(tenants),
+                    now - rng.uniform(600.0, 20 * 86400.0),
+                    rng.choice(INCIDENT_STATUSES),
+                )
+                for _ in range(self.org.incident_count if tenants else 0)
+            ]
+        return self.incidents
+
+    def advance_incidents(self, now: float, every: float) -> None:
+        """Catch up on the incidents due since the last request: at each step the oldest
+        open incident is remediated and a new open one appears."""
+        incidents = self.current_incidents(now)
+        if self.next_incident_at is None:
+            self.next_incident_at = now + every
+        tenants = self.current_tenants()
+        for _ in range(100):  # a long pause between requests catches up on a bounded number
+            if now < self.next_incident_at or not tenants:
+                return
+            open_ones = [i for i in incidents if i.get("remediationStatus") != "REMEDIATED"]
+            if open_ones:
+                min(open_ones, key=_created_seconds)["remediationStatus"] = "REMEDIATED"
+            tenant = self.incident_rng.choice(tenants)
+            incidents.append(
+                make_incident(self.incident_rng, tenant, self.next_incident_at, OPEN_STATUS)
+            )
+            self.next_incident_at += every
+        self.next_incident_at = now + every
 
     def current_tenants(self) -> list[dict[str, object]]:
         if self.tenants is None:
@@ -404,17 +534,19 @@ class Simulator:
         *,
         latency_seconds: float = 0.0,
         drift: bool = False,
+        incident_every_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._latency = latency_seconds
         self._drift = drift
+        self._incident_every = incident_every_seconds
         self._clock = clock
         self._wall_clock = wall_clock
         self._orgs: dict[str, _OrgState] = {}
         self._live: dict[str, _OrgState] = {}  # key -> org, keys that are answered
         self._retired: dict[str, _OrgState] = {}  # deleted or replaced keys, still counted
-        self._global_fault: Fault | None = None
+        self._global_faults: dict[Route, Fault] = {}
         self._closing: asyncio.Event | None = None
         for org in orgs:
             self.add_org(org)
@@ -454,27 +586,66 @@ class Simulator:
         state.tenants = [dict(t) for t in tenants]
         state.version += 1
 
-    def set_fault(self, name: str | None, fault: Fault | None) -> None:
-        if name is None:
-            self._global_fault = fault
+    def set_fault(self, name: str | None, fault: Fault | None, route: Route = "usage") -> None:
+        """Misbehave on `route` for org `name` (None: for every request to it), or stop."""
+        faults = self._global_faults if name is None else self._state(name).faults
+        if fault is None:
+            faults.pop(route, None)
         else:
-            self._state(name).fault = fault
+            faults[route] = fault
+
+    def incidents(self, name: str) -> list[dict[str, object]]:
+        """A copy of the org's incidents as the API would show them (user included)."""
+        return [dict(i) for i in self._state(name).current_incidents(self._wall_clock())]
+
+    def set_incidents(self, name: str, incidents: list[dict[str, object]]) -> None:
+        self._state(name).incidents = [dict(i) for i in incidents]
+
+    def add_incident(
+        self,
+        name: str,
+        *,
+        tenant_id: str | None = None,
+        status: str = OPEN_STATUS,
+        created_at: float | None = None,
+    ) -> str:
+        """A new incident for the org (its first tenant unless `tenant_id`); returns its id."""
+        state = self._state(name)
+        now = self._wall_clock()
+        incidents = state.current_incidents(now)
+        tenants = state.current_tenants()
+        tenant = next(
+            (t for t in tenants if tenant_id is None or t.get("petraTenantId") == tenant_id),
+            {"petraTenantId": tenant_id, "displayName": f"Tenant {tenant_id}"},
+        )
+        incident = make_incident(state.incident_rng, tenant, created_at or now, status)
+        incidents.append(incident)
+        return str(incident["id"])
+
+    def set_incident_status(self, name: str, incident_id: str, status: str) -> None:
+        for incident in self._state(name).current_incidents(self._wall_clock()):
+            if incident.get("id") == incident_id:
+                incident["remediationStatus"] = status
+                return
+        raise KeyError(f"{name!r} has no incident {incident_id!r}")
 
     def last_body(self, name: str) -> dict[str, object] | None:
         served = self._state(name).last_served
         return None if served is None else typing.cast(dict[str, object], orjson.loads(served))
 
-    def request_count(self, name: str) -> int:
-        """Requests that carried one of the org's keys, current or former, whatever the answer."""
-        return self._state(name).count
+    def request_count(self, name: str, route: Route = "usage") -> int:
+        """Requests to `route` that carried one of the org's keys, current or former,
+        whatever the answer."""
+        return self._state(name).routes[route].count
 
-    def request_times(self, name: str) -> list[float]:
+    def request_times(self, name: str, route: Route = "usage") -> list[float]:
         """Clock times of those requests (the most recent 100 000)."""
-        return list(self._state(name).times)
+        return list(self._state(name).routes[route].times)
 
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[_petra_errors])
         app.router.add_get("/v1/usage", self._usage)
+        app.router.add_get("/v1/incidents", self._incidents)
         app.router.add_get("/_sim/orgs", self._control_orgs)
         app.router.add_post("/_sim/orgs/{name}/delete-key", self._control_delete_key)
         app.router.add_post("/_sim/orgs/{name}/fault", self._control_set_fault)
@@ -482,6 +653,10 @@ class Simulator:
         app.router.add_post("/_sim/fault", self._control_set_fault)
         app.router.add_delete("/_sim/fault", self._control_set_fault)
         app.router.add_get("/_sim/orgs/{name}/last-body", self._control_last_body)
+        app.router.add_post("/_sim/orgs/{name}/incidents", self._control_add_incident)
+        app.router.add_post(
+            "/_sim/orgs/{name}/incidents/{id}/remediate", self._control_remediate_incident
+        )
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         return app
@@ -501,29 +676,63 @@ class Simulator:
 
     # -- /v1/usage
 
-    async def _usage(self, request: web.Request) -> web.StreamResponse:
+    async def _admit(
+        self, request: web.Request, route: Route
+    ) -> tuple[_OrgState | None, web.StreamResponse | None]:
+        """What every route does first: latency, key, fault, budget. Returns the org, or
+        the answer that replaces the normal one."""
         if self._latency:
             await asyncio.sleep(self._latency)
         key = _bearer_key(request.headers.get("Authorization", ""))
         state = self._live.get(key) if key else None
         owner = state or (self._retired.get(key) if key else None)
         if owner is not None:
-            owner.record(self._clock())
-        fault = (state.fault if state else None) or self._global_fault
+            owner.routes[route].record(self._clock())
+        fault = (state.faults.get(route) if state else None) or self._global_faults.get(route)
         if isinstance(fault, LatencyFault):
             await asyncio.sleep(fault.seconds)
         elif fault is not None:
-            return await self._answer_fault(request, state, fault)
+            return state, await self._answer_fault(request, state, fault, route)
         if state is None:
             message = "Invalid API key" if key else "Missing or malformed Authorization header"
-            return _error(401, message)
-        wait = state.take_slot(self._clock())
+            return None, _error(401, message)
+        wait = state.routes[route].take_slot(self._clock())
         if wait is not None:
-            return _error(429, "Rate limit exceeded", {"Retry-After-public-api": str(wait)})
+            headers = {"Retry-After-public-api": str(wait)}
+            return state, _error(429, "Rate limit exceeded", headers)
+        return state, None
+
+    async def _usage(self, request: web.Request) -> web.StreamResponse:
+        state, answer = await self._admit(request, "usage")
+        if answer is not None:
+            return answer
+        assert state is not None  # noqa: S101 - _admit answers whenever there is no org
         as_of = request.query.get("asOf")
         if as_of is not None and not _valid_date(as_of):
             return _error(400, "Invalid asOf: expected a date as YYYY-MM-DD")
         return _json(200, self._serve(state, as_of))
+
+    # -- /v1/incidents
+
+    async def _incidents(self, request: web.Request) -> web.StreamResponse:
+        state, answer = await self._admit(request, "incidents")
+        if answer is not None:
+            return answer
+        assert state is not None  # noqa: S101 - _admit answers whenever there is no org
+        try:
+            return _json(200, self._incidents_body(state, request.query))
+        except IncidentsQueryError as error:
+            return _error(error.status, str(error))
+
+    def _incidents_body(self, state: _OrgState, query: Mapping[str, str]) -> bytes:
+        """The answer to a query (raises IncidentsQueryError), remembered as served."""
+        now = self._wall_clock()
+        if self._incident_every:
+            state.advance_incidents(now, self._incident_every)
+        selected = select_incidents(state.current_incidents(now), state.current_tenants(), query)
+        body = orjson.dumps({"incidents": selected})
+        state.last_served = body
+        return body
 
     def _serve(self, state: _OrgState, as_of: str | None) -> bytes:
         """The report bytes for a 200, advancing drift and remembering them as served."""
@@ -556,7 +765,7 @@ class Simulator:
         return body
 
     async def _answer_fault(
-        self, request: web.Request, state: _OrgState | None, fault: Fault
+        self, request: web.Request, state: _OrgState | None, fault: Fault, route: Route
     ) -> web.StreamResponse:
         match fault:
             case StatusFault(status, message, headers):
@@ -576,19 +785,34 @@ class Simulator:
             case _ if state is None:  # the rest answer with a report, which needs an org
                 return _error(401, "Invalid API key")
             case TrickleFault(seconds, chunk_bytes):
-                return await _trickle(request, self._serve(state, None), seconds, chunk_bytes)
+                body = self._route_body(state, route, serve=True)
+                return await _trickle(request, body, seconds, chunk_bytes)
             case DuplicateTenantsFault():
-                report = orjson.loads(self._report_bytes(state, None))
-                if report["tenants"]:
-                    twin = {**report["tenants"][0], "displayName": "Duplicate of the first"}
-                    report["tenants"].append(twin)
-                    report["totalTenants"] = len(report["tenants"])
-                state.last_served = orjson.dumps(report)
+                state.last_served = self._with_duplicate(state, route)
                 return _json(200, state.last_served)
             case BadBodyFault(shape):
-                return _json(200, _bad_body(self._report_bytes(state, None), shape))
+                body = self._route_body(state, route, serve=False)
+                return _json(200, _bad_body(body, shape, _LIST_KEYS[route]))
             case _:  # LatencyFault is handled by the caller
                 raise AssertionError(f"unhandled fault {fault!r}")
+
+    def _with_duplicate(self, state: _OrgState, route: Route) -> bytes:
+        """The normal body with its list's first entry once more at the end."""
+        list_key = _LIST_KEYS[route]
+        report = orjson.loads(self._route_body(state, route, serve=False))
+        if report[list_key]:
+            twin = {**report[list_key][0]}
+            if route == "usage":
+                twin["displayName"] = "Duplicate of the first"
+                report["totalTenants"] = len(report["tenants"]) + 1
+            report[list_key].append(twin)
+        return orjson.dumps(report)
+
+    def _route_body(self, state: _OrgState, route: Route, *, serve: bool) -> bytes:
+        """The normal 200 body of `route` (with default query), for faults that bend it."""
+        if route == "incidents":
+            return self._incidents_body(state, {})
+        return self._serve(state, None) if serve else self._report_bytes(state, None)
 
     def _wait_headers(self, seconds: int | None, style: str) -> dict[str, str]:
         if seconds is None:
@@ -618,13 +842,23 @@ class Simulator:
                 "name": name,
                 "organizationName": state.org.organization_name,
                 "requests": state.count,
+                "incidentRequests": state.routes["incidents"].count,
                 "keyActive": state.key is not None,
-                "fault": None if state.fault is None else fault_to_json(state.fault),
+                "fault": _shown_fault(state.faults.get("usage")),
+                "incidentsFault": _shown_fault(state.faults.get("incidents")),
             }
             for name, state in self._orgs.items()
         ]
-        fault = None if self._global_fault is None else fault_to_json(self._global_fault)
-        return _json(200, orjson.dumps({"orgs": orgs, "fault": fault}))
+        return _json(
+            200,
+            orjson.dumps(
+                {
+                    "orgs": orgs,
+                    "fault": _shown_fault(self._global_faults.get("usage")),
+                    "incidentsFault": _shown_fault(self._global_faults.get("incidents")),
+                }
+            ),
+        )
 
     async def _control_delete_key(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -637,15 +871,18 @@ class Simulator:
         name = request.match_info.get("name")
         if name is not None and name not in self._orgs:
             return _error(404, f"no simulated org named {name!r}")
+        route = request.query.get("route", "usage")
+        if route not in ROUTES:
+            return _error(400, f"route must be one of {', '.join(ROUTES)}")
         fault: Fault | None = None
         if request.method == "POST":
             try:
                 fault = fault_from_json(orjson.loads(await request.read()))
             except (orjson.JSONDecodeError, ValueError) as exc:
                 return _error(400, f"bad fault: {exc}")
-        self.set_fault(name, fault)
-        shown = None if fault is None else fault_to_json(fault)
-        return _json(200, orjson.dumps({"name": name, "fault": shown}))
+        self.set_fault(name, fault, "incidents" if route == "incidents" else "usage")
+        shown = _shown_fault(fault)
+        return _json(200, orjson.dumps({"name": name, "route": route, "fault": shown}))
 
     async def _control_last_body(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -655,6 +892,106 @@ class Simulator:
         if served is None:
             return _error(404, f"nothing served to {name!r} yet")
         return _json(200, served)
+
+    async def _control_add_incident(self, request: web.Request) -> web.StreamResponse:
+        """POST {"tenantId": ..., "remediationStatus": ...} (both optional): a new incident."""
+        name = request.match_info["name"]
+        if name not in self._orgs:
+            return _error(404, f"no simulated org named {name!r}")
+        try:
+            data = orjson.loads(await request.read() or b"{}")
+        except orjson.JSONDecodeError:
+            return _error(400, "the body must be a JSON object")
+        data = data if isinstance(data, dict) else {}
+        tenant_id, status = data.get("tenantId"), data.get("remediationStatus", OPEN_STATUS)
+        if not (tenant_id is None or isinstance(tenant_id, str)) or not isinstance(status, str):
+            return _error(400, "tenantId and remediationStatus must be strings")
+        incident_id = self.add_incident(name, tenant_id=tenant_id, status=status)
+        return _json(200, orjson.dumps({"name": name, "id": incident_id}))
+
+    async def _control_remediate_incident(self, request: web.Request) -> web.StreamResponse:
+        name, incident_id = request.match_info["name"], request.match_info["id"]
+        if name not in self._orgs:
+            return _error(404, f"no simulated org named {name!r}")
+        try:
+            self.set_incident_status(name, incident_id, "REMEDIATED")
+        except KeyError:
+            return _error(404, f"{name!r} has no incident {incident_id!r}")
+        return _json(200, orjson.dumps({"name": name, "id": incident_id}))
+
+
+class IncidentsQueryError(ValueError):
+    """A query /v1/incidents refuses; `status` is the HTTP status it answers."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def select_incidents(
+    incidents: list[dict[str, object]],
+    tenants: list[dict[str, object]],
+    query: Mapping[str, str],
+) -> list[dict[str, object]]:
+    """What /v1/incidents answers to `query`: newest first, `startDate`, `tenantId`, `limit`."""
+    limit = _limit(query.get("limit"))
+    start = _start_date(query.get("startDate"))
+    chosen = incidents
+    tenant_param = query.get("tenantId")
+    if tenant_param is not None:
+        match = next(
+            (
+                t
+                for t in tenants
+                if tenant_param in (t.get("petraTenantId"), t.get("microsoftTenantId"))
+            ),
+            None,
+        )
+        if match is None:
+            raise IncidentsQueryError(404, f"Tenant {tenant_param!r} not found")
+        wanted = match.get("petraTenantId")
+        chosen = [i for i in chosen if _incident_tenant(i) == wanted]
+    if start is not None:
+        chosen = [i for i in chosen if _created_seconds(i) >= start]
+    return sorted(chosen, key=_created_seconds, reverse=True)[:limit]
+
+
+def _incident_tenant(incident: Mapping[str, object]) -> object:
+    tenant = incident.get("tenant")
+    return tenant.get("petraTenantId") if isinstance(tenant, dict) else None
+
+
+def _limit(text: str | None) -> int:
+    if text is None:
+        return INCIDENTS_DEFAULT_LIMIT
+    if not text.isdigit() or not 1 <= int(text) <= INCIDENTS_MAX_LIMIT:
+        raise IncidentsQueryError(
+            400, f"Invalid limit: expected an integer from 1 to {INCIDENTS_MAX_LIMIT}"
+        )
+    return int(text)
+
+
+def _start_date(text: str | None) -> float | None:
+    """startDate as epoch seconds: a date (its midnight UTC) or an ISO 8601 date-time."""
+    if text is None:
+        return None
+    if _valid_date(text):
+        day = date.fromisoformat(text)
+        return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or "T" not in text:
+        raise IncidentsQueryError(400, "Invalid startDate: expected an ISO 8601 date or date-time")
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+_LIST_KEYS: Final[dict[Route, str]] = {"usage": "tenants", "incidents": "incidents"}
+
+
+def _shown_fault(fault: Fault | None) -> dict[str, object] | None:
+    return None if fault is None else fault_to_json(fault)
 
 
 # -- HTTP helpers ----------------------------------------------------------------
@@ -747,24 +1084,24 @@ async def _stream_padding(request: web.Request, size: int) -> web.StreamResponse
     return response
 
 
-def _bad_body(report_bytes: bytes, shape: str) -> bytes:
+def _bad_body(report_bytes: bytes, shape: str, list_key: str = "tenants") -> bytes:
     report = orjson.loads(report_bytes)
     if shape == "invalid-json":
         return report_bytes[: len(report_bytes) // 2]
     if shape == "list":
-        return orjson.dumps(report["tenants"])
+        return orjson.dumps(report[list_key])
     if shape == "no-tenants":
-        del report["tenants"]
+        del report[list_key]
         return orjson.dumps(report)
-    tenants = report.pop("tenants")
+    items = report.pop(list_key)
     if shape == "nulls":
         return orjson.dumps(
             {
                 **dict.fromkeys(report),
-                "tenants": [dict.fromkeys(tenant) for tenant in tenants],
+                list_key: [dict.fromkeys(item) for item in items],
             }
         )
-    return orjson.dumps(_numbers_as_strings({**report, "tenants": tenants}))
+    return orjson.dumps(_numbers_as_strings({**report, list_key: items}))
 
 
 def _numbers_as_strings(value: object) -> object:

@@ -44,7 +44,7 @@ LAYERS: tuple[Layer, ...] = (
         *("configreader", "gzipstream"),
     ),
     # Outside input made typed (Petra's JSON, key files), and limiter arithmetic.
-    layer("parsing", "usage", "keys", "ratelimit"),
+    layer("parsing", "usage", "incidents", "keys", "ratelimit"),
     # The config file, validated whole into frozen settings.
     layer("settings", "config"),
     # The per-org snapshot, and its only writer; the state file that keeps it across
