@@ -1,5 +1,7 @@
-"""The Petra API client: one `aiohttp.ClientSession` for every org.
+"""The Petra API client: one `aiohttp.ClientSession` for every org and route.
 
+`fetch_usage` and `fetch_incidents` share one request path, so both routes
+get the same treatment of statuses, size caps, redirects and timeouts.
 Every answer that is not a usable report raises one of the exception types
 in `collector.errors`.
 
@@ -18,7 +20,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC
-from typing import Final
+from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -36,9 +38,16 @@ from collector.errors import (
     RateLimited,
     Unavailable,
 )
+from collector.incidents import (
+    MAX_LIMIT,
+    IncidentsFormatError,
+    IncidentsReport,
+    parse_incidents_body,
+)
 from collector.usage import UsageFormatError, UsageReport, parse_usage_body
 
 USAGE_PATH: Final = "/v1/usage"
+INCIDENTS_PATH: Final = "/v1/incidents"
 RETRY_AFTER_HEADERS: Final = ("Retry-After-public-api", "Retry-After")
 MAX_RETRY_AFTER_SECONDS: Final = 3600.0
 ERROR_BODY_BYTES: Final = 16 * 1024
@@ -119,8 +128,11 @@ def api_message(body: bytes, key: ApiKey) -> str | None:
     return None
 
 
+Report = TypeVar("Report")
+
+
 class PetraClient:
-    """Fetches `/v1/usage` for one key at a time over a shared session."""
+    """Fetches `/v1/usage` and `/v1/incidents` for one key at a time over a shared session."""
 
     def __init__(
         self,
@@ -135,6 +147,7 @@ class PetraClient:
     ) -> None:
         self._session = session
         self._url = base_url.rstrip("/") + USAGE_PATH
+        self._incidents_url = base_url.rstrip("/") + INCIDENTS_PATH
         # HTTPS_PROXY / NO_PROXY, read once here rather than per request: a session with
         # trust_env=True also looks up ~/.netrc in a thread for every request.
         self._proxy: URL | None = None
@@ -151,6 +164,30 @@ class PetraClient:
 
     async def fetch_usage(self, key: ApiKey) -> UsageReport:
         """One poll. Returns the report or raises a PetraError subclass."""
+        return await self._get(self._url, None, key, _parse_usage)
+
+    async def fetch_incidents(
+        self,
+        key: ApiKey,
+        *,
+        start_date: str,
+        limit: int = MAX_LIMIT,
+        tenant_id: str | None = None,
+    ) -> IncidentsReport:
+        """Incidents created on or after `start_date` (ISO 8601), newest first, at most
+        `limit`; one tenant's only when `tenant_id` is given. Raises a PetraError subclass."""
+        params = {"startDate": start_date, "limit": str(limit)}
+        if tenant_id is not None:
+            params["tenantId"] = tenant_id
+        return await self._get(self._incidents_url, params, key, _parse_incidents)
+
+    async def _get(
+        self,
+        url: str,
+        params: Mapping[str, str] | None,
+        key: ApiKey,
+        parse: Callable[[bytes], Report],
+    ) -> Report:
         headers = {
             "Authorization": "Bearer " + key.reveal(),
             "User-Agent": self._user_agent,
@@ -158,7 +195,8 @@ class PetraClient:
         }
         try:
             async with self._session.get(
-                self._url,
+                url,
+                params=params,
                 headers=headers,
                 allow_redirects=False,
                 timeout=self._timeout,
@@ -166,11 +204,7 @@ class PetraClient:
                 proxy_auth=self._proxy_auth,
             ) as response:
                 if response.status == 200:
-                    body = await self._read_capped(response)
-                    try:
-                        return parse_usage_body(body)
-                    except UsageFormatError as error:
-                        raise BadResponse(f"unusable report: {error}", status=200) from None
+                    return parse(await self._read_capped(response))
                 await self._raise_for(response, key)
         except PetraError:
             raise
@@ -238,6 +272,20 @@ class PetraClient:
         if status >= 500:
             raise Unavailable(f"server error ({status}){suffix}", status=status)
         raise BadResponse(f"unexpected status {status}{suffix}", status=status)
+
+
+def _parse_usage(body: bytes) -> UsageReport:
+    try:
+        return parse_usage_body(body)
+    except UsageFormatError as error:
+        raise BadResponse(f"unusable report: {error}", status=200) from None
+
+
+def _parse_incidents(body: bytes) -> IncidentsReport:
+    try:
+        return parse_incidents_body(body)
+    except IncidentsFormatError as error:
+        raise BadResponse(f"unusable incidents answer: {error}", status=200) from None
 
 
 def new_session() -> aiohttp.ClientSession:

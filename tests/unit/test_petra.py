@@ -31,6 +31,7 @@ from collector.errors import (
     RateLimited,
     Unavailable,
 )
+from collector.incidents import IncidentsReport
 from collector.petra import (
     MAX_RETRY_AFTER_SECONDS,
     MESSAGE_CHARS,
@@ -56,6 +57,18 @@ WALL = 1_795_671_116.0  # 2026-11-26T05:31:56Z
 USER_AGENT = "petra-collector-tests/1.0"
 CAP = 4096
 
+START_DATE = "2026-10-27T05:31:56.000Z"
+INCIDENTS: dict[str, object] = {
+    "incidents": [
+        {
+            "id": "48f3708e",
+            "createdAt": "2026-11-25T03:55:06.050Z",
+            "remediationStatus": "REMEDIATED",
+            "tenant": {"petraTenantId": "ZZk90t"},
+            "user": {"mail": "askywalker@acmecorp.com"},
+        }
+    ]
+}
 REPORT: dict[str, object] = {
     "asOf": "2026-11-26",
     "reportGeneratedAt": "2026-11-26T05:31:56Z",
@@ -327,6 +340,12 @@ class Rig:
         self.upstream.answer = answer
         return await self.client(timeout=timeout_seconds).fetch_usage(KEY)
 
+    async def fetch_incidents(
+        self, answer: Answer, tenant_id: str | None = None
+    ) -> IncidentsReport:
+        self.upstream.answer = answer
+        return await self.client().fetch_incidents(KEY, start_date=START_DATE, tenant_id=tenant_id)
+
 
 async def serve(upstream: Upstream) -> TestServer:
     """Serve `upstream` for any path on 127.0.0.1."""
@@ -383,6 +402,27 @@ async def test_base_url_with_a_path_prefix(rig: Rig) -> None:
     """A base_url with a path (a proxy prefix) puts /v1/usage under it."""
     await rig.client(base_url=rig.base_url + "petra/").fetch_usage(KEY)
     assert rig.upstream.requests[0].path == "/petra/v1/usage"
+
+
+async def test_200_gives_an_incidents_report(rig: Rig) -> None:
+    report = await rig.fetch_incidents(reply(200, INCIDENTS))
+    assert [(i.key, i.tenant_id, i.remediation_status) for i in report.incidents] == [
+        ("48f3708e", "ZZk90t", "REMEDIATED")
+    ]
+    assert "askywalker" not in repr(report)
+
+
+async def test_incidents_request_carries_the_window_and_limit(rig: Rig) -> None:
+    """GET /v1/incidents with startDate and limit=500 (the most one answer carries), the
+    same headers as /v1/usage, and tenantId only when asked for one tenant."""
+    await rig.fetch_incidents(reply(200, INCIDENTS))
+    await rig.fetch_incidents(reply(200, INCIDENTS), tenant_id="ZZk90t")
+    first, second = rig.upstream.requests
+    assert first.path == "/v1/incidents"
+    assert dict(first.query) == {"startDate": START_DATE, "limit": "500"}
+    assert dict(second.query) == {"startDate": START_DATE, "limit": "500", "tenantId": "ZZk90t"}
+    assert first.headers["Authorization"] == f"Bearer {KEY_TEXT}"
+    assert first.headers["User-Agent"] == USER_AGENT
 
 
 @dataclass(frozen=True)
@@ -505,6 +545,20 @@ async def test_status_to_exception(rig: Rig, answer: Answer, expected: Expected)
     assert_error_hides_key(error)
 
 
+@pytest.mark.parametrize(("answer", "expected"), STATUS_CASES)
+async def test_incidents_status_to_exception(rig: Rig, answer: Answer, expected: Expected) -> None:
+    """/v1/incidents shares the request path: the same answer raises the same error."""
+    with pytest.raises(PetraError) as caught:
+        await rig.fetch_incidents(answer)
+
+    error = caught.value
+    assert type(error) is expected.kind
+    assert error.code == expected.code
+    wanted = expected.message.replace("unusable report", "unusable incidents answer")
+    assert wanted in error.message, error.message
+    assert_error_hides_key(error)
+
+
 async def test_401_keeps_the_api_message(rig: Rig) -> None:
     """KeyRejected carries the API's own explanation, scrubbed, for the auth_failed log."""
     with pytest.raises(KeyRejected) as caught:
@@ -616,6 +670,12 @@ async def test_client_and_simulator_agree() -> None:
             with pytest.raises(Unavailable) as reset:
                 await client.fetch_usage(KEY)
             assert reset.value.code == "error"
+
+            incidents = await client.fetch_incidents(KEY, start_date="2026-10-27")
+            assert len(incidents.incidents) == 3
+            with pytest.raises(BadResponse) as refused:
+                await client.fetch_incidents(KEY, start_date="2026-10-27", limit=501)
+            assert refused.value.code == "400"
             for error in (rejected.value, limited.value, reset.value):
                 assert_error_hides_key(error)
     finally:
