@@ -3,12 +3,16 @@
 `Pacer` spaces events at least `1/rate` seconds apart (a GCRA with a burst
 allowance), which keeps a large fleet's request rate flat instead of
 bursting. `KeyBudget` adds what one API key needs on top: a pause after a
-429 that nothing may cut short.
+429 that nothing may cut short. Petra limits each key per route, so
+`RouteBudgets` keeps one `KeyBudget` per key and route: a 429 on one route
+never delays another.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 
 @dataclass(slots=True)
@@ -68,3 +72,37 @@ class KeyBudget:
 
     def next_free(self, now: float) -> float:
         return self._pacer.next_free(max(now, self.blocked_until))
+
+
+Key = TypeVar("Key", bound=Hashable)
+
+
+class RouteBudgets(Generic[Key]):
+    """A `KeyBudget` per (key, route), made on first use, all at one rate per minute."""
+
+    __slots__ = ("_budgets", "requests_per_minute")
+
+    def __init__(self, requests_per_minute: float) -> None:
+        self.requests_per_minute = requests_per_minute
+        self._budgets: dict[tuple[Key, str], KeyBudget] = {}
+
+    def __len__(self) -> int:
+        return len(self._budgets)
+
+    def budget(self, key: Key, route: str) -> KeyBudget:
+        found = self._budgets.get((key, route))
+        if found is None:
+            found = self._budgets[key, route] = KeyBudget(self.requests_per_minute)
+        return found
+
+    def set_rate(self, requests_per_minute: float) -> None:
+        """A new rate for every budget, keeping their 429 waits and last send times."""
+        self.requests_per_minute = requests_per_minute
+        for budget in self._budgets.values():
+            budget.set_rate(requests_per_minute)
+
+    def keep_only(self, keys: Iterable[Key]) -> None:
+        """Forget the budgets of keys no longer in use."""
+        wanted = set(keys)
+        for pair in [pair for pair in self._budgets if pair[0] not in wanted]:
+            del self._budgets[pair]

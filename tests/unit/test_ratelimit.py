@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.ratelimit import KeyBudget, Pacer
+from collector.ratelimit import KeyBudget, Pacer, RouteBudgets
 
 
 def test_pacer_spaces_requests_evenly() -> None:
@@ -111,3 +111,62 @@ def test_key_budget_rejects_a_zero_budget() -> None:
     """A key budget of 0 per minute is refused (the config never produces one)."""
     with pytest.raises(ValueError, match="rate must be positive"):
         KeyBudget(0.0)
+
+
+class FakeClock:
+    """Time that only moves when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+def test_each_route_of_a_key_has_its_own_budget() -> None:
+    """Usage and incidents of one key are spaced independently, each at the full rate."""
+    budgets: RouteBudgets[str] = RouteBudgets(requests_per_minute=5.0)
+    clock = FakeClock()
+    usage = [budgets.budget("key-a", "usage").reserve(clock.now) for _ in range(2)]
+    incidents = [budgets.budget("key-a", "incidents").reserve(clock.now) for _ in range(2)]
+    assert usage == [1000.0, 1012.0]
+    assert incidents == [1000.0, 1012.0]
+    assert budgets.budget("key-a", "usage") is budgets.budget("key-a", "usage")
+    assert len(budgets) == 2
+
+
+def test_a_429_on_one_route_never_delays_the_other() -> None:
+    """A block on incidents leaves usage free, and the other way round; other keys too."""
+    budgets: RouteBudgets[str] = RouteBudgets(requests_per_minute=6.0)
+    clock = FakeClock()
+    budgets.budget("key-a", "incidents").block(until=clock.now + 600)
+    assert budgets.budget("key-a", "usage").reserve(clock.now) == clock.now
+    assert budgets.budget("key-b", "incidents").reserve(clock.now) == clock.now
+    assert budgets.budget("key-a", "incidents").reserve(clock.advance(30)) == 1600.0
+    budgets.budget("key-a", "usage").block(until=clock.now + 60)
+    assert budgets.budget("key-a", "incidents").next_free(clock.advance(600)) == clock.now
+
+
+def test_set_rate_reaches_every_route_and_keeps_waits() -> None:
+    budgets: RouteBudgets[str] = RouteBudgets(requests_per_minute=6.0)
+    clock = FakeClock()
+    budgets.budget("key-a", "usage").reserve(clock.now)
+    budgets.budget("key-a", "incidents").block(until=clock.now + 100)
+    budgets.set_rate(2.0)
+    usage = budgets.budget("key-a", "usage")
+    assert usage.reserve(clock.now) == clock.now + 10  # the slot already promised stays
+    assert usage.next_free(clock.now) == clock.now + 40  # then 30 s apart
+    assert budgets.budget("key-a", "incidents").next_free(clock.now) == clock.now + 100
+    assert budgets.budget("key-new", "usage").requests_per_minute == 2.0
+
+
+def test_keep_only_forgets_keys_no_longer_used() -> None:
+    budgets: RouteBudgets[str] = RouteBudgets(requests_per_minute=6.0)
+    for key in ("key-a", "key-b"):
+        for route in ("usage", "incidents"):
+            budgets.budget(key, route).block(until=5000.0)
+    budgets.keep_only(["key-b"])
+    assert len(budgets) == 2
+    assert budgets.budget("key-b", "usage").blocked_until == 5000.0
+    assert budgets.budget("key-a", "usage").blocked_until == float("-inf")
