@@ -78,6 +78,15 @@ class PollingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class IncidentsSettings:
+    """Polling `/v1/incidents` (off unless asked for)."""
+
+    enabled: bool = False
+    interval_seconds: float = 300.0
+    lookback_days: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     listen: HostPort = HostPort("127.0.0.1", DEFAULT_PORT)
     web_config_file: str | None = None  # absolute: a relative one is resolved at parse time
@@ -117,6 +126,7 @@ class Settings:
     orgs: tuple[OrgConfig, ...]
     api: ApiSettings = ApiSettings()
     polling: PollingSettings = PollingSettings()
+    incidents: IncidentsSettings = IncidentsSettings()
     server: ServerSettings = ServerSettings()
     logging: LoggingSettings = LoggingSettings()
     state: StateSettings = StateSettings()
@@ -216,6 +226,7 @@ def parse_config(
     top = Section(problems, "", raw)
     api = _parse_api(top.section("api"))
     polling = _parse_polling(top.section("polling"))
+    incidents = _parse_incidents(top.section("incidents"), polling)
     server = _parse_server(top.section("server"), base_dir or Path.cwd())
     logging = _parse_logging(top.section("logging"))
     state = _parse_state(top.section("state"), base_dir or Path.cwd())
@@ -230,12 +241,15 @@ def parse_config(
 
     shard = top.get("shard", None, convert_shard)
     orgs = _parse_orgs(problems, top.value("orgs"), polling, base_dir or Path.cwd(), env)
+    if incidents.enabled:
+        _check_incidents_budgets(problems, orgs, polling, incidents)
     top.finish()
     problems.raise_errors()
     settings = Settings(
         orgs=tuple(orgs),
         api=api,
         polling=polling,
+        incidents=incidents,
         server=server,
         logging=logging,
         state=state,
@@ -297,6 +311,31 @@ def _parse_polling(section: Section) -> PollingSettings:
             f"{result.requests_per_minute_per_key:g} is above Petra's published limit of "
             f"{PETRA_PUBLISHED_REQUESTS_PER_MINUTE} per minute; expect 429 answers unless "
             "your account has a higher limit",
+        )
+    section.finish()
+    return result
+
+
+def _parse_incidents(section: Section, polling: PollingSettings) -> IncidentsSettings:
+    d = IncidentsSettings()
+
+    def convert_flag(path: str, value: object) -> bool | None:
+        if not isinstance(value, bool):
+            section.problems.error(path, f"must be true or false, not {type_name(value)}")
+            return None
+        return value
+
+    result = IncidentsSettings(
+        enabled=section.get("enabled", d.enabled, convert_flag),
+        interval_seconds=section.number("interval_seconds", d.interval_seconds),
+        lookback_days=section.number("lookback_days", d.lookback_days),
+    )
+    if result.enabled and result.interval_seconds * 2 > polling.max_staleness_seconds:
+        section.problems.warn(
+            section.child("interval_seconds"),
+            f"{result.interval_seconds:g} s is more than half of polling.max_staleness_seconds "
+            f"({polling.max_staleness_seconds:g} s): one late poll drops the incident series; "
+            "raise max_staleness_seconds",
         )
     section.finish()
     return result
@@ -556,6 +595,29 @@ def _check_key_budgets(
             f"org(s) {names} need {needed:.2f} requests per minute with one key, more than "
             f"polling.requests_per_minute_per_key ({budget:g}); use an interval of at least "
             f"{shortest:g} s or raise the budget",
+        )
+
+
+def _check_incidents_budgets(
+    problems: Problems,
+    orgs: list[OrgConfig],
+    polling: PollingSettings,
+    incidents: IncidentsSettings,
+) -> None:
+    """`/v1/incidents` has its own budget per key, of the same size as `/v1/usage`'s."""
+    sharing: dict[ApiKey, int] = {}
+    for org in orgs:
+        sharing[org.key] = sharing.get(org.key, 0) + 1
+    budget = polling.requests_per_minute_per_key
+    most = max(sharing.values(), default=0)
+    needed = most * 60.0 / incidents.interval_seconds
+    if needed > budget + 1e-9:
+        problems.error(
+            "incidents.interval_seconds",
+            f"{incidents.interval_seconds:g} s needs {needed:.2f} requests per minute per key "
+            f"({most} org(s) share a key), more than polling.requests_per_minute_per_key "
+            f"({budget:g}, the budget of each route); use an interval of at least "
+            f"{60.0 * most / budget:g} s or raise the budget",
         )
 
 

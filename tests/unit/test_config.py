@@ -417,7 +417,8 @@ BAD_FILES = [
             (
                 (
                     "colour: unknown key "
-                    "(known here: api, logging, metrics, orgs, polling, server, shard, state)"
+                    "(known here: api, incidents, logging, metrics, orgs, polling, server, shard, "
+                    "state)"
                 ),
             ),
         ),

@@ -18,6 +18,7 @@ import yaml
 from collector import __version__
 from collector.config import (
     ApiSettings,
+    IncidentsSettings,
     LoggingSettings,
     MetricsSettings,
     PollingSettings,
@@ -32,6 +33,7 @@ DOCS: Final = ROOT / "docs"
 SECTIONS: Final = {
     "api": ApiSettings,
     "polling": PollingSettings,
+    "incidents": IncidentsSettings,
     "server": ServerSettings,
     "logging": LoggingSettings,
     "state": StateSettings,
