@@ -144,6 +144,7 @@ class Daemon:
                 logger=self._log,
                 on_keys_changed=self._remember_secrets,
                 on_change=self._state_changed,
+                incidents=settings.incidents,
             )
             self._scheduler = scheduler
             self._adopt(settings)
@@ -297,7 +298,7 @@ class Daemon:
         assert self._scheduler is not None  # noqa: S101 - run() creates it before adopting
         owned = self.owned_orgs(settings)
         self._remember_secrets([org.key.reveal() for org in settings.orgs])
-        self._scheduler.apply(owned, settings.polling)
+        self._scheduler.apply(owned, settings.polling, settings.incidents)
         self._settings = settings
         self._metrics.config_loaded(len(owned), time.time())
 

@@ -23,12 +23,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from collector import __version__
-from collector.state import OrgState
+from collector.state import IncidentsState, OrgState
 from collector.usage import TenantUsage
 
 CACHED: Final = " Cached from the last successful poll of Petra's /v1/usage."
+CACHED_INCIDENTS: Final = " Cached from the last successful poll of Petra's /v1/incidents."
 ORG: Final = ("org",)
 TENANT: Final = ("org", "tenant_id")
+TENANT_STATUS: Final = ("org", "tenant_id", "remediation_status")
 TENANT_INFO: Final = (
     "org",
     "tenant_id",
@@ -103,7 +105,53 @@ def _report_value(
 
 
 def _requests(state: OrgState, _fresh: bool) -> list[Sample]:
-    return [((state.name, code), float(n)) for code, n in sorted(state.requests_by_code.items())]
+    samples: list[Sample] = [
+        ((state.name, code, "usage"), float(n))
+        for code, n in sorted(state.requests_by_code.items())
+    ]
+    if state.incidents is not None:
+        samples += [
+            ((state.name, code, "incidents"), float(n))
+            for code, n in sorted(state.incidents.requests_by_code.items())
+        ]
+    return samples
+
+
+def _incidents_value(
+    get: Callable[[IncidentsState], float | None],
+) -> Callable[[OrgState, bool], list[Sample]]:
+    def samples(state: OrgState, _fresh: bool) -> list[Sample]:
+        side = state.incidents
+        value = None if side is None else get(side)
+        return [] if value is None else [((state.name,), value)]
+
+    return samples
+
+
+def _truncated(side: IncidentsState) -> float | None:
+    return None if side.tenants is None else float(side.truncated)
+
+
+def _tenant_incidents(state: OrgState, _fresh: bool) -> list[Sample]:
+    side = state.incidents
+    if side is None or side.tenants is None:
+        return []
+    return [
+        ((state.name, tenant.tenant_id, status), float(count))
+        for tenant in side.tenants
+        for status, count in tenant.by_status
+    ]
+
+
+def _tenant_last_incident(state: OrgState, _fresh: bool) -> list[Sample]:
+    side = state.incidents
+    if side is None or side.tenants is None:
+        return []
+    return [
+        ((state.name, tenant.tenant_id), tenant.last_created_at)
+        for tenant in side.tenants
+        if tenant.last_created_at is not None
+    ]
 
 
 def _org_info(state: OrgState, fresh: bool) -> list[Sample]:
@@ -146,8 +194,9 @@ ORG_FAMILIES: Final[tuple[OrgFamily, ...]] = (
     OrgFamily(
         "petra_api_requests",
         "counter",
-        'Requests to Petra\'s API by HTTP status; code="error" when no answer came.',
-        ("org", "code"),
+        'Requests to Petra\'s API by HTTP status and route (usage, incidents); code="error" '
+        "when no answer came.",
+        ("org", "code", "route"),
         _requests,
     ),
     OrgFamily(
@@ -198,6 +247,44 @@ ORG_FAMILIES: Final[tuple[OrgFamily, ...]] = (
         "Always 1; organizationName as a label." + CACHED,
         ("org", "organization_name"),
         _org_info,
+    ),
+    OrgFamily(
+        "petra_incidents_up",
+        "gauge",
+        "1 if the last poll of the org's /v1/incidents succeeded, else 0 (absent while "
+        "incidents are not polled).",
+        ORG,
+        _incidents_value(lambda side: 1.0 if side.up else 0.0),
+    ),
+    OrgFamily(
+        "petra_incidents_last_success_timestamp_seconds",
+        "gauge",
+        "When the org's last successful /v1/incidents poll finished (Unix time).",
+        ORG,
+        _incidents_value(lambda side: side.last_success_at),
+    ),
+    OrgFamily(
+        "petra_incidents_truncated",
+        "gauge",
+        "1 when the last /v1/incidents answer was full (500 incidents), so older ones of the "
+        "window may be missing and the counts are lower bounds." + CACHED_INCIDENTS,
+        ORG,
+        _incidents_value(_truncated),
+    ),
+    OrgFamily(
+        "petra_tenant_incidents",
+        "gauge",
+        "Incidents created in the last lookback_days, by remediationStatus as the API spells "
+        "it (anything but REMEDIATED is not remediated)." + CACHED_INCIDENTS,
+        TENANT_STATUS,
+        _tenant_incidents,
+    ),
+    OrgFamily(
+        "petra_tenant_last_incident_timestamp_seconds",
+        "gauge",
+        "createdAt of the tenant's newest incident in the window (Unix time)." + CACHED_INCIDENTS,
+        TENANT,
+        _tenant_last_incident,
     ),
 )
 

@@ -1,11 +1,14 @@
-"""One polling loop per org, inside every limit at once.
+"""One polling loop per org and route, inside every limit at once.
 
-Before each request an org waits, in this order, for: its due time (or an
-early wake-up, e.g. its key file changed), its key (one request in flight
-per key, `requests_per_minute_per_key` spacing, and any 429 wait), a global
-send slot (`max_requests_per_second`, evenly spaced), and a connection
-slot (`concurrency`). The decisions (first offset, next delay, backoff)
-are the pure functions at the top of this module.
+Each org has a `/v1/usage` loop and, when incidents are enabled, a
+`/v1/incidents` loop. Before each request a loop waits, in this order, for:
+its due time (or an early wake-up, e.g. its key file changed), its key on
+its route (one request in flight per key and route,
+`requests_per_minute_per_key` spacing, and any 429 wait: the routes'
+budgets are separate, as Petra's are), a global send slot
+(`max_requests_per_second`, evenly spaced), and a connection slot
+(`concurrency`). The decisions (first offset, next delay, backoff) are the
+pure functions at the top of this module.
 
 Monotonic time is the event loop's (`loop.time()`), so the scheduler runs
 under a virtual clock in tests (tests/unit/test_scheduler_virtual_time.py);
@@ -18,20 +21,25 @@ import asyncio
 import hashlib
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from datetime import UTC, datetime
+from typing import Final, Literal, Protocol, TypeVar
 
 import structlog
 
 from collector.apikey import ApiKey
-from collector.config import OrgConfig, PollingSettings
+from collector.config import IncidentsSettings, OrgConfig, PollingSettings
 from collector.errors import Forbidden, KeyRejected, PetraError, RateLimited
+from collector.incidents import MAX_LIMIT, IncidentsReport, start_date_param, window_start
 from collector.keys import KeyHolder, KeyStatus
-from collector.ratelimit import KeyBudget, Pacer
+from collector.ratelimit import KeyBudget, Pacer, RouteBudgets
 from collector.state import AuthEvent, Health, OrgState
 from collector.statefile import SavedOrg
 from collector.usage import UsageReport
+
+Route = Literal["usage", "incidents"]
+Answer = TypeVar("Answer")
 
 BACKOFF_BASE_SECONDS: Final = 5.0
 # A 429 that names no wait: Petra's limits are per minute, so after a minute the
@@ -49,6 +57,10 @@ def _nothing() -> None:
 
 class Fetcher(Protocol):
     async def fetch_usage(self, key: ApiKey) -> UsageReport: ...
+
+    async def fetch_incidents(
+        self, key: ApiKey, *, start_date: str, limit: int = ..., tenant_id: str | None = ...
+    ) -> IncidentsReport: ...
 
 
 def initial_offset(name: str, interval: float) -> float:
@@ -110,6 +122,8 @@ def next_delay(
 
 @dataclass(slots=True)
 class _KeyGate:
+    """One key on one route: its budget, and one request in flight at a time."""
+
     budget: KeyBudget
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -122,7 +136,13 @@ class _OrgRunner:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     first_delay: float | None = None  # set when restored: the saved schedule
     task: asyncio.Task[None] | None = None
-    in_flight: bool = False
+    incidents_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    incidents_task: asyncio.Task[None] | None = None
+    in_flight: set[Route] = field(default_factory=set)
+
+    def wake_all(self) -> None:
+        self.wake.set()
+        self.incidents_wake.set()
 
 
 class _OrgLog:
@@ -162,6 +182,7 @@ class Scheduler:
         logger: structlog.typing.FilteringBoundLogger | None = None,
         on_keys_changed: Callable[[list[str]], None] | None = None,
         on_change: Callable[[], None] | None = None,
+        incidents: IncidentsSettings | None = None,
     ) -> None:
         self._fetcher = fetcher
         self._on_keys_changed = on_keys_changed
@@ -170,8 +191,10 @@ class Scheduler:
         self._rng = rng
         self._log: structlog.typing.FilteringBoundLogger = logger or structlog.get_logger()
         self._runners: dict[str, _OrgRunner] = {}
-        self._gates: dict[ApiKey, _KeyGate] = {}
+        self._budgets: RouteBudgets[ApiKey] = RouteBudgets(polling.requests_per_minute_per_key)
+        self._locks: dict[tuple[ApiKey, Route], asyncio.Lock] = {}
         self._polling = polling
+        self._incidents = incidents or IncidentsSettings()
         self._pacer = Pacer(polling.max_requests_per_second)
         self._slots = asyncio.Semaphore(polling.concurrency)
         self._group: asyncio.TaskGroup | None = None
@@ -228,11 +251,16 @@ class Scheduler:
             )
             if remaining_429 > 0:
                 # The 429 pause holds for every org on the key, not only this one.
-                self._gate(runner.keys.key).budget.block(monotonic_now + remaining_429)
+                self._gate(runner.keys.key, "usage").budget.block(monotonic_now + remaining_429)
             restored.append(name)
         return restored
 
-    def apply(self, orgs: Iterable[OrgConfig], polling: PollingSettings) -> None:
+    def apply(
+        self,
+        orgs: Iterable[OrgConfig],
+        polling: PollingSettings,
+        incidents: IncidentsSettings | None = None,
+    ) -> None:
         """Adopt a new org list and settings. Unchanged orgs keep state and schedule."""
         if polling != self._polling:
             if polling.max_requests_per_second != self._polling.max_requests_per_second:
@@ -241,10 +269,12 @@ class Scheduler:
                 # In-flight requests release the old semaphore; new ones use this one.
                 self._slots = asyncio.Semaphore(polling.concurrency)
             if polling.requests_per_minute_per_key != self._polling.requests_per_minute_per_key:
-                for gate in self._gates.values():
-                    # In place: locks held by requests on the wire and 429 waits stay.
-                    gate.budget.set_rate(polling.requests_per_minute_per_key)
+                # In place: locks held by requests on the wire and 429 waits stay.
+                self._budgets.set_rate(polling.requests_per_minute_per_key)
             self._polling = polling
+        incidents = incidents or IncidentsSettings()
+        toggled = incidents.enabled != self._incidents.enabled
+        self._incidents = incidents
         wanted = {org.name: org for org in orgs}
         for name in [name for name in self._runners if name not in wanted]:
             removed = self._runners.pop(name)
@@ -256,10 +286,30 @@ class Scheduler:
                 self._add(org)
             elif existing.config != org:
                 self._update(existing, org)
+            if toggled and existing is not None:
+                self._toggle_incidents(existing)
         used = {runner.keys.key for runner in self._runners.values()}
-        for key in [key for key in self._gates if key not in used]:
-            del self._gates[key]
+        self._budgets.keep_only(used)
+        for pair in [pair for pair in self._locks if pair[0] not in used]:
+            del self._locks[pair]
         self._on_change()
+
+    def _toggle_incidents(self, runner: _OrgRunner) -> None:
+        """Start or stop an existing org's incidents loop after a reload."""
+        runner.state.set_incidents_polled(self._incidents.enabled)
+        if not self._incidents.enabled:
+            if runner.incidents_task is not None:
+                runner.incidents_task.cancel()
+                runner.incidents_task = None
+        elif self._group is not None and not self._stopping.is_set():
+            runner.incidents_task = self._start_incidents(runner)
+
+    def _start_incidents(self, runner: _OrgRunner) -> asyncio.Task[None] | None:
+        if self._group is None or not self._incidents.enabled:
+            return None
+        return self._group.create_task(
+            self._run_incidents(runner), name=f"incidents:{runner.config.name}"
+        )
 
     def _add(self, org: OrgConfig) -> None:
         state = OrgState(
@@ -268,10 +318,12 @@ class Scheduler:
             key_source=org.key_source.describe(),
             interval_seconds=org.interval_seconds,
         )
+        state.set_incidents_polled(self._incidents.enabled)
         runner = _OrgRunner(config=org, state=state, keys=KeyHolder(org.key_source, org.key))
         self._runners[org.name] = runner
         if self._group is not None and not self._stopping.is_set():
             runner.task = self._group.create_task(self._run_org(runner), name=f"poll:{org.name}")
+            runner.incidents_task = self._start_incidents(runner)
 
     def _update(self, runner: _OrgRunner, org: OrgConfig) -> None:
         key_changed = org.key != runner.keys.key or org.key_source != runner.config.key_source
@@ -281,7 +333,7 @@ class Scheduler:
         if key_changed:
             runner.keys = KeyHolder(org.key_source, org.key)
             runner.state.key_replaced(org.key_fingerprint, source)
-            runner.wake.set()  # a new key is checked at once
+            runner.wake_all()  # a new key is checked at once, on every route
         # A new interval applies from the next poll on: waking every org whose
         # interval changed would re-poll a whole fleet at once after a reload.
 
@@ -310,6 +362,7 @@ class Scheduler:
                 runner.task = group.create_task(
                     self._run_org(runner), name=f"poll:{runner.config.name}"
                 )
+                runner.incidents_task = self._start_incidents(runner)
             watcher = group.create_task(self._watch_key_files(), name="watch-key-files")
             self._running.set()
             await self._stopping.wait()
@@ -324,12 +377,13 @@ class Scheduler:
         """Cancel waiting loops at once; give requests on the wire the grace period."""
         finishing = []
         for runner in self._runners.values():
-            if runner.task is None:
-                continue
-            if runner.in_flight:
-                finishing.append(runner.task)
-            else:
-                runner.task.cancel()
+            for route, task in (("usage", runner.task), ("incidents", runner.incidents_task)):
+                if task is None:
+                    continue
+                if route in runner.in_flight:
+                    finishing.append(task)
+                else:
+                    task.cancel()
         if finishing:
             await asyncio.wait(finishing, timeout=self._polling.shutdown_grace_seconds)
         for task in finishing:
@@ -347,7 +401,7 @@ class Scheduler:
             position += len(batch)
             for runner in batch:
                 if self._refresh_key(runner):
-                    runner.wake.set()
+                    runner.wake_all()
 
     def _refresh_key(self, runner: _OrgRunner) -> bool:
         """Look at the key file; True when a new key should be tried at once."""
@@ -376,16 +430,16 @@ class Scheduler:
             )
         return False
 
-    async def _sleep_or_wake(self, runner: _OrgRunner, delay: float) -> None:
-        if delay > 0 and not runner.wake.is_set():
+    async def _sleep_or_wake(self, wake: asyncio.Event, delay: float) -> None:
+        if delay > 0 and not wake.is_set():
             # The timer sets the same event an early wake-up does: one timer handle per
             # wait, where `wait_for` would make a Task and a timeout scope.
-            timer = asyncio.get_running_loop().call_later(delay, runner.wake.set)
+            timer = asyncio.get_running_loop().call_later(delay, wake.set)
             try:
-                await runner.wake.wait()
+                await wake.wait()
             finally:
                 timer.cancel()
-        runner.wake.clear()
+        wake.clear()
 
     async def _run_org(self, runner: _OrgRunner) -> None:
         delay = runner.first_delay
@@ -394,7 +448,7 @@ class Scheduler:
         runner.state.schedule(self._wall() + delay)
         self._on_change()
         while True:
-            await self._sleep_or_wake(runner, delay)
+            await self._sleep_or_wake(runner.wake, delay)
             if self._stopping.is_set():
                 return
             started = self._monotonic()
@@ -424,12 +478,11 @@ class Scheduler:
         )
         return delay
 
-    def _gate(self, key: ApiKey) -> _KeyGate:
-        gate = self._gates.get(key)
-        if gate is None:
-            gate = _KeyGate(KeyBudget(self._polling.requests_per_minute_per_key))
-            self._gates[key] = gate
-        return gate
+    def _gate(self, key: ApiKey, route: Route) -> _KeyGate:
+        lock = self._locks.get((key, route))
+        if lock is None:
+            lock = self._locks[key, route] = asyncio.Lock()
+        return _KeyGate(self._budgets.budget(key, route), lock)
 
     async def _wait_until(self, moment: float) -> None:
         delay = moment - self._monotonic()
@@ -437,10 +490,25 @@ class Scheduler:
             await asyncio.sleep(delay)
 
     async def _poll(self, runner: _OrgRunner) -> float:
-        """One poll of one org, inside every limit. Returns the delay to the next."""
+        """One usage poll of one org, inside every limit. Returns the delay to the next."""
         self._refresh_key(runner)
+
+        def record(report: UsageReport | None, error: PetraError | None, duration: float) -> float:
+            return self._record(runner, report, error, duration)
+
+        return await self._exchange(runner, "usage", self._fetcher.fetch_usage, record)
+
+    async def _exchange(
+        self,
+        runner: _OrgRunner,
+        route: Route,
+        call: Callable[[ApiKey], Awaitable[Answer]],
+        record: Callable[[Answer | None, PetraError | None, float], float],
+    ) -> float:
+        """One request on `route` inside every limit, recorded under the key's lock.
+        Returns the delay to the route's next request."""
         key = runner.keys.key
-        gate = self._gate(key)
+        gate = self._gate(key, route)
         async with gate.lock:
             await self._wait_until(gate.budget.reserve(self._monotonic()))
             # Connection slot first, then the send slot: when a hung API frees many
@@ -450,23 +518,189 @@ class Scheduler:
                 if self._stopping.is_set():
                     return 0.0
                 started = self._monotonic()
-                runner.in_flight = True
+                runner.in_flight.add(route)
                 try:
-                    report: UsageReport | None = await self._fetcher.fetch_usage(key)
+                    answer: Answer | None = await call(key)
                     error: PetraError | None = None
                 except PetraError as failure:
-                    report, error = None, failure
+                    answer, error = None, failure
                 finally:
-                    runner.in_flight = False
+                    runner.in_flight.discard(route)
                 duration = self._monotonic() - started
             if isinstance(error, KeyRejected) and key != runner.keys.key:
                 # The key was replaced while this request was on the wire: the 401
                 # is about the old key. Say nothing of it and try the new one now.
                 return 0.0
-            delay = self._record(runner, report, error, duration)
+            delay = record(answer, error, duration)
             if isinstance(error, RateLimited):
                 gate.budget.block(self._monotonic() + delay)
         return delay
+
+    # -- /v1/incidents -------------------------------------------------------------
+
+    async def _run_incidents(self, runner: _OrgRunner) -> None:
+        interval = self._incidents.interval_seconds
+        # Spread apart from the org's usage polls, and stable across restarts.
+        delay = initial_offset(runner.config.name + "/incidents", interval)
+        while True:
+            runner.state.set_incidents_next_poll(self._wall() + delay)
+            await self._sleep_or_wake(runner.incidents_wake, delay)
+            if self._stopping.is_set():
+                return
+            started = self._monotonic()
+            try:
+                delay = await self._poll_incidents(runner)
+            except Exception as bug:  # noqa: BLE001 - one org's bug must not stop the others
+                delay = self._record_incidents_bug(runner, bug)
+            self._on_change()  # the state file keeps the incidents side too
+            if self._stopping.is_set():
+                return
+            delay = max(0.0, delay - (self._monotonic() - started))
+
+    async def _poll_incidents(self, runner: _OrgRunner) -> float:
+        """One incidents poll: those created in the last `lookback_days`, newest first."""
+        start = window_start(self._wall(), self._incidents.lookback_days)
+        start_date = start_date_param(start)
+
+        async def call(key: ApiKey) -> IncidentsReport:
+            return await self._fetcher.fetch_incidents(key, start_date=start_date, limit=MAX_LIMIT)
+
+        def record(
+            report: IncidentsReport | None, error: PetraError | None, duration: float
+        ) -> float:
+            return self._record_incidents(runner, report, error, duration, start)
+
+        return await self._exchange(runner, "incidents", call, record)
+
+    def _record_incidents_bug(self, runner: _OrgRunner, bug: Exception) -> float:
+        state = runner.state
+        if state.incidents is None:  # turned off by a reload meanwhile
+            return self._incidents.interval_seconds
+        state.count_incidents_request("error")
+        state.record_incidents_error(
+            Health.ERROR, f"internal error: {type(bug).__name__}", self._wall(), None
+        )
+        failures = state.incidents.consecutive_failures
+        delay = backoff_delay(failures, self._incidents.interval_seconds, self._rng)
+        self._log.exception(
+            "poll_crashed",
+            org=state.name,
+            key_fingerprint=state.key_fingerprint,
+            route="incidents",
+            retry_in_seconds=round(delay, 1),
+        )
+        return delay
+
+    def _record_incidents(
+        self,
+        runner: _OrgRunner,
+        report: IncidentsReport | None,
+        error: PetraError | None,
+        duration: float,
+        start: float,
+    ) -> float:
+        state = runner.state
+        side = state.incidents
+        if side is None:  # turned off by a reload while the request was on the wire
+            return self._incidents.interval_seconds
+        now = self._wall()
+        previous_failures = side.consecutive_failures
+        was_truncated = side.truncated
+        previous_notes = side.notes
+        log = _OrgLog(self._log, state)
+        delay = next_delay(
+            error,
+            interval=self._incidents.interval_seconds,
+            auth_failure_interval=self._polling.auth_failure_interval_seconds,
+            failures=0 if error is None else previous_failures + 1,
+            rng=self._rng,
+        )
+        if error is None:
+            assert report is not None  # noqa: S101 - fetch returns a report or raises
+            state.count_incidents_request("200")
+            event, fresh = state.record_incidents_success(report, now, duration, start)
+            if event is AuthEvent.RECOVERED:
+                log.info("auth_recovered", after_failures=previous_failures, route="incidents")
+                runner.wake.set()  # usage has been waiting at the slow re-check pace
+            elif previous_failures:
+                log.info("poll_recovered", after_failures=previous_failures, route="incidents")
+            if report.notes and report.notes != previous_notes:
+                log.warning("incidents_anomalies", notes=list(report.notes))
+            if side.truncated and not was_truncated:
+                log.warning(
+                    "incidents_truncated",
+                    received=report.received,
+                    lookback_days=self._incidents.lookback_days,
+                )
+            for incident in fresh:
+                log.warning(
+                    "incident_detected",
+                    tenant_id=incident.tenant_id,
+                    remediation_status=incident.remediation_status,
+                    created_at=_iso(incident.created_at),
+                    url=incident.url,
+                )
+            return delay
+        state.count_incidents_request(error.code)
+        if isinstance(error, KeyRejected):
+            event = state.record_incidents_auth_failure(
+                error.message, now, duration, self._monotonic()
+            )
+            self._log_auth_event(log, state, event, error, delay=delay, route="incidents")
+            if event is AuthEvent.FAILED:
+                runner.wake.set()  # usage sees the same key: let it say so soon
+        elif isinstance(error, RateLimited):
+            state.record_incidents_rate_limited(error.message, now, duration, now + delay)
+            log.warning(
+                "rate_limited",
+                status=429,
+                route="incidents",
+                retry_after_seconds=round(delay, 3),
+                retry_after_from_api=error.retry_after is not None,
+            )
+        else:
+            health = Health.FORBIDDEN if isinstance(error, Forbidden) else Health.ERROR
+            state.record_incidents_error(health, error.message, now, duration)
+            log.warning(
+                "poll_failed",
+                status=error.status,
+                route="incidents",
+                error=error.message,
+                error_type=type(error).__name__,
+                consecutive_failures=side.consecutive_failures,
+                retry_in_seconds=round(delay, 1),
+            )
+        state.expire_incidents(now, start, self._polling.max_staleness_seconds)
+        return delay
+
+    def _log_auth_event(
+        self,
+        log: _OrgLog,
+        state: OrgState,
+        event: AuthEvent,
+        error: KeyRejected,
+        *,
+        delay: float,
+        route: Route,
+    ) -> None:
+        if event is AuthEvent.FAILED:
+            log.error(
+                "auth_failed",
+                status=401,
+                route=route,
+                consecutive_failures=state.consecutive_failures,
+                message=error.api_message,
+                key_source=state.key_source,
+                next_check_seconds=round(delay, 1),
+            )
+        elif event is AuthEvent.STILL_FAILING:
+            log.warning(
+                "auth_still_failing",
+                status=401,
+                route=route,
+                consecutive_failures=state.consecutive_failures,
+                failing_since=state.auth_failing_since,
+            )
 
     def _record(
         self,
@@ -493,6 +727,7 @@ class Scheduler:
             event = state.record_success(report, now, duration)
             if event is AuthEvent.RECOVERED:
                 log.info("auth_recovered", after_failures=previous_failures)
+                runner.incidents_wake.set()  # incidents waited at the slow re-check pace
             elif previous_failures:
                 log.info("poll_recovered", after_failures=previous_failures)
             if report.notes and report.notes != previous_notes:
@@ -501,22 +736,9 @@ class Scheduler:
         state.count_request(error.code)
         if isinstance(error, KeyRejected):
             event = state.record_auth_failure(error.message, now, duration, self._monotonic())
+            self._log_auth_event(log, state, event, error, delay=delay, route="usage")
             if event is AuthEvent.FAILED:
-                log.error(
-                    "auth_failed",
-                    status=401,
-                    consecutive_failures=state.consecutive_failures,
-                    message=error.api_message,
-                    key_source=state.key_source,
-                    next_check_seconds=round(delay, 1),
-                )
-            elif event is AuthEvent.STILL_FAILING:
-                log.warning(
-                    "auth_still_failing",
-                    status=401,
-                    consecutive_failures=state.consecutive_failures,
-                    failing_since=state.auth_failing_since,
-                )
+                runner.incidents_wake.set()  # the incidents side sees the same key
         elif isinstance(error, RateLimited):
             state.record_rate_limited(error.message, now, duration, now + delay)
             log.warning(
@@ -537,3 +759,13 @@ class Scheduler:
                 retry_in_seconds=round(delay, 1),
             )
         return delay
+
+
+def _iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return (
+        datetime.fromtimestamp(moment, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )

@@ -594,7 +594,7 @@ class Simulator:
         else:
             faults[route] = fault
 
-    def incidents(self, name: str) -> list[dict[str, object]]:
+    def incidents(self, name: str) -> list[dict[str, typing.Any]]:
         """A copy of the org's incidents as the API would show them (user included)."""
         return [dict(i) for i in self._state(name).current_incidents(self._wall_clock())]
 

@@ -15,7 +15,8 @@ from tests.tools import require_tool
 from tests.unit.test_docs import code, table_rows
 
 DOC: Final = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
-ACME = SimulatedOrg("acme", sim_key("acme"), "Acme MSP", tenant_count=3)
+ACME = SimulatedOrg("acme", sim_key("acme"), "Acme MSP", tenant_count=3, incident_count=4)
+INCIDENTS_ON = "incidents:\n  enabled: true\n  interval_seconds: 1\n"
 REVOKED_KEY = "petra_revoked_docs_0123456789abcdef"
 # Labels Prometheus itself puts on every series of a target.
 TARGET_LABELS: Final = {"job", "instance"}
@@ -58,8 +59,11 @@ def example_queries() -> list[str]:
 
 async def test_metrics_doc_matches_what_metrics_serves(tmp_path: Path) -> None:
     """Every family /metrics serves is documented with its type and labels, and nothing else."""
-    async with running_daemon(tmp_path, [ACME], extra_keys={"umbrella": REVOKED_KEY}) as run:
+    async with running_daemon(
+        tmp_path, [ACME], extra_keys={"umbrella": REVOKED_KEY}, extra_config=INCIDENTS_ON
+    ) as run:
         await run.wait_metric("petra_up", 1, org="acme")
+        await run.wait_metric("petra_incidents_up", 1, org="acme")
         await run.wait_metric("petra_auth_failure", 1, org="umbrella")
         status, text = await run.get("/metrics")
         assert status == 200

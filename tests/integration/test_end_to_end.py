@@ -48,7 +48,10 @@ async def test_usage_gauges_match_what_the_simulator_served(tmp_path: Path) -> N
                     == tenant.onboarding_timestamp
                 )
             assert value(samples, "petra_auth_failure", org=org.name) == 0
-            assert (value(samples, "petra_api_requests_total", org=org.name, code="200") or 0) >= 1
+            assert (
+                value(samples, "petra_api_requests_total", org=org.name, code="200", route="usage")
+                or 0
+            ) >= 1
             assert value(samples, "petra_collector_orgs") == 2
             assert value(samples, "petra_collector_config_last_reload_successful") == 1
 
@@ -94,7 +97,10 @@ async def test_a_429_is_honoured_before_the_key_is_used_again(tmp_path: Path) ->
         assert run.simulator.request_count("acme") > acme_before  # others unaffected
         samples = await run.metrics()
         assert value(samples, "petra_up", org="initech") == 0
-        assert value(samples, "petra_api_requests_total", org="initech", code="429") == 1
+        assert (
+            value(samples, "petra_api_requests_total", org="initech", code="429", route="usage")
+            == 1
+        )
 
 
 async def test_a_standard_retry_after_spaces_the_next_request(tmp_path: Path) -> None:

@@ -186,7 +186,9 @@ def _check_case(run: Running, samples: Samples, case: Case) -> None:
     where = f"case {case.org}"
     assert value(samples, "petra_up", org=case.org) == case.up, where
     assert value(samples, "petra_auth_failure", org=case.org) == case.auth_failure, where
-    requests = value(samples, "petra_api_requests_total", org=case.org, code=case.code)
+    requests = value(
+        samples, "petra_api_requests_total", org=case.org, code=case.code, route="usage"
+    )
     assert requests is not None, f"{where}: no request counted with code {case.code}"
     assert requests >= 1, where
     status = run.daemon.org_states()
@@ -257,7 +259,7 @@ async def test_connection_refused_is_transient_and_the_daemon_keeps_serving(
         tmp_path, [], extra_keys={"lonely": key}, base_url=f"http://127.0.0.1:{closed_port}"
     ) as run:
         samples = await run.wait_metric(
-            "petra_api_requests_total", 1, org="lonely", code="error", within=15
+            "petra_api_requests_total", 1, org="lonely", code="error", route="usage", within=15
         )
         assert value(samples, "petra_up", org="lonely") == 0
         failed = run.events("poll_failed", org="lonely")
