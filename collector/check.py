@@ -3,6 +3,9 @@
 The output is made here from plain data, so it is tested without a terminal:
 an aligned table for people (coloured unless NO_COLOR is set), tab-separated
 lines with a header for pipes, and JSON for scripts (see cli.py).
+
+With incidents enabled, `--probe` asks `/v1/incidents` too (after `/v1/usage`,
+each on its own route budget) and an org passes only if both answer.
 """
 
 from __future__ import annotations
@@ -10,26 +13,41 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
-from collector.config import OrgConfig, Settings, iter_orgs_in_shard
+from collector.config import IncidentsSettings, OrgConfig, Settings, iter_orgs_in_shard
 from collector.errors import Forbidden, KeyRejected, PetraError, RateLimited
+from collector.incidents import MAX_LIMIT, start_date_param, window_start
 from collector.petra import PetraClient, new_client, new_session
 from collector.state import Health
 from collector.status import HEALTH_LABELS
 
 
 @dataclass(frozen=True, slots=True)
+class IncidentsProbe:
+    """What `/v1/incidents` answered to one org's key."""
+
+    ok: bool
+    outcome: Health  # as ProbeResult.outcome
+    detail: str
+    seconds: float
+    incidents: int | None = None  # in the window; a lower bound when `truncated`
+    truncated: bool = False
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ProbeResult:
     org: str
-    ok: bool
-    outcome: Health  # what the status page would show for this answer
+    ok: bool  # usage answered, and incidents too when they are probed
+    outcome: Health  # what the status page would show for this answer (of /v1/usage)
     detail: str
     seconds: float
     tenants: int | None = None
     retry_after: float | None = None
     organization_name: str | None = None
+    incidents: IncidentsProbe | None = None  # None: incidents are not enabled
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,41 +86,87 @@ def _outcome(error: PetraError) -> Health:
     return Health.ERROR
 
 
-async def _probe_one(client: PetraClient, org: OrgConfig, slots: asyncio.Semaphore) -> ProbeResult:
+async def _probe_one(
+    client: PetraClient,
+    org: OrgConfig,
+    slots: asyncio.Semaphore,
+    incidents: IncidentsSettings,
+) -> ProbeResult:
     async with slots:
-        started = time.monotonic()
-        try:
-            report = await client.fetch_usage(org.key)
-        except PetraError as error:
-            retry = error.retry_after if isinstance(error, RateLimited) else None
-            return ProbeResult(
-                org.name,
-                False,
-                _outcome(error),
-                error.message,
-                time.monotonic() - started,
-                retry_after=retry,
-            )
-        tenants = len(report.tenants)
-        name = report.organization_name or "?"
+        usage = await _probe_usage(client, org)
+        side = await _probe_incidents(client, org, incidents)
+    if side is None:
+        return usage
+    return replace(usage, ok=usage.ok and side.ok, incidents=side)
+
+
+async def _probe_usage(client: PetraClient, org: OrgConfig) -> ProbeResult:
+    started = time.monotonic()
+    try:
+        report = await client.fetch_usage(org.key)
+    except PetraError as error:
+        retry = error.retry_after if isinstance(error, RateLimited) else None
         return ProbeResult(
             org.name,
-            True,
-            Health.OK,
-            f"{name}: {tenants} tenants",
+            False,
+            _outcome(error),
+            error.message,
             time.monotonic() - started,
-            tenants=tenants,
-            organization_name=report.organization_name,
+            retry_after=retry,
         )
+    tenants = len(report.tenants)
+    name = report.organization_name or "?"
+    return ProbeResult(
+        org.name,
+        True,
+        Health.OK,
+        f"{name}: {tenants} tenants",
+        time.monotonic() - started,
+        tenants=tenants,
+        organization_name=report.organization_name,
+    )
+
+
+async def _probe_incidents(
+    client: PetraClient, org: OrgConfig, settings: IncidentsSettings
+) -> IncidentsProbe | None:
+    if not settings.enabled:
+        return None
+    started = time.monotonic()
+    start = window_start(time.time(), settings.lookback_days)
+    try:
+        report = await client.fetch_incidents(
+            org.key, start_date=start_date_param(start), limit=MAX_LIMIT
+        )
+    except PetraError as error:
+        retry = error.retry_after if isinstance(error, RateLimited) else None
+        return IncidentsProbe(
+            False, _outcome(error), error.message, time.monotonic() - started, retry_after=retry
+        )
+    truncated = report.received >= MAX_LIMIT
+    count = len(report.incidents)
+    return IncidentsProbe(
+        True,
+        Health.OK,
+        f"{'at least ' if truncated else ''}{count} incidents in {settings.lookback_days:g} days",
+        time.monotonic() - started,
+        incidents=count,
+        truncated=truncated,
+    )
 
 
 async def probe(settings: Settings) -> list[ProbeResult]:
-    """One `/v1/usage` call per org of this shard, `concurrency` at a time."""
+    """One `/v1/usage` call (and one `/v1/incidents` call when incidents are enabled) per
+    org of this shard, `concurrency` orgs at a time."""
     orgs = list(iter_orgs_in_shard(settings.orgs, settings.shard))
     slots = asyncio.Semaphore(settings.polling.concurrency)
     async with new_session() as session:
         client = new_client(session, settings.api)
-        return list(await asyncio.gather(*(_probe_one(client, org, slots) for org in orgs)))
+        return list(
+            await asyncio.gather(
+                *(_probe_one(client, org, slots, settings.incidents) for org in orgs)
+            )
+        )
 
 
 _COLOURS: Final = {Health.OK: "32", Health.RATE_LIMITED: "33"}  # green, yellow; the rest red
@@ -123,11 +187,24 @@ def probe_answer(result: ProbeResult) -> str:
     return label
 
 
+def incidents_answer(probe: IncidentsProbe) -> str:
+    """What /v1/incidents answered: "OK, 3 incidents", "OK, at least 500 incidents", ..."""
+    label = HEALTH_LABELS[probe.outcome]
+    if probe.outcome is Health.OK:
+        least = "at least " if probe.truncated else ""
+        return f"{label}, {least}{probe.incidents} incident{'' if probe.incidents == 1 else 's'}"
+    if probe.outcome is Health.RATE_LIMITED:
+        wait = "no wait given" if probe.retry_after is None else f"retry in {probe.retry_after:g} s"
+        return f"{label}, {wait}"
+    return label
+
+
 def probe_detail(result: ProbeResult) -> str:
-    """The organization name on success, else the error message."""
-    if result.outcome is Health.OK:
-        return result.organization_name or ""
-    return result.detail
+    """The organization name on success, else the error message (and the incidents route's)."""
+    detail = result.organization_name or "" if result.outcome is Health.OK else result.detail
+    if result.incidents is not None and not result.incidents.ok:
+        detail = (detail + "; " if detail else "") + "incidents: " + result.incidents.detail
+    return detail
 
 
 def render_check(
@@ -149,8 +226,11 @@ def _tsv(orgs: Sequence[OrgSummary], results: Sequence[ProbeResult]) -> str:
     """One line per org, tab-separated, under a header line; values as scripts want them."""
     probed = {r.org: r for r in results}
     header = ["org", "key_source", "key_fingerprint", "interval_seconds", "in_this_shard"]
+    with_incidents = any(r.incidents is not None for r in results)
     if results:
         header += ["outcome", "answer", "seconds", "detail"]
+    if with_incidents:
+        header += ["incidents_outcome", "incidents_answer"]
     lines = [header]
     for org in orgs:
         row = [
@@ -171,6 +251,9 @@ def _tsv(orgs: Sequence[OrgSummary], results: Sequence[ProbeResult]) -> str:
                     f"{result.seconds:.3f}",
                     probe_detail(result),
                 ]
+            if with_incidents:
+                side = None if result is None else result.incidents
+                row += ["-", ""] if side is None else [side.outcome, incidents_answer(side)]
         lines.append(row)
     clean = [[cell.replace("\t", " ").replace("\n", " ") for cell in row] for row in lines]
     return "".join("\t".join(row) + "\n" for row in clean)
@@ -189,8 +272,9 @@ def _table(
     heading = ["ORG", "KEY SOURCE", "KEY FINGERPRINT", "EVERY"]
     if shard:
         heading.append("SHARD")
+    with_incidents = any(r.incidents is not None for r in results)
     if results:
-        heading += ["PROBE", "TIME", "DETAIL"]
+        heading += ["PROBE", "TIME", *(["INCIDENTS"] if with_incidents else []), "DETAIL"]
     rows: list[tuple[list[str], Health | None]] = []
     for org in orgs:
         row = [org.org, org.key_source, org.key_fingerprint, f"{org.interval_seconds:g} s"]
@@ -198,11 +282,8 @@ def _table(
             row.append("this" if org.in_this_shard else "other")
         result = probed.get(org.org)
         if results:
-            if result is None:
-                row += ["-", "", "another shard polls it"]
-            else:
-                row += [probe_answer(result), f"{result.seconds:.2f} s", probe_detail(result)]
-        rows.append((row, None if result is None else result.outcome))
+            row += _probe_cells(result, with_incidents=with_incidents)
+        rows.append((row, None if result is None else _worst(result)))
     widths = [
         max(len(r[i]) for r in [heading, *(row for row, _ in rows)]) for i in range(len(heading))
     ]
@@ -223,8 +304,27 @@ def _table(
         failed = [r for r in results if not r.ok]
         lines.append("")
         if failed:
-            names = ", ".join(f"{r.org} ({HEALTH_LABELS[r.outcome]})" for r in failed)
+            names = ", ".join(f"{r.org} ({HEALTH_LABELS[_worst(r)]})" for r in failed)
             lines.append(f"{len(failed)} of {len(results)} probe(s) failed: {names}")
         else:
             lines.append(f"all {len(results)} probe(s) OK")
     return "\n".join(lines) + "\n"
+
+
+def _probe_cells(result: ProbeResult | None, *, with_incidents: bool) -> list[str]:
+    """The table's PROBE, TIME, (INCIDENTS,) DETAIL cells of one org."""
+    if result is None:
+        return ["-", "", *([""] if with_incidents else []), "another shard polls it"]
+    cells = [probe_answer(result), f"{result.seconds:.2f} s"]
+    if with_incidents:
+        side = result.incidents
+        cells.append("-" if side is None else incidents_answer(side))
+    cells.append(probe_detail(result))
+    return cells
+
+
+def _worst(result: ProbeResult) -> Health:
+    """The outcome that colours and names an org: usage's, or incidents' when only it failed."""
+    if result.outcome is Health.OK and result.incidents is not None and not result.incidents.ok:
+        return result.incidents.outcome
+    return result.outcome

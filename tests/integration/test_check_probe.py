@@ -14,6 +14,7 @@ from collector.simulator import (
     sim_key,
     start_simulator,
 )
+from collector.state import Health
 from tests.integration.harness import write_config
 
 NAMES = ("fine", "forbidden", "limited", "down")
@@ -61,3 +62,58 @@ async def test_probe_tells_every_answer_apart(tmp_path: Path) -> None:
         "4 of 5 probe(s) failed: forbidden (FORBIDDEN), limited (RATE LIMITED), "
         "down (ERROR), revoked (KEY REJECTED)\n"
     )
+
+
+async def test_probe_asks_incidents_too_when_enabled(tmp_path: Path) -> None:
+    """With incidents on, each org is probed on both routes, and fails if either does."""
+    orgs = [
+        SimulatedOrg("fine", sim_key("fine"), tenant_count=2, incident_count=3),
+        SimulatedOrg("busy", sim_key("busy"), tenant_count=2, incident_count=501),
+        SimulatedOrg("halfway", sim_key("halfway"), tenant_count=2),
+    ]
+    simulator = Simulator(orgs)
+    simulator.set_fault("halfway", StatusFault(503, "incidents down"), "incidents")
+    runner, port = await start_simulator(simulator, "127.0.0.1", 0)
+    try:
+        keys = {org.name: org.key for org in orgs}
+        config = write_config(
+            tmp_path, f"http://127.0.0.1:{port}", keys, extra="incidents: {enabled: true}\n"
+        )
+        settings = load_config(config).settings
+        results = {r.org: r for r in await probe(settings)}
+        asked = {org.name: simulator.request_count(org.name, "incidents") for org in orgs}
+    finally:
+        await runner.cleanup()
+    assert asked == {"fine": 1, "busy": 1, "halfway": 1}
+    assert results["fine"].ok
+    assert results["fine"].incidents is not None
+    assert results["fine"].incidents.incidents == 3
+    assert results["busy"].ok
+    assert results["busy"].incidents is not None
+    assert results["busy"].incidents.truncated
+    assert not results["halfway"].ok
+    assert results["halfway"].outcome is Health.OK  # usage answered
+    text = render_check(
+        str(config), None, describe_config(settings), list(results.values()), style="table"
+    )
+    assert "OK, 3 incidents" in text
+    assert "OK, at least 500 incidents" in text
+    assert "incidents: server error (503): incidents down" in text
+    assert text.endswith("1 of 3 probe(s) failed: halfway (ERROR)\n")
+    tsv = render_check(
+        str(config), None, describe_config(settings), list(results.values()), style="tsv"
+    )
+    assert tsv.splitlines()[0].endswith("\tincidents_outcome\tincidents_answer")
+
+
+async def test_probe_leaves_incidents_alone_when_off(tmp_path: Path) -> None:
+    org = SimulatedOrg("fine", sim_key("fine"), tenant_count=2)
+    simulator = Simulator([org])
+    runner, port = await start_simulator(simulator, "127.0.0.1", 0)
+    try:
+        config = write_config(tmp_path, f"http://127.0.0.1:{port}", {"fine": org.key})
+        [result] = await probe(load_config(config).settings)
+    finally:
+        await runner.cleanup()
+    assert result.incidents is None
+    assert simulator.request_count("fine", "incidents") == 0
