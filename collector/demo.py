@@ -3,7 +3,9 @@
 Needs no files and no arguments. The collector polls the simulator's
 orgs, plus one org whose key the simulator rejects (`umbrella`), and
 `initech` is allowed fewer requests than the collector makes, so it is
-rate-limited now and then. Everything listens on 127.0.0.1.
+rate-limited now and then. Incidents are on: every org has a few, and every
+`DEMO_INCIDENT_EVERY_SECONDS` one more appears while the oldest open one is
+remediated. Everything listens on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collector.app import Daemon, StartupError
 from collector.config import (
     ApiSettings,
     HostPort,
+    IncidentsSettings,
     LoadedConfig,
     LoggingSettings,
     OrgConfig,
@@ -29,6 +32,8 @@ from collector.logs import configure_logging, get_logger
 from collector.simulator import Simulator, demo_orgs, start_simulator
 
 DEMO_INTERVAL_SECONDS: Final = 15.0
+DEMO_INCIDENTS_INTERVAL_SECONDS: Final = 20.0
+DEMO_INCIDENT_EVERY_SECONDS: Final = 45.0
 REJECTED_ORG: Final = "umbrella"
 REJECTED_KEY: Final = "petra_demo_deleted_key_0000000000000000"
 
@@ -61,6 +66,9 @@ def demo_settings(simulator_port: int, listen: HostPort) -> Settings:
             requests_per_minute_per_key=5.0,
             max_staleness_seconds=600.0,
         ),
+        incidents=IncidentsSettings(
+            enabled=True, interval_seconds=DEMO_INCIDENTS_INTERVAL_SECONDS, lookback_days=30.0
+        ),
         server=ServerSettings(listen=listen),
         logging=LoggingSettings(),
         source="<demo>",
@@ -76,7 +84,9 @@ async def run_demo(
     out: TextIO = sys.stderr,
 ) -> int:
     configure_logging(log_format, "info")
-    simulator = Simulator(demo_orgs(), drift=True)
+    simulator = Simulator(
+        demo_orgs(), drift=True, incident_every_seconds=DEMO_INCIDENT_EVERY_SECONDS
+    )
     try:
         sim_runner, sim_port = await start_simulator(
             simulator, simulator_listen.host, simulator_listen.port
@@ -101,7 +111,9 @@ async def run_demo(
             f"  fake Petra API  http://{simulator_listen.host}:{sim_port}/v1/usage\n"
             f"Orgs: {', '.join(o.name for o in demo_orgs())} (served by the simulator), "
             f"{REJECTED_ORG} (its key is rejected: watch petra_auth_failure and the "
-            "auth_failed log line); initech is rate-limited now and then.\n",
+            "auth_failed log line); initech is rate-limited now and then. Incidents are on: a "
+            f"new one appears about every {DEMO_INCIDENT_EVERY_SECONDS:g} s (watch "
+            "petra_tenant_incidents and the incident_detected log line).\n",
             file=out,
             flush=True,
         )

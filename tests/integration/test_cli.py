@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
-from collector.demo import DEMO_INTERVAL_SECONDS, REJECTED_ORG
+from collector.demo import DEMO_INCIDENTS_INTERVAL_SECONDS, DEMO_INTERVAL_SECONDS, REJECTED_ORG
 from collector.scheduler import initial_offset
 from collector.simulator import SimulatedOrg, Simulator, sim_key, start_simulator
 from tests.integration.harness import write_config
@@ -154,9 +154,13 @@ async def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 
 
 def test_demo_runs_with_no_arguments_but_ports() -> None:
-    """demo starts both sides, prints the URLs, and a rejected key shows up in the log."""
-    # The demo's rejected org is first polled at its stable offset into the interval.
-    first_poll = initial_offset(REJECTED_ORG, DEMO_INTERVAL_SECONDS)
+    """demo starts both sides, prints the URLs, a rejected key and incidents show in the log."""
+    # The demo's rejected org is first polled at its stable offset into the interval, and
+    # initech's incidents at theirs.
+    first_poll = max(
+        initial_offset(REJECTED_ORG, DEMO_INTERVAL_SECONDS),
+        initial_offset("initech/incidents", DEMO_INCIDENTS_INTERVAL_SECONDS),
+    )
     result = run_command(
         "demo",
         "--listen",
@@ -171,6 +175,7 @@ def test_demo_runs_with_no_arguments_but_ports() -> None:
     assert "/metrics" in result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert any(e["event"] == "auth_failed" and e["org"] == "umbrella" for e in events)
+    assert any(e["event"] == "incident_detected" and e["org"] == "initech" for e in events)
 
 
 def test_broken_web_config_exits_2_naming_file_and_path(tmp_path: Path) -> None:
