@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Final, TypedDict
 
-from collector.state import Health, OrgState
+from collector.incidents import REMEDIATED
+from collector.state import Health, IncidentsState, OrgState
 from collector.usage import TenantUsage
 
 # Failing orgs first: what an operator opened the page for.
@@ -69,6 +70,37 @@ class OrgStatus(TypedDict):
     key_fingerprint: str
     key_source: str
     requests: dict[str, int]
+    incidents: IncidentsStatus | None  # None while incidents are not polled
+
+
+class IncidentsStatus(TypedDict):
+    """An org's `/v1/incidents` side: counts of the window and the route's health.
+    Nothing about an incident's user, id or url."""
+
+    state: Health
+    up: bool
+    total: int | None  # None until the first success (or after the counts expired)
+    not_remediated: int | None
+    by_status: dict[str, int]
+    tenants_with_incidents: int | None
+    truncated: bool  # the counts are lower bounds
+    last_success: str | None
+    last_poll: str | None
+    last_error: str | None
+    last_error_at: str | None
+    consecutive_failures: int
+    next_poll: str | None
+    rate_limited_until: str | None
+    requests: dict[str, int]
+
+
+class TenantIncidentsStatus(TypedDict):
+    """One tenant's incidents of the window, in `/api/v1/orgs/NAME`."""
+
+    tenant_id: str
+    by_status: dict[str, int]
+    not_remediated: int
+    last_incident_at: str | None
 
 
 class TenantStatus(TypedDict):
@@ -94,6 +126,7 @@ class OrgDetail(OrgStatus):
     report_generated_at: str | None
     tenant_list: list[TenantStatus]
     report_notes: list[str]
+    incident_tenants: list[TenantIncidentsStatus]
 
 
 class Summary(TypedDict):
@@ -153,6 +186,37 @@ def org_status(state: OrgState, now: float, max_staleness: float) -> OrgStatus:
         "key_fingerprint": state.key_fingerprint,
         "key_source": state.key_source,
         "requests": dict(sorted(state.requests_by_code.items())),
+        "incidents": incidents_status(state.incidents),
+    }
+
+
+def incidents_status(side: IncidentsState | None) -> IncidentsStatus | None:
+    if side is None:
+        return None
+    tenants = side.tenants or ()
+    by_status: dict[str, int] = {}
+    for tenant in tenants:
+        for status, count in tenant.by_status:
+            by_status[status] = by_status.get(status, 0) + count
+    known = side.tenants is not None
+    return {
+        "state": side.health,
+        "up": side.up,
+        "total": sum(by_status.values()) if known else None,
+        "not_remediated": (
+            sum(n for status, n in by_status.items() if status != REMEDIATED) if known else None
+        ),
+        "by_status": dict(sorted(by_status.items())),
+        "tenants_with_incidents": len(tenants) if known else None,
+        "truncated": side.truncated,
+        "last_success": iso(side.last_success_at),
+        "last_poll": iso(side.last_poll_at),
+        "last_error": side.last_error,
+        "last_error_at": iso(side.last_error_at),
+        "consecutive_failures": side.consecutive_failures,
+        "next_poll": iso(side.next_poll_at),
+        "rate_limited_until": iso(side.rate_limited_until),
+        "requests": dict(sorted(side.requests_by_code.items())),
     }
 
 
@@ -165,7 +229,22 @@ def org_detail(state: OrgState, now: float, max_staleness: float) -> OrgDetail:
         "report_generated_at": iso(report.report_generated_at) if report else None,
         "tenant_list": [_tenant(t) for t in report.tenants] if report else [],
         "report_notes": list(report.notes) if report else [],
+        "incident_tenants": _incident_tenants(state.incidents),
     }
+
+
+def _incident_tenants(side: IncidentsState | None) -> list[TenantIncidentsStatus]:
+    if side is None or side.tenants is None:
+        return []
+    return [
+        {
+            "tenant_id": tenant.tenant_id,
+            "by_status": dict(tenant.by_status),
+            "not_remediated": sum(n for status, n in tenant.by_status if status != REMEDIATED),
+            "last_incident_at": iso(tenant.last_created_at),
+        }
+        for tenant in side.tenants
+    ]
 
 
 def _tenant(tenant: TenantUsage) -> TenantStatus:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -65,6 +66,19 @@ async def test_incident_series_match_what_the_simulator_holds(tmp_path: Path) ->
             value(samples, "petra_api_requests_total", org="acme", code="200", route="incidents")
             or 0
         ) >= 1
+        status, text = await run.get("/api/v1/status")
+        assert status == 200
+        [row] = json.loads(text)["orgs"]
+        by_status: Counter[str] = Counter()
+        for (_tenant, status_name), count in wanted.items():
+            by_status[status_name] += count
+        assert row["incidents"]["by_status"] == dict(sorted(by_status.items()))
+        assert row["incidents"]["total"] == 8
+        assert row["incidents"]["not_remediated"] == 8 - by_status["REMEDIATED"]
+        assert row["incidents"]["state"] == "ok"
+        status, text = await run.get("/api/v1/orgs/acme")
+        per_tenant = {t["tenant_id"]: t["by_status"] for t in json.loads(text)["incident_tenants"]}
+        assert {(t, s): n for t, counts in per_tenant.items() for s, n in counts.items()} == wanted
         detected = run.events("incident_detected", org="acme")
         assert len(detected) == 8
         assert {line["level"] for line in detected} == {"warning"}
