@@ -38,6 +38,12 @@ EXPORTED_METRICS: Final = frozenset(
         "petra_tenant_onboarding_timestamp_seconds",
         "petra_tenant_first_billable_timestamp_seconds",
         "petra_tenant_info",
+        # incidents (contract, "Incidents")
+        "petra_tenant_incidents",
+        "petra_tenant_last_incident_timestamp_seconds",
+        "petra_incidents_up",
+        "petra_incidents_last_success_timestamp_seconds",
+        "petra_incidents_truncated",
         # the collector itself
         "petra_collector_build_info",
         "petra_collector_orgs",
@@ -52,6 +58,8 @@ EXPORTED_LABELS: Final = frozenset(
     {
         "org",
         "code",
+        "route",
+        "remediation_status",
         "organization_name",
         "tenant_id",
         "display_name",

@@ -34,6 +34,9 @@ EXPECTED_ALERTS = {
     "PetraRateLimited",
     "PetraCollectorConfigReloadFailed",
     WATCHDOG,
+    "PetraIncidentNotRemediated",
+    "PetraIncidentNew",
+    "PetraIncidentsStale",
 }
 # A collector restart leaves a gap of a minute or two in every series; without a
 # state file an org then stays pending until its first poll, up to one interval
