@@ -725,14 +725,12 @@ class Simulator:
             return _error(error.status, str(error))
 
     def _incidents_body(self, state: _OrgState, query: Mapping[str, str]) -> bytes:
-        """The answer to a query (raises IncidentsQueryError), remembered as served."""
+        """The answer to a query (raises IncidentsQueryError)."""
         now = self._wall_clock()
         if self._incident_every:
             state.advance_incidents(now, self._incident_every)
         selected = select_incidents(state.current_incidents(now), state.current_tenants(), query)
-        body = orjson.dumps({"incidents": selected})
-        state.last_served = body
-        return body
+        return orjson.dumps({"incidents": selected})
 
     def _serve(self, state: _OrgState, as_of: str | None) -> bytes:
         """The report bytes for a 200, advancing drift and remembering them as served."""
@@ -788,8 +786,10 @@ class Simulator:
                 body = self._route_body(state, route, serve=True)
                 return await _trickle(request, body, seconds, chunk_bytes)
             case DuplicateTenantsFault():
-                state.last_served = self._with_duplicate(state, route)
-                return _json(200, state.last_served)
+                body = self._with_duplicate(state, route)
+                if route == "usage":
+                    state.last_served = body  # last_body() is the last usage report
+                return _json(200, body)
             case BadBodyFault(shape):
                 body = self._route_body(state, route, serve=False)
                 return _json(200, _bad_body(body, shape, _LIST_KEYS[route]))

@@ -87,6 +87,10 @@ def test_dashboard_covers_the_requested_views() -> None:
         "petra_api_requests_total",
         "petra_rate_limited_total",
         "petra_poll_duration_seconds",
+        "petra_tenant_incidents",
+        "petra_tenant_last_incident_timestamp_seconds",
+        "petra_incidents_up",
+        "petra_incidents_truncated",
     ):
         assert metric in exprs, f"no panel shows {metric}"
     raw = json.dumps(dashboard())

@@ -82,6 +82,7 @@ def write_collector_config(directory: Path, simulator_port: int) -> Path:
             "auth_failure_interval_seconds": 10,
             "requests_per_minute_per_key": 10,  # 6 polls a minute need more than the default 5
         },
+        "incidents": {"enabled": True, "interval_seconds": 6},  # 10 a minute: the budget
         "logging": {"format": "json", "level": "info"},
         "orgs": orgs,
     }
@@ -184,6 +185,11 @@ async def query(http: aiohttp.ClientSession, prometheus: str, expr: str) -> list
     return result
 
 
+def old_and_remediated(incident: dict[str, Any]) -> dict[str, Any]:
+    two_days_ago = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 2 * 86400))
+    return {**incident, "remediationStatus": "REMEDIATED", "createdAt": two_days_ago}
+
+
 def by_label(result: list[dict[str, Any]], label: str) -> dict[str, float]:
     return {series["metric"][label]: float(series["value"][1]) for series in result}
 
@@ -198,6 +204,8 @@ async def test_prometheus_scrapes_usage_and_fires_key_alert(tmp_path: Path) -> N
 
     simulator = Simulator(ORGS)
     simulator.delete_key(BAD_ORG)  # from now on its key is answered 401
+    for org in GOOD_ORGS:  # incidents to show, none that the incident alerts fire on
+        simulator.set_incidents(org, [old_and_remediated(i) for i in simulator.incidents(org)])
     runner, simulator_port = await start_simulator(simulator, LOOPBACK, 0)
     processes: list[asyncio.subprocess.Process] = []
     try:
@@ -325,6 +333,21 @@ async def test_prometheus_scrapes_usage_and_fires_key_alert(tmp_path: Path) -> N
                 assert all(not math.isnan(v) for v in values), f"{where}: NaN from {expr}"
                 if not where.endswith(MAY_BE_EMPTY):
                     assert result, f"{where}: no data from {expr}"
+
+            # 3b. An open incident reaches Prometheus and raises both incident alerts.
+            simulator.add_incident("acme", status="IN_PROGRESS")
+
+            async def incident_alerts_firing() -> set[tuple[str, str]] | None:
+                firing = await query(
+                    http,
+                    prometheus_url,
+                    'ALERTS{alertstate="firing", alertname=~"PetraIncident.*"}',
+                )
+                names = {(s["metric"]["alertname"], s["metric"]["org"]) for s in firing}
+                wanted = {("PetraIncidentNotRemediated", "acme"), ("PetraIncidentNew", "acme")}
+                return names if names == wanted else None
+
+            await eventually(incident_alerts_firing, deadline, "both incident alerts", logs)
 
             # 4. promtool finds nothing to complain about in the exposition.
             async with http.get(

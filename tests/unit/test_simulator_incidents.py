@@ -286,3 +286,16 @@ async def test_control_api_adds_and_remediates(serve: Serve) -> None:
         org = (await r.json())["orgs"][0]
         assert org["incidentsFault"] == {"kind": "reset"}
         assert org["fault"] is None
+
+
+async def test_last_body_stays_the_usage_report(serve: Serve) -> None:
+    """Incidents answers never replace what last_body() shows: the last usage report."""
+    sim = sim_of(acme())
+    session = await serve(sim)
+    await get(session, path="/v1/usage")
+    await get(session)
+    sim.set_fault("acme", DuplicateTenantsFault(), "incidents")
+    await get(session)
+    body = sim.last_body("acme")
+    assert body is not None
+    assert "tenants" in body
