@@ -38,7 +38,7 @@ EXPORTED_METRICS: Final = frozenset(
         "petra_tenant_onboarding_timestamp_seconds",
         "petra_tenant_first_billable_timestamp_seconds",
         "petra_tenant_info",
-        # incidents (contract, "Incidents")
+        # incidents, from the contract's section of that name
         "petra_tenant_incidents",
         "petra_tenant_last_incident_timestamp_seconds",
         "petra_incidents_up",

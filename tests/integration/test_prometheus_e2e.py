@@ -185,6 +185,18 @@ async def query(http: aiohttp.ClientSession, prometheus: str, expr: str) -> list
     return result
 
 
+async def incident_alerts_firing(
+    http: aiohttp.ClientSession, prometheus_url: str, org: str
+) -> set[tuple[str, str]] | None:
+    """Both incident alerts firing for `org`, and no other incident alert."""
+    firing = await query(
+        http, prometheus_url, 'ALERTS{alertstate="firing", alertname=~"PetraIncident.*"}'
+    )
+    names = {(s["metric"]["alertname"], s["metric"]["org"]) for s in firing}
+    wanted = {("PetraIncidentNotRemediated", org), ("PetraIncidentNew", org)}
+    return names if names == wanted else None
+
+
 def old_and_remediated(incident: dict[str, Any]) -> dict[str, Any]:
     two_days_ago = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 2 * 86400))
     return {**incident, "remediationStatus": "REMEDIATED", "createdAt": two_days_ago}
@@ -337,17 +349,12 @@ async def test_prometheus_scrapes_usage_and_fires_key_alert(tmp_path: Path) -> N
             # 3b. An open incident reaches Prometheus and raises both incident alerts.
             simulator.add_incident("acme", status="IN_PROGRESS")
 
-            async def incident_alerts_firing() -> set[tuple[str, str]] | None:
-                firing = await query(
-                    http,
-                    prometheus_url,
-                    'ALERTS{alertstate="firing", alertname=~"PetraIncident.*"}',
-                )
-                names = {(s["metric"]["alertname"], s["metric"]["org"]) for s in firing}
-                wanted = {("PetraIncidentNotRemediated", "acme"), ("PetraIncidentNew", "acme")}
-                return names if names == wanted else None
-
-            await eventually(incident_alerts_firing, deadline, "both incident alerts", logs)
+            await eventually(
+                lambda: incident_alerts_firing(http, prometheus_url, "acme"),
+                deadline,
+                "both incident alerts",
+                logs,
+            )
 
             # 4. promtool finds nothing to complain about in the exposition.
             async with http.get(
