@@ -29,12 +29,15 @@ from types import MappingProxyType
 from typing import Final
 from urllib.parse import quote
 
+from collector.state import Health
 from collector.status import (
     HEALTH_LABELS,
+    IncidentsStatus,
     OrgDetail,
     OrgStatus,
     StatusDocument,
     Summary,
+    TenantIncidentsStatus,
     TenantStatus,
     is_failing,
 )
@@ -55,8 +58,11 @@ COLUMNS: Final = (
     "Last success",
     "Last error",
     "Next poll",
+    "Incidents",
     "Key",
 )
+
+INCIDENT_COLUMNS: Final = ("Tenant", "Petra ID", "Not remediated", "By status", "Newest")
 
 TENANT_COLUMNS: Final = (
     "Tenant",
@@ -181,6 +187,7 @@ def org_cells(org: OrgStatus, now: str) -> list[Cell]:
             title=error_at or "",
         ),
         _when("Next poll", org["next_poll"], now, ""),
+        incidents_cell(org["incidents"]),
         Cell(
             "Key",
             org["key_fingerprint"],
@@ -189,6 +196,21 @@ def org_cells(org: OrgStatus, now: str) -> list[Cell]:
             html=f"<code>{_text(org['key_fingerprint'])}</code>",
         ),
     ]
+
+
+def incidents_cell(side: IncidentsStatus | None) -> Cell:
+    """How many incidents of the window are not remediated, of how many; empty while off."""
+    if side is None:
+        return Cell("Incidents", "", small="not polled")
+    notes = [] if side["state"] is Health.OK else [HEALTH_LABELS[side["state"]]]
+    if side["truncated"]:
+        notes.append("at least: the answer was full")
+    total, open_ = side["total"], side["not_remediated"]
+    if total is None or open_ is None:
+        return Cell("Incidents", "", small=", ".join(notes or ["no counts"]))
+    text = f"{open_} not remediated" if open_ else "all remediated" if total else "none"
+    small = ", ".join([f"{total} in the window", *notes])
+    return Cell("Incidents", text, cls="incidents-open" if open_ else "", small=small)
 
 
 def matches(cells: Sequence[Cell], query: str) -> bool:
@@ -303,8 +325,48 @@ def _tenant_table(tenants: Sequence[TenantStatus]) -> str:
     return f'<table class="tenants"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def _incident_table(detail: OrgDetail) -> str:
+    """Per tenant with incidents in the window: how many are not remediated, by status."""
+    names = {t["tenant_id"]: t["display_name"] or "" for t in detail["tenant_list"]}
+    head = "".join(f"<th scope=col>{escape(title)}</th>" for title in INCIDENT_COLUMNS)
+    rows = sorted(detail["incident_tenants"], key=lambda t: (-t["not_remediated"], t["tenant_id"]))
+    body = "".join(
+        f"<tr>{''.join(cell.render() for cell in _incident_cells(tenant, names))}</tr>"
+        for tenant in rows
+    )
+    return f'<table class="tenants"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _incident_cells(tenant: TenantIncidentsStatus, names: dict[str, str]) -> list[Cell]:
+    by_status = ", ".join(f"{status} {count}" for status, count in tenant["by_status"].items())
+    not_remediated = tenant["not_remediated"]
+    return [
+        Cell("Tenant", names.get(tenant["tenant_id"], "") or "(not in the usage report)"),
+        Cell("Petra ID", tenant["tenant_id"]),
+        Cell(
+            "Not remediated",
+            str(not_remediated),
+            cls="num incidents-open" if not_remediated else "num",
+        ),
+        Cell("By status", by_status),
+        Cell("Newest", absolute(tenant["last_incident_at"])),
+    ]
+
+
+def _incidents_part(detail: OrgDetail) -> str:
+    side = detail["incidents"]
+    if side is None:
+        return ""
+    if not detail["incident_tenants"]:
+        return "<p>No incident in the window.</p>" if side["total"] is not None else ""
+    lower = " (at least: the last answer was full)" if side["truncated"] else ""
+    count = len(detail["incident_tenants"])
+    caption = f"Incidents of {count} tenant{'' if count == 1 else 's'}{lower}"
+    return f"<p>{_text(caption)}</p>{_incident_table(detail)}"
+
+
 def render_detail_row(detail: OrgDetail) -> str:
-    """The row under an org's row: its tenants as last reported."""
+    """The row under an org's row: its tenants as last reported, and their incidents."""
     tenants = detail["tenant_list"]
     if tenants:
         count = len(tenants)
@@ -316,6 +378,7 @@ def render_detail_row(detail: OrgDetail) -> str:
         content = f"<p>{_text(caption)}</p>{_tenant_table(tenants)}"
     else:
         content = "No tenants in the last report."
+    content += _incidents_part(detail)
     return (
         f'<tr class="detail" data-detail-for="{_text(detail["org"])}">'
         f'<td colspan="{len(COLUMNS)}">{content}</td></tr>'

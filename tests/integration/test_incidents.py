@@ -197,10 +197,12 @@ async def test_no_user_field_leaves_the_answer(tmp_path: Path) -> None:
         assert len(secrets) > 60
         await run.get("/metrics")
         await run.get("/")
+        await run.get("/page/rows")
         await run.get("/api/v1/status")
         for name in ("acme", "globex"):
             await run.get(f"/api/v1/orgs/{name}")
-            await run.get(f"/?org={name}")
+            await run.get(f"/page/orgs/{name}")
+        assert any("Incidents of" in page for page in run.pages)  # the detail was rendered
         outputs = [*run.pages, run.log_stream.getvalue()]
         outputs += await asyncio.to_thread(_json_files, tmp_path)
         for text in outputs:
