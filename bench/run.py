@@ -126,9 +126,10 @@ def _spawn(command: list[str]) -> subprocess.Popen[str]:
 class Sim:
     """The simulator process."""
 
-    def __init__(self, orgs: int, tenants: int, max_seconds: float) -> None:
+    def __init__(self, orgs: int, tenants: int, max_seconds: float, incidents: int = 3) -> None:
         command = [sys.executable, "-m", "bench.simserver", "--orgs", str(orgs)]
         command += ["--tenants", str(tenants), "--cpu", str(SIMULATOR_CPU)]
+        command += ["--incidents", str(incidents)]
         command += ["--max-seconds", str(max_seconds)]
         self.process = _spawn(command)
         assert self.process.stdout is not None

@@ -32,7 +32,12 @@ def stats(sim: Simulator, names: list[str], detail: bool, since: float) -> dict[
     """Requests in all and per org; with `detail`, per whole second and first times too,
     counting only requests at or after `since` (CLOCK_MONOTONIC)."""
     counts = [sim.request_count(name) for name in names]
-    result: dict[str, object] = {"requests": sum(counts), "counts": counts}
+    incidents = sum(sim.request_count(name, "incidents") for name in names)
+    result: dict[str, object] = {
+        "requests": sum(counts),
+        "counts": counts,
+        "incident_requests": incidents,
+    }
     if detail:
         per_second: Counter[int] = Counter()
         first: list[float] = []
@@ -46,8 +51,8 @@ def stats(sim: Simulator, names: list[str], detail: bool, since: float) -> dict[
     return result
 
 
-async def serve(orgs: int, tenants: int, max_seconds: float) -> None:
-    simulated = bench_orgs(orgs, tenants)
+async def serve(orgs: int, tenants: int, max_seconds: float, incidents: int = 3) -> None:
+    simulated = bench_orgs(orgs, tenants, incidents)
     names = [org.name for org in simulated]
     sim = Simulator(simulated)
 
@@ -81,16 +86,18 @@ def main() -> None:
     parser.add_argument("--orgs", type=int, required=True)
     parser.add_argument("--tenants", type=int, default=10)
     parser.add_argument("--cpu", type=int, default=1, help="CPU to pin to (-1: do not pin)")
+    parser.add_argument("--incidents", type=int, default=3, help="incidents per org")
     parser.add_argument("--max-seconds", type=float, default=3600.0)
     args = parser.parse_args()
     if args.cpu >= 0:
         pin_to_cpu(args.cpu)
+    main_task = serve(args.orgs, args.tenants, args.max_seconds, args.incidents)
     try:
         import uvloop  # noqa: PLC0415 - optional: a faster server leaves the bench less noisy
     except ImportError:
-        asyncio.run(serve(args.orgs, args.tenants, args.max_seconds))
+        asyncio.run(main_task)
     else:
-        uvloop.run(serve(args.orgs, args.tenants, args.max_seconds))
+        uvloop.run(main_task)
 
 
 if __name__ == "__main__":

@@ -1162,11 +1162,13 @@ def write_bench_config(
     interval_seconds: int,
     *,
     polling: Mapping[str, int | float] | None = None,
+    incidents_interval_seconds: int | None = None,
 ) -> Path:
     """Write one key file per org (mode 0600) and a collector config.yaml; return its path.
 
     `polling` adds settings to the config's `polling:` section (e.g. concurrency,
-    max_requests_per_second, requests_per_minute_per_key for short intervals).
+    max_requests_per_second, requests_per_minute_per_key for short intervals);
+    `incidents_interval_seconds` turns incidents on at that interval.
     """
     keys = directory / "keys"
     keys.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -1177,8 +1179,14 @@ def write_bench_config(
         "polling:",
         f"  interval_seconds: {interval_seconds}",
         *(f"  {name}: {value}" for name, value in (polling or {}).items()),
-        "orgs:",
     ]
+    if incidents_interval_seconds is not None:
+        lines += [
+            "incidents:",
+            "  enabled: true",
+            f"  interval_seconds: {incidents_interval_seconds}",
+        ]
+    lines.append("orgs:")
     for org in orgs:
         key_file = (keys / org.name).resolve()
         descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
