@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 
+from collector.config import IncidentsSettings, load_config
 from collector.incidents import parse_incidents
 from collector.simulator import (
     BadBodyFault,
@@ -18,7 +20,9 @@ from collector.simulator import (
     SimulatedOrg,
     Simulator,
     StatusFault,
+    bench_orgs,
     start_simulator,
+    write_bench_config,
 )
 
 WALL = 1_795_671_116.0  # 2026-11-26T05:31:56Z
@@ -299,3 +303,15 @@ async def test_last_body_stays_the_usage_report(serve: Serve) -> None:
     body = sim.last_body("acme")
     assert body is not None
     assert "tenants" in body
+
+
+def test_bench_config_turns_incidents_on_when_asked(tmp_path: Path) -> None:
+    """write_bench_config's incidents section is one the config parser accepts."""
+    orgs = bench_orgs(2, 1, incidents=4)
+    assert {org.incident_count for org in orgs} == {4}
+    path = write_bench_config(
+        orgs, tmp_path, "http://127.0.0.1:1", 60, incidents_interval_seconds=60
+    )
+    assert load_config(path).settings.incidents == IncidentsSettings(True, 60.0, 30.0)
+    plain = write_bench_config(orgs, tmp_path / "plain", "http://127.0.0.1:1", 60)
+    assert not load_config(plain).settings.incidents.enabled
