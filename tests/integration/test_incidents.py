@@ -232,3 +232,22 @@ async def _usage_polls_at_least(run: Running, count: int) -> bool:
 
 async def _has_event(run: Running, event: str, **fields: object) -> bool:
     return bool(run.events(event, **fields))
+
+
+async def test_reload_turns_incidents_on_and_off(tmp_path: Path) -> None:
+    """A reload starts the incidents loops, and another stops them and drops their series."""
+    async with running_daemon(tmp_path, [org("acme")]) as run:
+        await run.wait_metric("petra_up", 1, org="acme")
+        original = run.config_path.read_text()
+        run.config_path.write_text(original + INCIDENTS_ON)
+        status, _text = await run.post("/-/reload")
+        assert status == 200
+        await run.wait_metric("petra_incidents_up", 1, org="acme")
+        run.config_path.write_text(original)
+        status, _text = await run.post("/-/reload")
+        assert status == 200
+        samples = await run.wait_metric("petra_incidents_up", None, org="acme")
+        assert not [key for key in samples if "incident" in key[0]]
+        asked = run.simulator.request_count("acme", "incidents")
+        await asyncio.sleep(1.5)
+        assert run.simulator.request_count("acme", "incidents") == asked
