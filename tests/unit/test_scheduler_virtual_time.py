@@ -21,6 +21,7 @@ import pytest
 from collector.apikey import ApiKey
 from collector.config import OrgConfig, PollingSettings
 from collector.errors import KeyRejected, PetraError, RateLimited, Unavailable
+from collector.incidents import IncidentsReport
 from collector.keys import KeySource
 from collector.scheduler import Scheduler, initial_offset
 from collector.state import Health
@@ -29,6 +30,7 @@ from tests.virtualtime import run_virtual
 
 WALL_AT_START = 1_795_671_116.0
 REPORT = UsageReport("2026-11-26", None, "Acme MSP", 0.0, ())
+NO_INCIDENTS = IncidentsReport((), 0)
 ACME_FIRST = initial_offset("acme", 60.0)  # 30.51 s
 KEY_A, KEY_B, KEY_C = "petra_test_key_aaaa", "petra_test_key_bbbb", "petra_test_key_cccc"
 # Fast enough that neither global limit decides a test unless it means to.
@@ -65,6 +67,9 @@ class ScriptedFetcher:
     in_flight: Counter[str] = field(default_factory=Counter)
     most_in_flight: Counter[str] = field(default_factory=Counter)
     most_in_flight_overall: int = 0
+    incident_scripts: dict[str, list[Outcome]] = field(default_factory=dict)
+    incident_calls: list[tuple[str, float, str]] = field(default_factory=list)
+    incidents_report: IncidentsReport = NO_INCIDENTS
 
     async def fetch_usage(self, key: ApiKey) -> UsageReport:
         value = key.reveal()
@@ -84,6 +89,25 @@ class ScriptedFetcher:
         if outcome.error is not None:
             raise outcome.error
         return REPORT
+
+    async def fetch_incidents(
+        self, key: ApiKey, *, start_date: str, limit: int = 500, tenant_id: str | None = None
+    ) -> IncidentsReport:
+        """Each key's incidents requests answered from `incident_scripts`, then at once
+        with `incidents_report`; recorded in `incident_calls` (key, start, startDate)."""
+        del limit, tenant_id  # the scheduler always asks for the whole org, 500 at most
+        value = key.reveal()
+        script = self.incident_scripts.get(value, [])
+        outcome = script.pop(0) if script else Outcome()
+        self.incident_calls.append((value, asyncio.get_running_loop().time(), start_date))
+        await asyncio.sleep(outcome.latency)
+        if outcome.error is not None:
+            raise outcome.error
+        return self.incidents_report
+
+    def incident_starts(self, key: str) -> list[float]:
+        """When each incidents request with `key` was sent, in order."""
+        return [started for value, started, _ in self.incident_calls if value == key]
 
     def starts(self, key: str) -> list[float]:
         """When each request with `key` was sent, in order."""
