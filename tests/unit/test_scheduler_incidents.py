@@ -95,7 +95,9 @@ def test_a_429_on_usage_never_delays_incidents() -> None:
     usage = fetcher.starts(KEY_A)
     assert usage[1] - usage[0] >= 600.0
     incidents = fetcher.incident_starts(KEY_A)
+    assert incidents[0] == ACME_INCIDENTS_FIRST  # 15 s after the 429, not 600 s
     assert max(b - a for a, b in pairwise(incidents)) <= 60.0 + 1e-6
+    assert len(incidents) == 15
 
 
 def test_routes_of_one_key_each_keep_their_own_budget() -> None:
