@@ -263,23 +263,16 @@ class Scheduler:
     ) -> None:
         """Adopt a new org list and settings. Unchanged orgs keep state and schedule."""
         if polling != self._polling:
-            if polling.max_requests_per_second != self._polling.max_requests_per_second:
-                self._pacer = Pacer(polling.max_requests_per_second)
-            if polling.concurrency != self._polling.concurrency:
-                # In-flight requests release the old semaphore; new ones use this one.
-                self._slots = asyncio.Semaphore(polling.concurrency)
-            if polling.requests_per_minute_per_key != self._polling.requests_per_minute_per_key:
-                # In place: locks held by requests on the wire and 429 waits stay.
-                self._budgets.set_rate(polling.requests_per_minute_per_key)
-            self._polling = polling
+            self._adopt_limits(polling)
         incidents = incidents or IncidentsSettings()
         toggled = incidents.enabled != self._incidents.enabled
         self._incidents = incidents
         wanted = {org.name: org for org in orgs}
         for name in [name for name in self._runners if name not in wanted]:
             removed = self._runners.pop(name)
-            if removed.task is not None:
-                removed.task.cancel()
+            for task in (removed.task, removed.incidents_task):
+                if task is not None:
+                    task.cancel()
         for org in wanted.values():
             existing = self._runners.get(org.name)
             if existing is None:
@@ -293,6 +286,17 @@ class Scheduler:
         for pair in [pair for pair in self._locks if pair[0] not in used]:
             del self._locks[pair]
         self._on_change()
+
+    def _adopt_limits(self, polling: PollingSettings) -> None:
+        if polling.max_requests_per_second != self._polling.max_requests_per_second:
+            self._pacer = Pacer(polling.max_requests_per_second)
+        if polling.concurrency != self._polling.concurrency:
+            # In-flight requests release the old semaphore; new ones use this one.
+            self._slots = asyncio.Semaphore(polling.concurrency)
+        if polling.requests_per_minute_per_key != self._polling.requests_per_minute_per_key:
+            # In place: locks held by requests on the wire and 429 waits stay.
+            self._budgets.set_rate(polling.requests_per_minute_per_key)
+        self._polling = polling
 
     def _toggle_incidents(self, runner: _OrgRunner) -> None:
         """Start or stop an existing org's incidents loop after a reload."""

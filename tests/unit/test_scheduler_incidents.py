@@ -213,3 +213,24 @@ def test_stop_lets_an_incidents_request_on_the_wire_finish() -> None:
     assert state is not None
     assert state.incidents is not None
     assert state.incidents.health is Health.OK
+
+
+def test_an_org_removed_by_a_reload_stops_asking_for_incidents() -> None:
+    """Both of its loops stop: its key is no longer used on any route."""
+    fetcher = ScriptedFetcher()
+    acme, globex = org("acme", KEY_A), org("globex", KEY_B)
+    scheduler = scheduler_of(fetcher, [acme, globex])
+
+    async def scenario() -> None:
+        running = asyncio.create_task(scheduler.run())
+        await asyncio.sleep(100.0)
+        assert fetcher.incident_starts(KEY_A)
+        scheduler.apply([globex], ROOMY, ON)
+        asked = len(fetcher.incident_starts(KEY_A))
+        await asyncio.sleep(300.0)
+        assert len(fetcher.incident_starts(KEY_A)) == asked
+        assert len(fetcher.incident_starts(KEY_B)) >= 6
+        scheduler.stop()
+        await running
+
+    run_virtual(scenario())
