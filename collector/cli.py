@@ -204,8 +204,8 @@ def build_parser() -> Parser:
     check.add_argument(
         "--probe",
         action="store_true",
-        help="also call /v1/usage once per org (one request of each key's budget), "
-        "e.g. after replacing a key",
+        help="also call /v1/usage once per org (one request of each key's budget), and "
+        "/v1/incidents when incidents are enabled, e.g. after replacing a key",
     )
     check.add_argument(
         "--shard",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 from collector.check import describe_config, probe, render_check
+from collector.cli import orgjson_text
 from collector.config import load_config
 from collector.simulator import (
     RateLimitFault,
@@ -104,6 +107,10 @@ async def test_probe_asks_incidents_too_when_enabled(tmp_path: Path) -> None:
         str(config), None, describe_config(settings), list(results.values()), style="tsv"
     )
     assert tsv.splitlines()[0].endswith("\tincidents_outcome\tincidents_answer")
+    probes = json.loads(orgjson_text([asdict(r) for r in results.values()]))
+    by_org = {p["org"]: p for p in probes}
+    assert by_org["busy"]["incidents"]["truncated"] is True
+    assert by_org["halfway"]["incidents"]["outcome"] == "error"
 
 
 async def test_probe_leaves_incidents_alone_when_off(tmp_path: Path) -> None:
