@@ -40,6 +40,7 @@ import structlog
 from bench.run import Sim, free_port
 from collector.apikey import ApiKey
 from collector.config import OrgConfig, PollingSettings
+from collector.incidents import IncidentsReport
 from collector.keys import KeySource
 from collector.scheduler import Scheduler
 from collector.simulator import HangFault, bench_orgs, fault_to_json, write_bench_config
@@ -187,6 +188,12 @@ async def in_process(args: argparse.Namespace, workdir: Path, results: Results) 
 
 class _NoFetch:
     async def fetch_usage(self, key: ApiKey) -> UsageReport:
+        raise AssertionError(f"the benchmark does not poll ({key})")
+
+    async def fetch_incidents(
+        self, key: ApiKey, *, start_date: str, limit: int = 500, tenant_id: str | None = None
+    ) -> IncidentsReport:
+        del start_date, limit, tenant_id
         raise AssertionError(f"the benchmark does not poll ({key})")
 
 

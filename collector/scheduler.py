@@ -35,7 +35,7 @@ from collector.incidents import MAX_LIMIT, IncidentsReport, start_date_param, wi
 from collector.keys import KeyHolder, KeyStatus
 from collector.ratelimit import KeyBudget, Pacer, RouteBudgets
 from collector.state import AuthEvent, Health, OrgState
-from collector.statefile import SavedOrg
+from collector.statefile import SavedIncidents, SavedOrg
 from collector.usage import UsageReport
 
 Route = Literal["usage", "incidents"]
@@ -135,6 +135,7 @@ class _OrgRunner:
     keys: KeyHolder
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     first_delay: float | None = None  # set when restored: the saved schedule
+    incidents_first_delay: float | None = None  # the same, of the incidents loop
     task: asyncio.Task[None] | None = None
     incidents_wake: asyncio.Event = field(default_factory=asyncio.Event)
     incidents_task: asyncio.Task[None] | None = None
@@ -235,7 +236,11 @@ class Scheduler:
             if record is None or record.key_fingerprint != runner.state.key_fingerprint:
                 continue
             runner.state.restore(
-                record, wall_now=now, monotonic_now=monotonic_now, counters=counters
+                record,
+                wall_now=now,
+                monotonic_now=monotonic_now,
+                counters=counters,
+                incidents_start=window_start(now, self._incidents.lookback_days),
             )
             remaining_429 = (record.rate_limited_until or now) - now
             runner.first_delay = resume_delay(
@@ -252,8 +257,26 @@ class Scheduler:
             if remaining_429 > 0:
                 # The 429 pause holds for every org on the key, not only this one.
                 self._gate(runner.keys.key, "usage").budget.block(monotonic_now + remaining_429)
+            if record.incidents is not None and runner.state.incidents is not None:
+                self._resume_incidents(runner, record.incidents, now, monotonic_now)
             restored.append(name)
         return restored
+
+    def _resume_incidents(
+        self, runner: _OrgRunner, saved: SavedIncidents, now: float, monotonic_now: float
+    ) -> None:
+        """The incidents loop resumes its saved schedule too: no burst, no extra budget."""
+        interval = self._incidents.interval_seconds
+        remaining_429 = (saved.rate_limited_until or now) - now
+        runner.incidents_first_delay = resume_delay(
+            runner.config.name + "/incidents",
+            saved.next_poll_at,
+            now,
+            interval=interval,
+            longest_wait=max(interval, self._polling.auth_failure_interval_seconds, remaining_429),
+        )
+        if remaining_429 > 0:
+            self._gate(runner.keys.key, "incidents").budget.block(monotonic_now + remaining_429)
 
     def apply(
         self,
@@ -544,8 +567,10 @@ class Scheduler:
 
     async def _run_incidents(self, runner: _OrgRunner) -> None:
         interval = self._incidents.interval_seconds
-        # Spread apart from the org's usage polls, and stable across restarts.
-        delay = initial_offset(runner.config.name + "/incidents", interval)
+        delay = runner.incidents_first_delay
+        if delay is None:
+            # Spread apart from the org's usage polls, and stable across restarts.
+            delay = initial_offset(runner.config.name + "/incidents", interval)
         while True:
             runner.state.set_incidents_next_poll(self._wall() + delay)
             await self._sleep_or_wake(runner.incidents_wake, delay)

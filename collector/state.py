@@ -21,6 +21,7 @@ marks the key rejected, a success on either clears it.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -36,7 +37,7 @@ from collector.incidents import (
 from collector.usage import UsageReport
 
 if TYPE_CHECKING:
-    from collector.statefile import SavedOrg
+    from collector.statefile import SavedIncidents, SavedOrg
 
 AUTH_STILL_FAILING_EVERY = 3600.0
 
@@ -132,7 +133,13 @@ class OrgState:
         self.version += 1
 
     def restore(
-        self, saved: SavedOrg, *, wall_now: float, monotonic_now: float, counters: bool
+        self,
+        saved: SavedOrg,
+        *,
+        wall_now: float,
+        monotonic_now: float,
+        counters: bool,
+        incidents_start: float | None = None,
     ) -> None:
         """Take over what the state file kept of this org (same name and key fingerprint).
 
@@ -153,6 +160,11 @@ class OrgState:
         self.auth_failing = saved.auth_failing
         self.auth_failing_since = saved.auth_failing_since
         self.auth_failed_fingerprint = saved.auth_failed_fingerprint
+        self.auth_rejected_routes = set(saved.auth_rejected_routes)
+        if self.incidents is None:
+            self.auth_rejected_routes.discard("incidents")  # no longer polled: says nothing
+        if saved.incidents is not None and self.incidents is not None:
+            self._restore_incidents(saved.incidents, counters=counters, start=incidents_start)
         if saved.auth_warned_at is not None:
             self.auth_warned_monotonic = monotonic_now - (wall_now - saved.auth_warned_at)
         if counters and saved.requests_by_code is not None:
@@ -161,6 +173,29 @@ class OrgState:
             self.rate_limited_total = saved.rate_limited_total
         self.restored = True
         self.version += 1
+
+    def _restore_incidents(
+        self, saved: SavedIncidents, *, counters: bool, start: float | None
+    ) -> None:
+        side = self._incidents()
+        side.health = saved.health
+        side.last_poll_at = saved.last_poll_at
+        side.last_success_at = saved.last_success_at
+        side.next_poll_at = saved.next_poll_at
+        side.poll_duration = saved.poll_duration
+        side.consecutive_failures = saved.consecutive_failures
+        side.last_error = saved.last_error
+        side.last_error_at = saved.last_error_at
+        side.rate_limited_until = saved.rate_limited_until
+        side.truncated = saved.truncated
+        side.notes = saved.notes
+        side.incidents = saved.incidents
+        side.seen = dict(saved.seen)
+        if saved.last_success_at is not None:
+            # Counted in today's window: it may have moved on while the process was down.
+            side.tenants = summarize(saved.incidents, -math.inf if start is None else start)
+        if counters:
+            side.requests_by_code = {"200": 0, **saved.requests_by_code}
 
     def count_request(self, code: str) -> None:
         """One more answer (or failure) with this `code` label."""

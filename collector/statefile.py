@@ -7,8 +7,11 @@ A JSON document, versioned, one record per org:
 
 A record holds `key_fingerprint`, `health` and a `poll` section (times, the
 failure streak, the last error), and optional sections: `auth` (while the
-key is rejected), `counters` and `report` (the last good usage report; each
-tenant an array in `tenant_fields` order). A reader ignores sections it does
+key is rejected, with the routes answered 401), `counters`, `report` (the
+last good usage report; each tenant an array in `tenant_fields` order) and
+`incidents` (while incidents are polled: that route's health and times, its
+last counts, and the incidents already announced, by id and creation time,
+bounded by the window; nothing about a user). A reader ignores sections it does
 not know, so a section can be added without a new version; a change that an
 older reader would misread needs a new version, which older readers refuse.
 
@@ -32,7 +35,8 @@ from typing import Final
 import orjson
 
 from collector.config import ORG_NAME
-from collector.state import Health, OrgState
+from collector.incidents import Incident
+from collector.state import Health, IncidentsState, OrgState
 from collector.usage import TenantUsage, UsageReport
 
 FORMAT: Final = "petra-collector-state"
@@ -48,6 +52,27 @@ _HEALTHS: Final = {health.value: health for health in Health}
 
 class StateFileError(Exception):
     """The state file cannot be used; the message names the problem (never a key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SavedIncidents:
+    """An org's `/v1/incidents` side as the file keeps it: its last counts and the
+    incidents already announced (`seen`), so `incident_detected` is not logged again."""
+
+    health: Health = Health.PENDING
+    last_poll_at: float | None = None
+    last_success_at: float | None = None
+    next_poll_at: float | None = None
+    poll_duration: float | None = None
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    rate_limited_until: float | None = None
+    truncated: bool = False
+    notes: tuple[str, ...] = ()
+    incidents: tuple[Incident, ...] = ()
+    seen: Mapping[str, float] = field(default_factory=dict)
+    requests_by_code: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +92,12 @@ class SavedOrg:
     auth_failing_since: float | None = None  # set while the key is rejected
     auth_failed_fingerprint: str | None = None
     auth_warned_at: float | None = None
+    auth_rejected_routes: frozenset[str] = frozenset()  # the routes whose last answer was 401
     requests_by_code: Mapping[str, int] | None = None  # None: no counters kept
     auth_failures_total: int = 0
     rate_limited_total: int = 0
     report: UsageReport | None = None
+    incidents: SavedIncidents | None = None  # kept only while incidents are polled
 
     @property
     def auth_failing(self) -> bool:
@@ -120,6 +147,7 @@ def encode_org(state: OrgState, *, wall_now: float, monotonic_now: float) -> byt
             "failed_fingerprint": state.auth_failed_fingerprint,
             # The monotonic clock does not survive a restart; its wall-clock equivalent does.
             "warned_at": wall_now - (monotonic_now - state.auth_warned_monotonic),
+            "rejected_routes": sorted(state.auth_rejected_routes),
         }
     report = state.report
     if report is not None:
@@ -131,7 +159,31 @@ def encode_org(state: OrgState, *, wall_now: float, monotonic_now: float) -> byt
             "tenants": report.tenants,
             "notes": report.notes,
         }
+    if state.incidents is not None:
+        record["incidents"] = _encode_incidents(state.incidents)
     return orjson.dumps(state.name) + b":" + orjson.dumps(record, default=_tenant_array)
+
+
+def _encode_incidents(side: IncidentsState) -> dict[str, object]:
+    """No user data: an `Incident` holds none (collector/incidents.py drops it)."""
+    return {
+        "health": side.health.value,
+        "poll": {
+            "last_poll_at": side.last_poll_at,
+            "last_success_at": side.last_success_at,
+            "next_poll_at": side.next_poll_at,
+            "poll_duration": side.poll_duration,
+            "consecutive_failures": side.consecutive_failures,
+            "last_error": side.last_error,
+            "last_error_at": side.last_error_at,
+            "rate_limited_until": side.rate_limited_until,
+        },
+        "truncated": side.truncated,
+        "notes": side.notes,
+        "incidents": [list(incident) for incident in side.incidents],
+        "seen": side.seen,
+        "requests_by_code": side.requests_by_code,
+    }
 
 
 def encode_document(
@@ -333,6 +385,7 @@ def _decode_org(name: str, raw: object) -> SavedOrg:
     auths = _Reader(f"orgs.{name}.auth")
     counters = org.section(raw, "counters")
     report = org.section(raw, "report")
+    incidents = org.section(raw, "incidents")
     by_code, auth_failures, rate_limited = _decode_counters(
         _Reader(f"orgs.{name}.counters"), counters
     )
@@ -352,11 +405,83 @@ def _decode_org(name: str, raw: object) -> SavedOrg:
         else auths.timestamp(auth, "failing_since", required=True),
         auth_failed_fingerprint=None if auth is None else auths.text(auth, "failed_fingerprint"),
         auth_warned_at=None if auth is None else auths.timestamp(auth, "warned_at"),
+        auth_rejected_routes=frozenset() if auth is None else _routes(auths, auth),
         requests_by_code=by_code,
         auth_failures_total=auth_failures,
         rate_limited_total=rate_limited,
         report=None if report is None else _decode_report(_Reader(f"orgs.{name}.report"), report),
+        incidents=None
+        if incidents is None
+        else _decode_incidents(_Reader(f"orgs.{name}.incidents"), incidents),
     )
+
+
+_ROUTES: Final = frozenset({"usage", "incidents"})
+
+
+def _routes(reader: _Reader, auth: dict[str, object]) -> frozenset[str]:
+    raw = auth.get("rejected_routes", [])
+    if not isinstance(raw, list) or not all(route in _ROUTES for route in raw):
+        raise reader.fail("rejected_routes", "must be a list of routes (usage, incidents)")
+    return frozenset(raw)
+
+
+def _decode_incidents(reader: _Reader, raw: dict[str, object]) -> SavedIncidents:
+    health = _HEALTHS.get(reader.text(raw, "health", required=True) or "")
+    if health is None:
+        raise reader.fail("health", "is not a known health")
+    poll = reader.section(raw, "poll") or {}
+    polls = _Reader(f"{reader.path}.poll")
+    truncated = raw.get("truncated", False)
+    if type(truncated) is not bool:
+        raise reader.fail("truncated", "must be true or false")
+    notes = raw.get("notes", [])
+    if not isinstance(notes, list) or not all(type(note) is str for note in notes):
+        raise reader.fail("notes", "must be a list of strings")
+    raw_list = raw.get("incidents", [])
+    if not isinstance(raw_list, list):
+        raise reader.fail("incidents", "must be a list")
+    seen_raw = reader.section(raw, "seen") or {}
+    seen_reader = _Reader(f"{reader.path}.seen")
+    codes_raw = reader.section(raw, "requests_by_code") or {}
+    codes = _Reader(f"{reader.path}.requests_by_code")
+    return SavedIncidents(
+        health=health,
+        last_poll_at=polls.timestamp(poll, "last_poll_at"),
+        last_success_at=polls.timestamp(poll, "last_success_at"),
+        next_poll_at=polls.timestamp(poll, "next_poll_at"),
+        poll_duration=polls.timestamp(poll, "poll_duration"),
+        consecutive_failures=polls.count(poll, "consecutive_failures"),
+        last_error=polls.text(poll, "last_error"),
+        last_error_at=polls.timestamp(poll, "last_error_at"),
+        rate_limited_until=polls.timestamp(poll, "rate_limited_until"),
+        truncated=truncated,
+        notes=tuple(notes),
+        incidents=tuple(_decode_incident(reader, i, item) for i, item in enumerate(raw_list)),
+        seen={key: _seen_time(seen_reader, seen_raw, key) for key in seen_raw},
+        requests_by_code={code: codes.count(codes_raw, code) for code in codes_raw},
+    )
+
+
+def _seen_time(reader: _Reader, seen: dict[str, object], key: str) -> float:
+    moment = reader.number(seen, key)
+    if moment is None:
+        raise reader.fail(key, "must be a number")
+    return moment
+
+
+def _decode_incident(reader: _Reader, index: int, item: object) -> Incident:
+    where = f"incidents[{index}]"
+    if type(item) is not list or len(item) != len(Incident._fields):
+        raise reader.fail(where, f"must be a list of {len(Incident._fields)} fields")
+    key, tenant_id, status, created_at, url = item
+    if not (type(key) is str and type(tenant_id) is str and type(status) is str):
+        raise reader.fail(where, "key, tenant_id and remediation_status must be strings")
+    if created_at is not None and type(created_at) not in (int, float):
+        raise reader.fail(where, "created_at must be a number or null")
+    if url is not None and type(url) is not str:
+        raise reader.fail(where, "url must be a string or null")
+    return Incident(key, tenant_id, status, None if created_at is None else float(created_at), url)
 
 
 def _decode_counters(

@@ -251,3 +251,38 @@ async def test_reload_turns_incidents_on_and_off(tmp_path: Path) -> None:
         asked = run.simulator.request_count("acme", "incidents")
         await asyncio.sleep(1.5)
         assert run.simulator.request_count("acme", "incidents") == asked
+
+
+async def test_seen_incidents_travel_in_the_state_file(tmp_path: Path) -> None:
+    """After a restart with a state file, no incident is announced again, the counts are
+    served at once, and a new incident is still announced; the file holds no user data."""
+    acme = org("acme", incidents=6)
+    sim = Simulator([acme])
+    state_path = tmp_path / "state.json"
+    config = INCIDENTS_ON + f"state:\n  path: {json.dumps(str(state_path))}\n"
+    config += "  write_delay_seconds: 0.05\n"
+    async with running_daemon(tmp_path, [acme], simulator=sim, extra_config=config) as first:
+        await first.wait_metric("petra_incidents_up", 1, org="acme")
+        counts = exported_counts(await first.metrics(), "acme")
+        assert len(first.events("incident_detected", org="acme")) == 6
+    saved = await asyncio.to_thread(state_path.read_text)
+    for incident in sim.incidents("acme"):
+        for field_value in incident["user"].values():
+            if isinstance(field_value, str):
+                assert field_value not in saved
+    async with running_daemon(tmp_path, [acme], simulator=sim, extra_config=config) as second:
+        restored = await second.metrics()
+        assert exported_counts(restored, "acme") == counts  # served before any poll
+        asked = sim.request_count("acme", "incidents")
+        await second.wait_for(lambda: _asked_at_least(sim, asked + 2), what="two incidents polls")
+        await second.wait_metric("petra_incidents_up", 1, org="acme")
+        assert second.events("incident_detected", org="acme") == []
+        sim.add_incident("acme", status="IN_PROGRESS")
+        await second.wait_for(
+            lambda: _has_event(second, "incident_detected", org="acme"), what="the new one"
+        )
+        assert len(second.events("incident_detected", org="acme")) == 1
+
+
+async def _asked_at_least(sim: Simulator, count: int) -> bool:
+    return sim.request_count("acme", "incidents") >= count

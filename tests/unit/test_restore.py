@@ -6,6 +6,7 @@ import pytest
 
 from collector.apikey import ApiKey
 from collector.config import OrgConfig, PollingSettings
+from collector.incidents import IncidentsReport
 from collector.keys import KeySource
 from collector.metrics import PetraCollector
 from collector.scheduler import Scheduler, initial_offset, resume_delay
@@ -71,6 +72,12 @@ def test_no_saved_due_time_is_a_first_poll() -> None:
 
 class NeverFetch:
     async def fetch_usage(self, key: ApiKey) -> UsageReport:
+        raise AssertionError(f"no poll in this test, not even with {key}")
+
+    async def fetch_incidents(
+        self, key: ApiKey, *, start_date: str, limit: int = 500, tenant_id: str | None = None
+    ) -> IncidentsReport:
+        del start_date, limit, tenant_id
         raise AssertionError(f"no poll in this test, not even with {key}")
 
 

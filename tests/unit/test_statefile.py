@@ -152,7 +152,7 @@ def test_the_document_is_the_documented_shape() -> None:
 def test_unknown_sections_are_ignored() -> None:
     """A section added later (without a new version) does not make the file unreadable."""
     data = orjson.loads(document(polled_state()))
-    data["orgs"]["acme"]["incidents"] = {"seen": ["inc-1"]}
+    data["orgs"]["acme"]["failed_attacks"] = {"seen": ["attack-1"]}
     data["something_new"] = 1
     assert decode_state(orjson.dumps(data)).orgs["acme"].health is Health.ERROR
 
