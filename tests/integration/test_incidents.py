@@ -186,7 +186,9 @@ async def test_no_user_field_leaves_the_answer(tmp_path: Path) -> None:
     """No value of any simulated incident's `user` shows in /metrics, the pages, the JSON,
     the logs or the state file."""
     orgs = [org("acme", incidents=20), org("globex", incidents=20)]
-    async with running_daemon(tmp_path, orgs, extra_config=INCIDENTS_ON) as run:
+    state = f"state:\n  path: {json.dumps(str(tmp_path / 'state.json'))}\n"
+    state += "  write_delay_seconds: 0.05\n"
+    async with running_daemon(tmp_path, orgs, extra_config=INCIDENTS_ON + state) as run:
         for name in ("acme", "globex"):
             await run.wait_metric("petra_incidents_up", 1, org=name)
         secrets: set[str] = set()
@@ -204,7 +206,10 @@ async def test_no_user_field_leaves_the_answer(tmp_path: Path) -> None:
             await run.get(f"/page/orgs/{name}")
         assert any("Incidents of" in page for page in run.pages)  # the detail was rendered
         outputs = [*run.pages, run.log_stream.getvalue()]
-        outputs += await asyncio.to_thread(_json_files, tmp_path)
+        await asyncio.sleep(0.3)  # the state file is written a moment after the polls
+        files = await asyncio.to_thread(_json_files, tmp_path)
+        assert any('"incidents"' in text for text in files), "no state file with incidents"
+        outputs += files
         for text in outputs:
             leaked = sorted(secret for secret in secrets if secret in text)
             assert not leaked, f"user data {leaked[:3]} leaked"
