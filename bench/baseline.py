@@ -5,7 +5,8 @@ as the daemon, orjson, and each tenant's fields kept as one tuple per tenant (th
 latest per org, as the daemon keeps its last report). Requests are paced evenly at
 `--rate` per second over the orgs in turn, with at most `--concurrency` in flight;
 nothing else (no limits per key, no state, no metrics, no logs). Stops by itself
-after `--seconds`.
+after `--seconds`. An https `--url` is verified against the default CA store
+(`SSL_CERT_FILE` names the bench's throwaway CA), as the daemon's session does.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", required=True)
     parser.add_argument("--orgs", type=int, required=True)
+    parser.add_argument("--first", type=int, default=1, help="number of the first org polled")
     parser.add_argument("--rate", type=float, required=True, help="requests per second")
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--concurrency", type=int, default=32)
@@ -87,7 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.cpu >= 0:
         pin_to_cpu(args.cpu)
-    names = [f"org-{i:05d}" for i in range(1, args.orgs + 1)]
+    names = [f"org-{i:05d}" for i in range(args.first, args.first + args.orgs)]
     run = poll_all(args.url, names, args.rate, args.seconds, args.concurrency)
     try:
         import uvloop  # noqa: PLC0415 - the daemon's event loop when installed; same here

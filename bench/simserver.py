@@ -3,7 +3,8 @@
 `python -m bench.simserver --orgs N --tenants T` prints the bound port on stdout,
 then serves `collector.simulator.Simulator` on 127.0.0.1 plus `GET /_bench/stats`:
 per-second request counts (CLOCK_MONOTONIC, which every process on the machine
-shares) and each org's first request time. Stops on SIGTERM/SIGINT, or by itself
+shares) and each org's first request time. With `--tls-dir DIR` it serves HTTPS,
+with a throwaway CA whose certificate it writes to DIR/ca.pem. Stops on SIGTERM/SIGINT, or by itself
 after `--max-seconds`.
 """
 
@@ -13,8 +14,10 @@ import argparse
 import asyncio
 import os
 import signal
+import ssl
 import sys
 from collections import Counter
+from pathlib import Path
 
 import orjson
 from aiohttp import web
@@ -28,9 +31,12 @@ def pin_to_cpu(cpu: int) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
-def stats(sim: Simulator, names: list[str], detail: bool, since: float) -> dict[str, object]:
+def stats(
+    sim: Simulator, names: list[str], detail: bool, since: float, with_times: bool = False
+) -> dict[str, object]:
     """Requests in all and per org; with `detail`, per whole second and first times too,
-    counting only requests at or after `since` (CLOCK_MONOTONIC)."""
+    counting only requests at or after `since` (CLOCK_MONOTONIC); with `with_times`, every
+    request's time, per org."""
     counts = [sim.request_count(name) for name in names]
     incidents = sum(sim.request_count(name, "incidents") for name in names)
     result: dict[str, object] = {
@@ -38,6 +44,8 @@ def stats(sim: Simulator, names: list[str], detail: bool, since: float) -> dict[
         "counts": counts,
         "incident_requests": incidents,
     }
+    if with_times:
+        result["times"] = [sim.request_times(name) for name in names]
     if detail:
         per_second: Counter[int] = Counter()
         first: list[float] = []
@@ -51,7 +59,21 @@ def stats(sim: Simulator, names: list[str], detail: bool, since: float) -> dict[
     return result
 
 
-async def serve(orgs: int, tenants: int, max_seconds: float, incidents: int = 3) -> None:
+def tls_context(directory: Path) -> ssl.SSLContext:
+    """A throwaway CA (its certificate written to `directory`/ca.pem, for clients to
+    trust) and a server certificate for 127.0.0.1 signed by it."""
+    import trustme  # noqa: PLC0415 - a dev dependency, needed only with --tls-dir
+
+    authority = trustme.CA()
+    authority.cert_pem.write_to_path(str(directory / "ca.pem"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
+
+async def serve(
+    orgs: int, tenants: int, max_seconds: float, incidents: int = 3, tls: Path | None = None
+) -> None:
     simulated = bench_orgs(orgs, tenants, incidents)
     names = [org.name for org in simulated]
     sim = Simulator(simulated)
@@ -59,14 +81,16 @@ async def serve(orgs: int, tenants: int, max_seconds: float, incidents: int = 3)
     async def bench_stats(request: web.Request) -> web.Response:
         detail = request.query.get("detail") == "1"
         since = float(request.query.get("since", "0"))
-        body = orjson.dumps(stats(sim, names, detail, since))
+        times = request.query.get("times") == "1"
+        body = orjson.dumps(stats(sim, names, detail, since, times))
         return web.Response(body=body, content_type="application/json")
 
     app = sim.make_app()
     app.router.add_get("/_bench/stats", bench_stats)
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    context = tls_context(tls) if tls is not None else None
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
     port = int(runner.addresses[0][1])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -88,10 +112,13 @@ def main() -> None:
     parser.add_argument("--cpu", type=int, default=1, help="CPU to pin to (-1: do not pin)")
     parser.add_argument("--incidents", type=int, default=3, help="incidents per org")
     parser.add_argument("--max-seconds", type=float, default=3600.0)
+    parser.add_argument(
+        "--tls-dir", type=Path, help="serve HTTPS; the CA's certificate goes to DIR/ca.pem"
+    )
     args = parser.parse_args()
     if args.cpu >= 0:
         pin_to_cpu(args.cpu)
-    main_task = serve(args.orgs, args.tenants, args.max_seconds, args.incidents)
+    main_task = serve(args.orgs, args.tenants, args.max_seconds, args.incidents, args.tls_dir)
     try:
         import uvloop  # noqa: PLC0415 - optional: a faster server leaves the bench less noisy
     except ImportError:

@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import Gauge, ProcessCollector
 
-from collector import __version__
+from collector import __version__, gcfreeze
 from collector.config import (
     NO_OVERRIDES,
     CliOverrides,
@@ -159,6 +159,7 @@ class Daemon:
                 self._announce_ready()
                 watchdog = group.create_task(self._watchdog(), name="watchdog")
                 web_config_watch = group.create_task(self._guard.watch(), name="web-config")
+                settling = group.create_task(gcfreeze.keep_settled(), name="gc-settle")
                 await self._stop.wait()
                 self._log.info("stopping", reason="signal or stop request")
                 self._notifier.stopping()
@@ -169,6 +170,7 @@ class Daemon:
                     await saving
                 watchdog.cancel()
                 web_config_watch.cancel()
+                settling.cancel()
                 for task in list(self._background):
                     task.cancel()
         finally:

@@ -23,6 +23,7 @@ a scraper's Accept header.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import zlib
 from collections.abc import Callable, Generator, Iterator
@@ -38,10 +39,12 @@ from prometheus_client.openmetrics.exposition import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _untyped_float_to_go
 
-from collector.gzipstream import GzipMember, deflate, inflate
+from collector import gcfreeze
+from collector.gzipstream import GzipMember, crc32_shift, deflate, inflate
 from collector.metrics import (
     ORG,
     ORG_FAMILIES,
+    TENANT,
     TENANT_FAMILIES,
     Kind,
     LabelValues,
@@ -63,23 +66,32 @@ def _escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
+def _plain(text: str) -> bool:
+    """True when `_escape` would leave `text` as it is (nearly always)."""
+    return "\\" not in text and "\n" not in text and '"' not in text
+
+
 class _SampleFormat:
     """How one family's samples are written: name, then labels sorted by label name."""
 
-    __slots__ = ("_order", "_template", "org_only", "sample_name")
+    __slots__ = ("_template", "labels", "org_only", "sample_name")
 
     def __init__(self, sample_name: str, labels: tuple[str, ...]) -> None:
         order = sorted(range(len(labels)), key=labels.__getitem__)
-        inner = ",".join(f'{labels[i]}="{{{n}}}"' for n, i in enumerate(order))
-        self._order = tuple(order)
+        # Placeholders name the values' own positions, so values need no reordering.
+        inner = ",".join(f'{labels[i]}="{{{i}}}"' for i in order)
         braced = "{{" + inner + "}}" if labels else ""
         self._template = sample_name + braced + " {value}\n"
         self.sample_name = sample_name
+        self.labels = labels
         self.org_only = labels == ORG  # the common case, written without the template
 
     def line(self, values: LabelValues, value: float) -> str:
-        escaped = [_escape(values[i]) for i in self._order]
-        return self._template.format(*escaped, value=floatToGoString(value))
+        return self._template.format(*[_escape(v) for v in values], value=_go(value))
+
+    def plain_line(self, values: LabelValues, value: float) -> str:
+        """`line` for values known to need no escaping."""
+        return self._template.format(*values, value=_go(value))
 
 
 _ORG_FORMATS: Final = tuple(
@@ -151,6 +163,7 @@ class _Block:
     deflated: bytes  # raw deflate, sync-flushed: concatenates with the other pieces
     crc: int  # CRC-32 of the text
     size: int  # length of the text
+    shift: int  # crc32_shift(size): combining this block's CRC costs one multiplication
 
     def texts(self) -> list[bytes]:
         text = inflate(self.deflated)
@@ -176,16 +189,46 @@ def _render_org(state: OrgState, fresh: bool, org_label: str) -> tuple[bytes, ..
     return tuple(chunks)
 
 
+def _go(value: float) -> str:
+    """`floatToGoString`, remembered: the same counts and dates recur across tenants."""
+    text = _GO_TEXTS.get(value)
+    if text is None:
+        text = floatToGoString(value)
+        # Not zero (0.0 and -0.0 are one key but two texts), nor NaN (never found again).
+        if value and not math.isnan(value) and len(_GO_TEXTS) < GO_TEXTS_KEPT:
+            _GO_TEXTS[value] = text
+    return text
+
+
+GO_TEXTS_KEPT: Final = 1 << 16
+_GO_TEXTS: Final[dict[float, str]] = {}
+
+
 def _render_tenants(
     org: str, tenants: tuple[TenantUsage, ...], family: TenantFamily, fmt: _SampleFormat
 ) -> bytes:
     """The lines of one tenant family for one org's tenants."""
-    lines: list[str] = []
-    for tenant in tenants:
-        value = family.value(tenant)
-        if value is not None:
-            lines.append(fmt.line(family.label_values(org, tenant), value))
-    return "".join(lines).encode()
+    value_of = family.value
+    if fmt.labels == TENANT:  # org, tenant_id: the labels' sorted order too
+        head = fmt.sample_name + '{org="' + _escape(org) + '",tenant_id="'
+        ids = [tenant.tenant_id for tenant in tenants]
+        if not _plain("".join(ids)):
+            ids = [_escape(tenant_id) for tenant_id in ids]
+        return "".join(
+            [
+                head + tenant_id + '"} ' + _go(value) + "\n"
+                for tenant_id, tenant in zip(ids, tenants, strict=True)
+                if (value := value_of(tenant)) is not None
+            ]
+        ).encode()
+    label_values = family.label_values
+    samples = [
+        (label_values(org, tenant), value)
+        for tenant in tenants
+        if (value := value_of(tenant)) is not None
+    ]
+    line = fmt.plain_line if _plain("".join([v for s in samples for v in s[0]])) else fmt.line
+    return "".join([line(values, value) for values, value in samples]).encode()
 
 
 # One piece of the body: its text, or a block of tenant lines kept compressed.
@@ -292,6 +335,7 @@ class CachedExposition:
                 deflate(text),
                 zlib.crc32(text),
                 len(text),
+                crc32_shift(len(text)),
             )
             for position, entry in enumerate(group):
                 entry.where[index] = (block, position, entry.generation)
@@ -304,9 +348,8 @@ class CachedExposition:
             if id(block) not in kept:
                 block.members = ()  # no cycle through the entries: freed at once
 
-    def pieces(self, openmetrics: bool, pieces: list[Piece]) -> Iterator[None]:
+    def pieces(self, openmetrics: bool, pieces: list[Piece], pause: _Pause) -> Iterator[None]:
         """Fill `pieces` with the Petra part of the body, in order; yields to pause."""
-        pause = _Pause()
         yield from self._entries(pause)
         entries = list(self._cache.values())
         headers = self._headers[openmetrics]
@@ -317,6 +360,8 @@ class CachedExposition:
                 b"".join(chunks[start : start + BLOCK_ORGS])
                 for start in range(0, len(chunks), BLOCK_ORGS)
             ]
+            if pause.due():
+                yield None
         with_tenants = [entry for entry in entries if entry.tenants]
         for index in range(len(self._families)):
             pieces.append(headers[len(ORG_FAMILIES) + index])
@@ -327,7 +372,7 @@ class CachedExposition:
         """Generator: yields to pause, returns (via StopIteration) the body's pieces,
         tenant blocks still compressed (see `piece_bytes`)."""
         pieces: list[Piece] = []
-        yield from self.pieces(openmetrics, pieces)
+        yield from self.pieces(openmetrics, pieces, _Pause())
         pieces.append(tail)
         return pieces
 
@@ -339,19 +384,22 @@ class CachedExposition:
         from the last scrape, and the CRCs of kept blocks are combined, not recomputed.
         """
         pieces: list[Piece] = []
-        yield from self.pieces(openmetrics, pieces)
+        pause = _Pause()
+        yield from self.pieces(openmetrics, pieces, pause)
         old, kept = self._deflated, {}
         member = GzipMember()
         for position, piece in enumerate(pieces):
             if isinstance(piece, _Block):
-                member.add_deflated(piece.deflated, piece.crc, piece.size)
-                continue
-            key = (openmetrics, position)
-            cached = old.get(key)
-            if cached is None or cached[0] != piece:
-                cached = (piece, deflate(piece))
-            kept[key] = cached
-            member.add(piece, cached[1])
+                member.add_deflated(piece.deflated, piece.crc, piece.size, piece.shift)
+            else:
+                key = (openmetrics, position)
+                cached = old.get(key)
+                if cached is None or cached[0] != piece:
+                    cached = (piece, deflate(piece))
+                kept[key] = cached
+                member.add(piece, cached[1])
+            if pause.due():
+                yield None
         self._deflated = {**{k: v for k, v in old.items() if k[0] != openmetrics}, **kept}
         member.add(tail)
         return list[Piece](member.finish())
@@ -414,9 +462,14 @@ class Exposition:
                     next(steps)
                 except StopIteration as done:
                     pieces: list[Piece] = done.value
-                    return pieces
+                    break
+                # What the render made so far (the cache) lives on: out of the way of
+                # full collections, which would otherwise walk it all, loop stopped.
+                gcfreeze.settle()
                 # Not sleep(0): a poll needs several loop turns, and this leaves them room.
                 await asyncio.sleep(SCRAPE_PAUSE_SECONDS)
+            gcfreeze.settle()
+            return pieces
 
     def steps(self, fmt: FastFormat, *, gzipped: bool) -> Steps:
         """Generator making the body (gzip-compressed or not): yields now and then so

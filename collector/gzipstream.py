@@ -46,10 +46,11 @@ class GzipMember:
         self._crc = zlib.crc32(text, self._crc)
         self._size += len(text)
 
-    def add_deflated(self, deflated: bytes, crc: int, size: int) -> None:
-        """Append a piece known only compressed, from its text's CRC-32 and length."""
+    def add_deflated(self, deflated: bytes, crc: int, size: int, shift: int | None = None) -> None:
+        """Append a piece known only compressed, from its text's CRC-32 and length
+        (and `crc32_shift(size)`, when the caller kept it)."""
         self._parts.append(deflated)
-        self._crc = crc32_combine(self._crc, crc, size)
+        self._crc = crc32_combine(self._crc, crc, size, shift)
         self._size += size
 
     def finish(self) -> list[bytes]:
@@ -85,14 +86,22 @@ def _powers() -> tuple[int, ...]:
 _X2N: Final = _powers()  # x^(2^n) modulo the polynomial
 
 
-def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
-    """The CRC-32 of A + B, from crc1 = crc32(A), crc2 = crc32(B) and len2 = len(B)."""
-    if len2 <= 0:
-        return crc1
-    p, k, n = 1 << 31, 3, len2  # x^0; k = 3: lengths count bytes, x^(8n) = x^(2^3 n)
+def crc32_shift(length: int) -> int:
+    """x^(8 * length) modulo the CRC polynomial: what `crc32_combine` multiplies by for a
+    second part of `length` bytes. Worth keeping for a part combined again and again."""
+    p, k, n = 1 << 31, 3, length  # x^0; k = 3: lengths count bytes, x^(8n) = x^(2^3 n)
     while n:
         if n & 1:
             p = _multmodp(_X2N[k & 31], p)
         n >>= 1
         k += 1
-    return _multmodp(p, crc1) ^ crc2
+    return p
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int, shift: int | None = None) -> int:
+    """The CRC-32 of A + B, from crc1 = crc32(A), crc2 = crc32(B) and len2 = len(B);
+    `shift` is `crc32_shift(len2)` when the caller has it (one multiplication instead
+    of one per bit of `len2`)."""
+    if len2 <= 0:
+        return crc1
+    return _multmodp(crc32_shift(len2) if shift is None else shift, crc1) ^ crc2

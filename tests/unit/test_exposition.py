@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import subprocess
 import zlib
 
@@ -377,3 +378,16 @@ def test_a_report_with_the_same_tenants_keeps_the_old_tuple() -> None:
     body = gzip.decompress(exposition.body_gzip("text"))
     assert body == stock(exposition, "text")
     assert b'petra_tenant_licensed_users{org="acme",tenant_id="ZZk90t"} 7.0' in body
+
+
+@pytest.mark.parametrize("fmt", ["text", "openmetrics"])
+def test_numbers_that_look_alike_keep_their_own_text(fmt: FastFormat) -> None:
+    """Remembered number texts: -0.0 is not 0.0, NaN and infinities, ints and huge values."""
+    values = (0.0, -0.0, math.nan, math.inf, -math.inf, 7, 7.0, 1e21, 12345678901.5, -0.0)
+    tenants = [PLAIN._replace(tenant_id=f"t{i}", licensed_users=v) for i, v in enumerate(values)]
+    state = OrgState("numbers", "sha256:5", "file", 60)
+    state.count_request("200")
+    state.record_success(_report("Numbers", *tenants), NOW - 5, 0.1)
+    exposition = make_exposition([state])
+    for _ in range(2):  # the second time from the remembered texts
+        assert exposition.body(fmt) == stock(exposition, fmt)

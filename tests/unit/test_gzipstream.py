@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from collector.gzipstream import GzipMember, crc32_combine, deflate, inflate
+from collector.gzipstream import GzipMember, crc32_combine, crc32_shift, deflate, inflate
 
 TEXTS = [b"", b"a", b"# HELP x y\n", bytes(range(256)) * 40, b"\n" * 70_000]
 
@@ -75,3 +75,12 @@ def test_a_wrong_crc_is_caught_by_the_reader() -> None:
     member.add_deflated(deflate(b"abc"), zlib.crc32(b"abx"), 3)
     with pytest.raises(gzip.BadGzipFile):
         gzip.decompress(b"".join(member.finish()))
+
+
+def test_crc32_combine_with_a_kept_shift_is_the_same() -> None:
+    rng = random.Random(7)  # noqa: S311 - test data, not secrets
+    for _ in range(20):
+        first, second = rng.randbytes(rng.randrange(100)), rng.randbytes(rng.randrange(1, 5000))
+        shift = crc32_shift(len(second))
+        combined = crc32_combine(zlib.crc32(first), zlib.crc32(second), len(second), shift)
+        assert combined == zlib.crc32(first + second)

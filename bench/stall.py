@@ -1,0 +1,277 @@
+"""No-stall benchmark: is the daemon's event loop free while `/metrics` is scraped?
+
+    python -m bench.stall --orgs 20000 --tenants 10 --runs 3 --json stall.jsonl
+
+Starts the simulator (pinned to CPU 1) and the daemon (pinned to CPU 0) as
+bench/run.py does, waits until every org was polled once, then scrapes `/metrics`
+(text, gzip, as Prometheus asks): the first scrape after start, then `--scrapes`
+more, `--gap` seconds apart. During every scrape this process (on CPU 1) asks
+`/healthz` every 10 ms over its own connection and keeps each answer's latency.
+Afterwards the simulator's request times give each poll's lateness: a poll is due
+one interval after the org's previous one started (the scheduler's rule), so
+lateness is the gap between an org's two requests minus the interval. Polls due
+during a scrape are reported apart from the others. Everything listens on
+127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.run import Sim, cpu_seconds, rss_mb, start_daemons, wait_ready
+from bench.simserver import pin_to_cpu
+from collector.simulator import bench_orgs, write_bench_config
+
+PROBE_EVERY_SECONDS = 0.01
+PROBE_CPU = 1  # with the simulator: the probe must not take the daemon's CPU
+
+
+@dataclass
+class ScrapeFigures:
+    wall_seconds: float
+    cpu_seconds: float
+    body_bytes: int
+    probes: int
+    probe_p50_ms: float
+    probe_p99_ms: float
+    probe_max_ms: float
+    start: float = 0.0  # CLOCK_MONOTONIC, as the simulator's request times
+    end: float = 0.0
+
+
+@dataclass
+class StallRun:
+    orgs: int
+    tenants: int
+    interval: float
+    first: ScrapeFigures | None = None
+    later: list[ScrapeFigures] = field(default_factory=list)
+    late_during_scrapes_ms: dict[str, float] = field(default_factory=dict)
+    late_otherwise_ms: dict[str, float] = field(default_factory=dict)
+    rss_mb_after_first_scrape: float = 0.0
+    rss_mb_end: float = 0.0
+
+
+def quantiles(values: list[float]) -> dict[str, float]:
+    """p50 / p99 / max (and the count) of `values`, rounded for the table."""
+    if not values:
+        return {"n": 0, "p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+    ordered = sorted(values)
+    return {
+        "n": len(ordered),
+        "p50": round(ordered[len(ordered) // 2], 2),
+        "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2),
+        "max": round(ordered[-1], 2),
+    }
+
+
+async def probe(port: int, stop: asyncio.Event, latencies: list[float]) -> None:
+    """GET /healthz every PROBE_EVERY_SECONDS until `stop`; each answer's latency (s)."""
+    connector = aiohttp.TCPConnector(limit=1)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        url = f"http://127.0.0.1:{port}/healthz"
+        next_at = time.monotonic()
+        while not stop.is_set():
+            sent = time.monotonic()
+            async with session.get(url) as response:
+                await response.read()
+            latencies.append(time.monotonic() - sent)
+            next_at = max(next_at + PROBE_EVERY_SECONDS, time.monotonic())
+            await asyncio.sleep(next_at - time.monotonic())
+
+
+async def scrape_probed(http: aiohttp.ClientSession, port: int, pid: int) -> ScrapeFigures:
+    """One gzip text scrape, `/healthz` probed all along."""
+    latencies: list[float] = []
+    stop = asyncio.Event()
+    prober = asyncio.create_task(probe(port, stop, latencies))
+    await asyncio.sleep(0.05)  # the probe's connection is open before the scrape begins
+    cpu0, start = cpu_seconds(pid), time.monotonic()
+    async with http.get(
+        f"http://127.0.0.1:{port}/metrics",
+        headers={"Accept-Encoding": "gzip"},
+        auto_decompress=False,
+    ) as response:
+        body = await response.read()
+    end = time.monotonic()
+    stop.set()
+    await prober
+    await asyncio.sleep(0.05)  # the last CPU tick accounted
+    cpu1 = cpu_seconds(pid)
+    ms = quantiles([1000 * latency for latency in latencies])
+    return ScrapeFigures(
+        round(end - start, 3),
+        round(cpu1 - cpu0, 2),
+        len(body),
+        len(latencies),
+        ms["p50"],
+        ms["p99"],
+        ms["max"],
+        start,
+        end,
+    )
+
+
+def lateness(
+    times: list[list[float]], interval: float, windows: list[tuple[float, float]]
+) -> tuple[list[float], list[float]]:
+    """Each poll's lateness (ms), split into polls due within a scrape window and others."""
+    during: list[float] = []
+    otherwise: list[float] = []
+    for org_times in times:
+        for previous, current in itertools.pairwise(org_times):
+            due = previous + interval
+            late = 1000 * (current - due)
+            if any(start <= due <= end for start, end in windows):
+                during.append(late)
+            else:
+                otherwise.append(late)
+    return during, otherwise
+
+
+async def one_run(args: argparse.Namespace, workdir: Path) -> StallRun:
+    run = StallRun(args.orgs, args.tenants, args.interval)
+    sim = Sim(args.orgs, args.tenants, max_seconds=args.interval * 3 + 600)
+    polling = {
+        "max_requests_per_second": max(20.0, round(2 * args.orgs / args.interval)),
+        "concurrency": 32,
+        "requests_per_minute_per_key": 5,
+        "max_staleness_seconds": 3600,
+    }
+    config = write_bench_config(
+        bench_orgs(args.orgs, 0), workdir, sim.url, int(args.interval), polling=polling
+    )
+    daemon_args = argparse.Namespace(orgs=args.orgs, shards=1)
+    (daemon,) = start_daemons(config, daemon_args, workdir)
+    pid = daemon.process.pid
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as http:
+            await wait_ready(http, daemon, 300)
+            deadline = time.monotonic() + args.interval + 60
+            while (await sim.stats(http))["requests"] < args.orgs:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("not every org was polled within an interval")
+                await asyncio.sleep(1)
+            _log(f"every org polled once; RSS {rss_mb(pid):.0f} MB; first scrape")
+            run.first = await scrape_probed(http, daemon.port, pid)
+            run.rss_mb_after_first_scrape = round(rss_mb(pid), 1)
+            _log(f"first scrape: {run.first}")
+            for _ in range(args.scrapes):
+                await asyncio.sleep(args.gap)
+                run.later.append(await scrape_probed(http, daemon.port, pid))
+                _log(f"later scrape: {run.later[-1]}")
+            await asyncio.sleep(5)  # polls due in the last scrape have happened
+            run.rss_mb_end = round(rss_mb(pid), 1)
+            async with http.get(sim.url + "/_bench/stats?times=1") as response:
+                data: dict[str, Any] = await response.json()
+    finally:
+        daemon.process.terminate()
+        daemon.process.wait(timeout=30)
+        sim.stop()
+    scrapes = [run.first, *run.later] if run.first else run.later
+    windows = [(s.start, s.end) for s in scrapes]
+    during, otherwise = lateness(data["times"], args.interval, windows)
+    run.late_during_scrapes_ms = quantiles(during)
+    run.late_otherwise_ms = quantiles(otherwise)
+    return run
+
+
+def _log(message: str) -> None:
+    print(f"[stall {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def summary(runs: list[StallRun]) -> list[str]:
+    """Median (min-max) over the runs of every figure, as table rows."""
+
+    def row(name: str, values: list[float], unit: str, goal: str, ok: bool | None) -> str:
+        median = statistics.median(values)
+        spread = f"{min(values):g}-{max(values):g}"
+        verdict = "" if ok is None else ("PASS" if ok else "FAIL")
+        return f"| {name} | {median:g} {unit} ({spread}) | {goal} | {verdict} |"
+
+    firsts = [r.first for r in runs if r.first]
+    later = [s for r in runs for s in r.later]
+    rows = [
+        f"orgs={runs[0].orgs} tenants={runs[0].tenants} runs={len(runs)}: median (min-max)",
+        "| figure | value | goal | |",
+        "|---|---|---|---|",
+    ]
+    first_wall = [s.wall_seconds for s in firsts]
+    rows.append(row("first scrape, wall", first_wall, "s", "<= 5 s", max(first_wall) <= 5))
+    rows.append(row("first scrape, CPU", [s.cpu_seconds for s in firsts], "s", "", None))
+    later_wall = [max(s.wall_seconds for s in r.later) for r in runs if r.later]
+    if later_wall:
+        slowest = max(later_wall)
+        rows.append(row("slowest later scrape, wall", later_wall, "s", "<= 0.5 s", slowest <= 0.5))
+        rows.append(row("later scrape, CPU", [s.cpu_seconds for s in later], "s", "", None))
+    for name, scrapes in (("first scrape", firsts), ("later scrapes", later)):
+        if scrapes:
+            worst = [s.probe_max_ms for s in scrapes]
+            p99 = [s.probe_p99_ms for s in scrapes]
+            ok = max(worst) <= 100
+            rows.append(row(f"/healthz during {name}: max", worst, "ms", "<= 100 ms", ok))
+            rows.append(row(f"/healthz during {name}: p99", p99, "ms", "", None))
+    for key in ("p50", "p99", "max"):
+        values = [r.late_during_scrapes_ms[key] for r in runs]
+        rows.append(row(f"poll lateness, due during scrapes: {key}", values, "ms", "", None))
+    for key in ("p50", "p99", "max"):
+        values = [r.late_otherwise_ms[key] for r in runs]
+        rows.append(row(f"poll lateness, other polls: {key}", values, "ms", "", None))
+    rss = [r.rss_mb_after_first_scrape for r in runs]
+    rows.append(row("RSS after the first scrape", rss, "MB", "", None))
+    return rows
+
+
+async def main_async(args: argparse.Namespace) -> list[StallRun]:
+    runs = []
+    for index in range(args.runs):
+        _log(f"run {index + 1} of {args.runs}: {args.orgs} orgs x {args.tenants} tenants")
+        with tempfile.TemporaryDirectory(prefix="petra-stall-") as workdir:
+            runs.append(await one_run(args, Path(workdir)))
+        if args.json is not None:
+            with args.json.open("a") as out:
+                out.write(json.dumps(asdict(runs[-1])) + "\n")
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orgs", type=int, default=20_000)
+    parser.add_argument("--tenants", type=int, default=10)
+    parser.add_argument("--interval", type=float, default=60.0, help="polling interval, s")
+    parser.add_argument("--scrapes", type=int, default=3, help="scrapes after the first")
+    parser.add_argument("--gap", type=float, default=15.0, help="seconds between scrapes")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="append each run as one JSON line here")
+    parser.add_argument("--report", type=Path, help="summarize earlier --json runs; run nothing")
+    args = parser.parse_args()
+    if args.report is not None:
+        lines = [line for line in args.report.read_text().splitlines() if line.strip()]
+        runs = [_from_json(json.loads(line)) for line in lines]
+    else:
+        pin_to_cpu(PROBE_CPU)
+        runs = asyncio.run(main_async(args))
+    print("\n".join(summary(runs)))
+
+
+def _from_json(data: dict[str, Any]) -> StallRun:
+    first = ScrapeFigures(**data.pop("first")) if data.get("first") else None
+    later = [ScrapeFigures(**s) for s in data.pop("later")]
+    return StallRun(**data, first=first, later=later)
+
+
+if __name__ == "__main__":
+    main()
