@@ -8,7 +8,8 @@ the other N, at the same rate (`--rate` polls per second each) and concurrency,
 both pinned to CPU 0 and running at the same time, so the machine's noise hits
 both alike. With `--tls` the simulator serves HTTPS with a throwaway CA, trusted by
 both through SSL_CERT_FILE (aiohttp's default context reads it), so handshakes
-and session reuse count. After the daemon's first round (one interval), CPU
+and session reuse count; with `--state-file` the daemon keeps one (at its default
+write delay). After the daemon's first round (one interval), CPU
 (utime + stime from /proc) and successful polls (the simulator's counts per org)
 are taken over `--windows` windows of `--window` seconds each; the ratio of the
 two CPU-per-poll figures in each window is the result. Everything listens on
@@ -94,6 +95,9 @@ async def one_run(args: argparse.Namespace, orgs: int, tenants: int, workdir: Pa
     config = write_bench_config(
         bench_orgs(orgs, 0), workdir, url, math.ceil(interval), polling=polling
     )
+    if args.state_file:
+        with config.open("a") as out:  # the daemon's defaults otherwise (write_delay_seconds)
+            out.write(f"state:\n  path: {json.dumps(str(workdir / 'state.json'))}\n")
     listen = free_port()
     daemon = _start(
         [
@@ -229,6 +233,7 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--rate", type=float, default=200.0, help="polls per second, each")
     parser.add_argument("--tls", action="store_true", help="HTTPS to the simulator")
+    parser.add_argument("--state-file", action="store_true", help="the daemon keeps a state file")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--window", type=float, default=20.0, help="seconds per window")
     parser.add_argument("--windows", type=int, default=3)
