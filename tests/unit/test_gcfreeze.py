@@ -45,3 +45,34 @@ async def test_keep_settled_settles_again_and_again() -> None:
         assert gc.get_freeze_count() > 0
         gc.unfreeze()
     task.cancel()
+
+
+def test_reclaim_frees_a_cycle_that_died_while_frozen() -> None:
+    """Without it, garbage that was alive at a settle would stay for the daemon's life."""
+    cycle = _Node()
+    cycle.other = _Node()
+    cycle.other.other = cycle
+    gone = weakref.ref(cycle)
+    gcfreeze.settle()  # frozen while alive
+    del cycle
+    gcfreeze.settle()
+    assert gone() is not None  # a settle never frees it
+    gcfreeze.reclaim()
+    assert gone() is None
+
+
+async def test_keep_settled_reclaims_on_its_own_pace() -> None:
+    """The periodic task reclaims too, not only settles."""
+    cycle = _Node()
+    cycle.other = _Node()
+    cycle.other.other = cycle
+    gone = weakref.ref(cycle)
+    gcfreeze.settle()
+    del cycle
+    task = asyncio.create_task(gcfreeze.keep_settled(every=0.001, reclaim_every=0.005))
+    for _ in range(100):
+        await asyncio.sleep(0.002)
+        if gone() is None:
+            break
+    task.cancel()
+    assert gone() is None
