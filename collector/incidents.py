@@ -25,6 +25,8 @@ from typing import Final, NamedTuple
 
 import orjson
 
+from collector.usage import iso_datetime, json_type
+
 REMEDIATED: Final = "REMEDIATED"
 STATUS_UNKNOWN: Final = "UNKNOWN"
 MAX_LIMIT: Final = 500  # the most incidents one answer carries (`limit` 1..500)
@@ -73,12 +75,12 @@ def parse_incidents_body(body: bytes) -> IncidentsReport:
 
 def parse_incidents(data: object) -> IncidentsReport:
     if not isinstance(data, dict):
-        raise IncidentsFormatError(f"expected a JSON object, got {_json_type(data)}")
+        raise IncidentsFormatError(f"expected a JSON object, got {json_type(data)}")
     raw = data.get("incidents")
     if raw is None:
         raise IncidentsFormatError("the answer has no 'incidents' list")
     if not isinstance(raw, list):
-        raise IncidentsFormatError(f"'incidents' is {_json_type(raw)}, not a list")
+        raise IncidentsFormatError(f"'incidents' is {json_type(raw)}, not a list")
     notes: list[str] = []
     incidents: list[Incident] = []
     seen: set[str] = set()
@@ -99,7 +101,7 @@ def parse_incidents(data: object) -> IncidentsReport:
 def _incident(index: int, item: object, notes: list[str]) -> Incident | None:
     where = f"incidents[{index}]"
     if not isinstance(item, dict):
-        notes.append(f"{where} is {_json_type(item)}, skipped")
+        notes.append(f"{where} is {json_type(item)}, skipped")
         return None
     tenant = item.get("tenant")
     tenant_id = _text(tenant.get("petraTenantId")) if isinstance(tenant, dict) else None
@@ -107,7 +109,7 @@ def _incident(index: int, item: object, notes: list[str]) -> Incident | None:
         notes.append(f"{where} has no tenant.petraTenantId, skipped")
         return None
     raw_created = item.get("createdAt")
-    created_at = _datetime(raw_created)
+    created_at = iso_datetime(raw_created)
     if raw_created is not None and created_at is None:
         notes.append(f"{where} has an unreadable createdAt, counted as inside the window")
     incident_id = _text(item.get("id"))
@@ -212,35 +214,12 @@ def remember(
 # -- JSON value readers ------------------------------------------------------------
 
 
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
-
-
 def _text(value: object) -> str | None:
     if isinstance(value, str):
         return value.strip() or None
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            return None
     return None
-
-
-def _datetime(value: object) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()

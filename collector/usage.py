@@ -57,18 +57,18 @@ def parse_usage_body(body: bytes) -> UsageReport:
 
 def parse_usage(data: object) -> UsageReport:
     if not isinstance(data, dict):
-        raise UsageFormatError(f"expected a JSON object, got {_json_type(data)}")
+        raise UsageFormatError(f"expected a JSON object, got {json_type(data)}")
     raw_tenants = data.get("tenants")
     if raw_tenants is None:
         raise UsageFormatError("the answer has no 'tenants' list")
     if not isinstance(raw_tenants, list):
-        raise UsageFormatError(f"'tenants' is {_json_type(raw_tenants)}, not a list")
+        raise UsageFormatError(f"'tenants' is {json_type(raw_tenants)}, not a list")
     notes: list[str] = []
     tenants: list[TenantUsage] = []
     seen: set[str] = set()
     for index, item in enumerate(raw_tenants):
         if not isinstance(item, dict):
-            notes.append(f"tenants[{index}] is {_json_type(item)}, skipped")
+            notes.append(f"tenants[{index}] is {json_type(item)}, skipped")
             continue
         tenant_id = _text(item.get("petraTenantId"))
         if tenant_id is None:
@@ -85,7 +85,7 @@ def parse_usage(data: object) -> UsageReport:
         raise UsageFormatError(f"none of the {len(raw_tenants)} tenants is usable: {notes[0]}")
     return UsageReport(
         as_of=_text(data.get("asOf")),
-        report_generated_at=_datetime(data.get("reportGeneratedAt")),
+        report_generated_at=iso_datetime(data.get("reportGeneratedAt")),
         organization_name=_text(data.get("organizationName")),
         total_tenants=_number(data.get("totalTenants")),
         tenants=tuple(tenants),
@@ -111,7 +111,8 @@ def _tenant(tenant_id: str, item: dict[str, object]) -> TenantUsage:
     )
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
+    """How a JSON value is named in a message about an answer."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -185,11 +186,12 @@ def _parse_date(value: str) -> float | None:
     try:
         day = date.fromisoformat(value)
     except ValueError:
-        return _datetime(value)
+        return iso_datetime(value)
     return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
 
 
-def _datetime(value: object) -> float | None:
+def iso_datetime(value: object) -> float | None:
+    """An ISO 8601 date-time (UTC when it names no zone) as epoch seconds, or None."""
     if not isinstance(value, str):
         return None
     try:

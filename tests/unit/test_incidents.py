@@ -172,6 +172,14 @@ def test_numeric_tenant_id_becomes_text() -> None:
     assert report.incidents[0].tenant_id == "42"
 
 
+def test_a_tenant_id_of_more_digits_than_python_prints_is_skipped_not_a_crash() -> None:
+    """str() refuses integers past sys.get_int_max_str_digits; that is no tenant id."""
+    huge = 10**5000
+    bad = with_fields(tenant={"petraTenantId": huge}, id="other")
+    report = parse_incidents({"incidents": [bad, FULL_INCIDENT]})
+    assert [i.key for i in report.incidents] == [FULL_INCIDENT["id"]]
+
+
 @pytest.mark.parametrize(
     ("status", "expected"),
     [
