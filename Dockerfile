@@ -10,6 +10,7 @@
 ARG PYTHON_VERSION=3.12
 
 # ---- build: make a wheel, install it with its dependencies into a venv ------
+# With the `fast` extra (uvloop, ISA-L deflate for /metrics): both ship wheels.
 FROM python:${PYTHON_VERSION}-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -19,7 +20,7 @@ COPY pyproject.toml README* LICENSE* ./
 COPY collector ./collector
 RUN pip wheel --no-deps --wheel-dir /dist . \
  && python -m venv --without-pip /opt/petra-collector \
- && pip --python /opt/petra-collector/bin/python install /dist/*.whl \
+ && pip --python /opt/petra-collector/bin/python install "$(echo /dist/*.whl)[fast]" \
  && /opt/petra-collector/bin/petra-collector --help >/dev/null
 
 # ---- runtime: the venv on a clean slim Python, no compilers, no pip --------

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import operator
 import time
-import zlib
+from array import array
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -39,16 +40,16 @@ from prometheus_client.openmetrics.exposition import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _untyped_float_to_go
 
-from collector import gcfreeze
-from collector.gzipstream import GzipMember, crc32_shift, deflate, inflate
+from collector import gcfreeze, malloctrim
+from collector.gzipstream import GzipMember, crc32, crc32_shift, deflate, inflate
 from collector.metrics import (
     ORG,
     ORG_FAMILIES,
     TENANT,
-    TENANT_FAMILIES,
     Kind,
     LabelValues,
     PetraCollector,
+    Sample,
     TenantFamily,
     new_family,
 )
@@ -74,7 +75,7 @@ def _plain(text: str) -> bool:
 class _SampleFormat:
     """How one family's samples are written: name, then labels sorted by label name."""
 
-    __slots__ = ("_template", "labels", "org_only", "sample_name")
+    __slots__ = ("_template", "labels", "org_only", "remember", "sample_name")
 
     def __init__(self, sample_name: str, labels: tuple[str, ...]) -> None:
         order = sorted(range(len(labels)), key=labels.__getitem__)
@@ -85,6 +86,8 @@ class _SampleFormat:
         self.sample_name = sample_name
         self.labels = labels
         self.org_only = labels == ORG  # the common case, written without the template
+        # Times and durations differ in every sample: not worth remembering their texts.
+        self.remember = not sample_name.endswith(("_timestamp_seconds", "_duration_seconds"))
 
     def line(self, values: LabelValues, value: float) -> str:
         return self._template.format(*[_escape(v) for v in values], value=_go(value))
@@ -98,6 +101,8 @@ _ORG_FORMATS: Final = tuple(
     _SampleFormat(f.name + ("_total" if f.kind == "counter" else ""), f.labels)
     for f in ORG_FAMILIES
 )
+_UNSET: Final = object()  # no value noted yet: differs from every value
+_ORG_VALUES: Final = tuple(f.value for f in ORG_FAMILIES)
 BLOCK_ORGS: Final = 256  # orgs per separately compressed block of a family
 STEP_SECONDS: Final = 0.02  # the longest stretch of rendering between two yields
 # Between two slices of a long render: a fifth of the loop's time is left to polling
@@ -133,33 +138,39 @@ class _Fixed(Collector):
 
 
 @dataclass(slots=True, eq=False)
-class _OrgChunks:
-    """One org's rendered lines, valid while its state's version and freshness hold.
-
-    The org families' lines are kept as text (a few short lines). The tenant
-    families' lines, nearly all of the body, are kept only compressed, inside the
-    family's `_Block`s; `where` says which block holds them, at which position.
+class _OrgEntry:
+    """What the cache knows of one org: which state its lines were made from, and
+    where they are in the last render (the lines themselves are only in the blocks).
     """
 
     state: OrgState
     org_label: str  # `{org="<escaped name>"} `
     version: int = -1
     fresh: bool = False
-    org: tuple[bytes, ...] = ()  # one chunk per ORG_FAMILIES entry
+    # Per org family: what its lines were made from (the value, or for a family of
+    # several samples the samples), and a count bumped each time that changes, so a
+    # poll that moved only the timestamps and a counter re-renders only those.
+    values: list[object] = field(default_factory=lambda: [_UNSET] * len(ORG_FAMILIES))
+    stamps: array[int] = field(default_factory=lambda: array("Q", bytes(8 * len(ORG_FAMILIES))))
     tenants: tuple[TenantUsage, ...] | None = None  # what the tenant lines are made from
     generation: int = 0  # bumped when `tenants` changes
-    where: list[tuple[_Block, int, int] | None] = field(
-        default_factory=lambda: [None] * len(TENANT_FAMILIES)
-    )  # per tenant family: (block, position, generation)
+    # Positions in the last render, among all orgs and among orgs with tenants: where an
+    # unchanged org's lines are found in the old blocks (checked, never trusted).
+    org_slot: int = -1
+    tenant_slot: int = -1
+    # While one render makes this org's tenant lines: (generation, each tenant's
+    # `{org=..,tenant_id=..} ` text, the tenants' fields as columns); shared by the
+    # families, dropped when the render ends.
+    scratch: tuple[int, list[str], list[tuple[object, ...]]] | None = None
 
 
 @dataclass(slots=True, eq=False)
 class _Block:
-    """The tenant lines of up to BLOCK_ORGS orgs for one family, deflated on their own."""
+    """The lines of up to BLOCK_ORGS orgs for one family, deflated on their own."""
 
-    members: tuple[_OrgChunks, ...]
-    generations: tuple[int, ...]
-    lengths: tuple[int, ...]  # each member's share of the text
+    members: tuple[_OrgEntry, ...]
+    stamps: array[int]  # each member's stamp for the family (org) or `generation` (tenant)
+    lengths: array[int]  # each member's share of the text, in bytes
     deflated: bytes  # raw deflate, sync-flushed: concatenates with the other pieces
     crc: int  # CRC-32 of the text
     size: int  # length of the text
@@ -174,71 +185,122 @@ class _Block:
         return parts
 
 
-def _render_org(state: OrgState, fresh: bool, org_label: str) -> tuple[bytes, ...]:
-    """The org's chunk of every org family; `org_label` is `{org="<escaped name>"} `."""
-    chunks: list[bytes] = []
-    for family, fmt in zip(ORG_FAMILIES, _ORG_FORMATS, strict=True):
-        samples = family.samples(state, fresh)
-        if not samples:
-            chunks.append(b"")
-        elif fmt.org_only and len(samples) == 1:
-            line = fmt.sample_name + org_label + floatToGoString(samples[0][1]) + "\n"
-            chunks.append(line.encode())
+def _note_org_values(
+    entry: _OrgEntry, state: OrgState, fresh: bool, changed: list[list[_OrgEntry]]
+) -> None:
+    """Note each org family's value; bump the stamp of each family whose value changed,
+    and list the entry under that family in `changed`."""
+    values, stamps = entry.values, entry.stamps
+    for index, value_of in enumerate(_ORG_VALUES):
+        value: object
+        if value_of is None:
+            # A family of several samples: the samples. Their numbers are counts and
+            # times, never -0.0, so comparing them as tuples compares their texts.
+            value = tuple(ORG_FAMILIES[index].samples(state, fresh))
         else:
-            chunks.append("".join([fmt.line(labels, value) for labels, value in samples]).encode())
-    return tuple(chunks)
+            value = value_of(state, fresh)
+        old = values[index]
+        if value is old:
+            continue
+        # A single number: 0.0 and -0.0 compare equal, their texts do not.
+        if value == old and (value != 0 or str(value) == str(old)):
+            continue
+        values[index] = value
+        stamps[index] += 1
+        changed[index].append(entry)
 
 
-def _go(value: float) -> str:
-    """`floatToGoString`, remembered: the same counts and dates recur across tenants."""
-    text = _GO_TEXTS.get(value)
-    if text is None:
+def _org_lines(entry: _OrgEntry, index: int) -> bytes:
+    """The org's lines of org family `index`, from the value `_note_org_values` noted."""
+    fmt = _ORG_FORMATS[index]
+    value = entry.values[index]
+    if isinstance(value, tuple):  # the samples of a family of several
+        samples: tuple[Sample, ...] = value
+        return "".join([fmt.line(labels, number) for labels, number in samples]).encode()
+    if value is None:
+        return b""
+    assert isinstance(value, float | int)  # noqa: S101 - what an OrgFamily.value returns
+    text = _GO_TEXTS[value] if fmt.remember else floatToGoString(value)
+    return (fmt.sample_name + entry.org_label + text + "\n").encode()
+
+
+class _GoTexts(dict[float, str]):
+    """`floatToGoString` by value, remembered: the same counts and dates recur across
+    tenants. Zero is never kept (0.0 and -0.0 are one key but two texts), nor NaN
+    (never found again), nor more than GO_TEXTS_KEPT values."""
+
+    __slots__ = ()
+
+    def __missing__(self, value: float) -> str:
+        if value == 0:
+            return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
         text = floatToGoString(value)
-        # Not zero (0.0 and -0.0 are one key but two texts), nor NaN (never found again).
-        if value and not math.isnan(value) and len(_GO_TEXTS) < GO_TEXTS_KEPT:
-            _GO_TEXTS[value] = text
-    return text
+        if not math.isnan(value) and len(self) < GO_TEXTS_KEPT:
+            self[value] = text
+        return text
 
 
 GO_TEXTS_KEPT: Final = 1 << 16
-_GO_TEXTS: Final[dict[float, str]] = {}
+_GO_TEXTS: Final = _GoTexts()
 
 
-def _render_tenants(
-    org: str, tenants: tuple[TenantUsage, ...], family: TenantFamily, fmt: _SampleFormat
-) -> bytes:
+def _go(value: float) -> str:
+    """`floatToGoString`, remembered where it pays."""
+    return _GO_TEXTS[value]
+
+
+def _tenant_lines(entry: _OrgEntry, family: TenantFamily, fmt: _SampleFormat) -> bytes:
     """The lines of one tenant family for one org's tenants."""
-    value_of = family.value
-    if fmt.labels == TENANT:  # org, tenant_id: the labels' sorted order too
-        head = fmt.sample_name + '{org="' + _escape(org) + '",tenant_id="'
-        ids = [tenant.tenant_id for tenant in tenants]
-        if not _plain("".join(ids)):
-            ids = [_escape(tenant_id) for tenant_id in ids]
-        return "".join(
-            [
-                head + tenant_id + '"} ' + _go(value) + "\n"
-                for tenant_id, tenant in zip(ids, tenants, strict=True)
-                if (value := value_of(tenant)) is not None
-            ]
-        ).encode()
+    tenants = entry.tenants
+    assert tenants is not None  # noqa: S101 - only orgs with tenants have tenant lines
+    column = family.column
+    if column is not None and fmt.labels == TENANT:  # org, tenant_id: sorted order too
+        scratch = entry.scratch
+        if scratch is None or scratch[0] != entry.generation:
+            scratch = entry.scratch = (
+                entry.generation,
+                _tenant_labels(entry.state.name, tenants),
+                list(zip(*tenants, strict=True)),
+            )
+        labels, values = scratch[1], scratch[2][column]
+        head = fmt.sample_name
+        if None in values:
+            pairs = [(label, v) for label, v in zip(labels, values, strict=True) if v is not None]
+            if not pairs:
+                return b""
+            labels, values = [p[0] for p in pairs], tuple(p[1] for p in pairs)
+        # head + label + value on every line: the separator carries the next line's head.
+        texts = map(_GO_TEXTS.__getitem__, values)  # type: ignore[arg-type]  # bool | float
+        lines = ("\n" + head).join(map(operator.add, labels, texts))
+        return (head + lines + "\n").encode()
     label_values = family.label_values
+    org = entry.state.name
     samples = [
         (label_values(org, tenant), value)
         for tenant in tenants
-        if (value := value_of(tenant)) is not None
+        if (value := family.value(tenant)) is not None
     ]
     line = fmt.plain_line if _plain("".join([v for s in samples for v in s[0]])) else fmt.line
     return "".join([line(values, value) for values, value in samples]).encode()
 
 
-# One piece of the body: its text, or a block of tenant lines kept compressed.
+def _tenant_labels(org: str, tenants: tuple[TenantUsage, ...]) -> list[str]:
+    """Each tenant's `{org="..",tenant_id=".."} `, escaped as the stock encoder does."""
+    head = '{org="' + _escape(org) + '",tenant_id="'
+    ids = [tenant.tenant_id for tenant in tenants]
+    if not _plain("".join(ids)):
+        ids = [_escape(tenant_id) for tenant_id in ids]
+    return [head + tenant_id + '"} ' for tenant_id in ids]
+
+
+# One piece of the body: its text, or a block of lines kept compressed.
 Piece = bytes | _Block
 # Making a body: yields (None) where the caller may pause, returns the body's pieces.
 Steps = Generator[None, None, list[Piece]]
 
 
 def piece_bytes(piece: Piece) -> bytes:
-    """A piece as it goes on the wire (a block of tenant lines is decompressed)."""
+    """A piece as it goes on the wire (a block of lines is decompressed)."""
     if isinstance(piece, bytes):
         return piece
     return inflate(piece.deflated)
@@ -246,6 +308,75 @@ def piece_bytes(piece: Piece) -> bytes:
 
 def piece_size(piece: Piece) -> int:
     return len(piece) if isinstance(piece, bytes) else piece.size
+
+
+# Renders one family's lines of one org: (entry, family index) -> bytes.
+_Render = Callable[[_OrgEntry, int], bytes]
+
+
+def _block(members: tuple[_OrgEntry, ...], stamps: array[int], texts: list[bytes]) -> _Block:
+    text = b"".join(texts)
+    size = len(text)
+    lengths = array("I", map(len, texts))
+    return _Block(members, stamps, lengths, deflate(text), crc32(text), size, crc32_shift(size))
+
+
+def _patch(  # noqa: PLR0917 - one path of CachedExposition._update, its arguments
+    blocks: list[_Block],
+    index: int,
+    changed: list[_OrgEntry],
+    tenant_side: bool,
+    render: _Render,
+    pause: _Pause,
+) -> Iterator[None]:
+    """`blocks` (family `index`) made for the same orgs in the same order as now, with
+    the lines of the `changed` orgs made anew; every other block is kept as it is."""
+    positions: dict[int, list[int]] = {}  # block -> positions of changed orgs in it
+    for entry in changed:
+        slot = entry.tenant_slot if tenant_side else entry.org_slot
+        positions.setdefault(slot // BLOCK_ORGS, []).append(slot % BLOCK_ORGS)
+    for number, changed_positions in positions.items():
+        previous = blocks[number]
+        texts, stamps = previous.texts(), array("Q", previous.stamps)
+        for position in changed_positions:
+            entry = previous.members[position]
+            texts[position] = render(entry, index)
+            stamps[position] = entry.generation if tenant_side else entry.stamps[index]
+        blocks[number] = _block(previous.members, stamps, texts)
+        previous.members = ()  # no cycle through the entries: freed at once
+        if pause.due():
+            yield None
+
+
+def _regrouped_texts(
+    old: list[_Block],
+    group: tuple[_OrgEntry, ...],
+    *,
+    stamps: array[int],
+    index: int,
+    tenant_side: bool,
+    render: _Render,
+    opened: dict[int, list[bytes]],
+) -> list[bytes]:
+    """A group of orgs other than the old block's: each org's lines from whichever
+    old block held them (its slot in the last render) if unchanged, else anew."""
+    texts = []
+    for entry, stamp in zip(group, stamps, strict=True):
+        slot = entry.tenant_slot if tenant_side else entry.org_slot
+        block = old[slot // BLOCK_ORGS] if 0 <= slot < len(old) * BLOCK_ORGS else None
+        position = slot % BLOCK_ORGS
+        if (
+            block is not None
+            and position < len(block.members)
+            and block.members[position] is entry
+            and block.stamps[position] == stamp
+        ):
+            if id(block) not in opened:
+                opened[id(block)] = block.texts()
+            texts.append(opened[id(block)][position])
+        else:
+            texts.append(render(entry, index))
+    return texts
 
 
 class CachedExposition:
@@ -260,117 +391,162 @@ class CachedExposition:
 
     def __init__(self, collector: PetraCollector) -> None:
         self._collector = collector
-        self._cache: dict[str, _OrgChunks] = {}
+        self._cache: dict[str, _OrgEntry] = {}
         self._families = collector.tenant_families
         self._formats = tuple(_SampleFormat(f.name, f.labels) for f in self._families)
-        self._headers = {
+        headers = {
             False: _family_headers(False, self._families),
             True: _family_headers(True, self._families),
         }
-        # (openmetrics, position) -> a piece's text and its deflate, from the last gzip body
-        self._deflated: dict[tuple[bool, int], tuple[bytes, bytes]] = {}
-        self._blocks: list[list[_Block]] = [[] for _ in self._families]
+        self._headers = headers
+        self._deflated_headers = {
+            openmetrics: tuple((header, deflate(header)) for header in headers[openmetrics])
+            for openmetrics in (False, True)
+        }
+        self._org_blocks: list[list[_Block]] = [[] for _ in ORG_FAMILIES]
+        self._tenant_blocks: list[list[_Block]] = [[] for _ in self._families]
+        # The orgs (and those with tenants) in the order of the last render that brought
+        # every block up to date, else None; and what changed since, per family.
+        self._order: list[_OrgEntry] | None = None
+        self._tenant_order: list[_OrgEntry] | None = None
+        self._changed_org: list[list[_OrgEntry]] = [[] for _ in ORG_FAMILIES]
+        self._changed_tenants: list[_OrgEntry] = []
 
     def _entries(self, pause: _Pause) -> Iterator[None]:
         old = self._cache
-        cache: dict[str, _OrgChunks] = {}
+        cache: dict[str, _OrgEntry] = {}
+        changed_org = self._changed_org = [[] for _ in ORG_FAMILIES]
+        changed_tenants = self._changed_tenants = []
         for state, fresh in self._collector.snapshot():
             entry = old.get(state.name)
             if entry is None or entry.state is not state:
-                entry = _OrgChunks(state, '{org="' + _escape(state.name) + '"} ')
+                entry = _OrgEntry(state, '{org="' + _escape(state.name) + '"} ')
             if entry.version != state.version or entry.fresh != fresh:
                 entry.version, entry.fresh = state.version, fresh
-                entry.org = _render_org(state, fresh, entry.org_label)
+                _note_org_values(entry, state, fresh, changed_org)
                 tenants = state.report.tenants if fresh and state.report is not None else None
                 if tenants is not entry.tenants and (
                     tenants is None or entry.tenants is None or entry.tenants != tenants
                 ):
                     entry.generation += 1
+                    changed_tenants.append(entry)
                 entry.tenants = tenants  # equal lines: keep them, drop the old tuple
                 if pause.due():
                     yield None
             cache[state.name] = entry
         self._cache = cache
 
-    def _tenant_blocks(
-        self, index: int, members: list[_OrgChunks], pause: _Pause
+    def _tenant_render(self, entry: _OrgEntry, index: int) -> bytes:
+        return _tenant_lines(entry, self._families[index], self._formats[index])
+
+    @staticmethod
+    def _update(
+        blocks: list[list[_Block]],
+        index: int,
+        members: list[_OrgEntry],
+        *,
+        tenant_side: bool,
+        render: _Render,
+        pause: _Pause,
+        changed: list[_OrgEntry] | None,
     ) -> Iterator[None]:
-        """Bring family `index`'s blocks up to date, re-using every unchanged one."""
-        old, new = self._blocks[index], list[_Block]()
+        """Bring family `index`'s blocks up to date, re-using every unchanged one; an
+        unchanged org's lines in a changed block are taken from its old block.
+
+        `changed`, when given, lists every org whose lines of this family changed since
+        the last render, and `members` are that render's orgs in its order: then only
+        their blocks are looked at."""
+        if changed is not None:
+            yield from _patch(blocks[index], index, changed, tenant_side, render, pause)
+            return
+        old, new = blocks[index], list[_Block]()
         opened: dict[int, list[bytes]] = {}  # id(old block) -> its members' texts
         for start in range(0, len(members), BLOCK_ORGS):
             group = tuple(members[start : start + BLOCK_ORGS])
-            generations = tuple(entry.generation for entry in group)
+            if tenant_side:
+                stamps = array("Q", [entry.generation for entry in group])
+            else:
+                stamps = array("Q", [entry.stamps[index] for entry in group])
             previous = old[len(new)] if len(new) < len(old) else None
-            if (
-                previous is not None
-                and previous.members == group
-                and previous.generations == generations
-            ):
-                new.append(previous)
-                continue
-            texts = []
-            for entry in group:
-                where = entry.where[index]
-                if where is not None and where[2] == entry.generation:
-                    block, position, _generation = where
-                    if id(block) not in opened:
-                        opened[id(block)] = block.texts()
-                    texts.append(opened[id(block)][position])
-                else:
-                    assert entry.tenants is not None  # noqa: S101 - members have tenants
-                    texts.append(
-                        _render_tenants(
-                            entry.state.name,
-                            entry.tenants,
-                            self._families[index],
-                            self._formats[index],
-                        )
-                    )
-            text = b"".join(texts)
-            block = _Block(
-                group,
-                generations,
-                tuple(map(len, texts)),
-                deflate(text),
-                zlib.crc32(text),
-                len(text),
-                crc32_shift(len(text)),
-            )
-            for position, entry in enumerate(group):
-                entry.where[index] = (block, position, entry.generation)
-            new.append(block)
+            if previous is not None and previous.members == group:
+                if previous.stamps == stamps:
+                    new.append(previous)
+                    continue
+                # The same orgs as before (the common case): only the changed ones anew.
+                texts = previous.texts()
+                for position, (was, now) in enumerate(zip(previous.stamps, stamps, strict=True)):
+                    if was != now:
+                        texts[position] = render(group[position], index)
+            else:
+                texts = _regrouped_texts(
+                    old,
+                    group,
+                    stamps=stamps,
+                    index=index,
+                    tenant_side=tenant_side,
+                    render=render,
+                    opened=opened,
+                )
+            new.append(_block(group, stamps, texts))
             if pause.due():
                 yield None
-        self._blocks[index] = new
+        blocks[index] = new
         kept = {id(block) for block in new}
         for block in old:
             if id(block) not in kept:
                 block.members = ()  # no cycle through the entries: freed at once
 
     def pieces(self, openmetrics: bool, pieces: list[Piece], pause: _Pause) -> Iterator[None]:
-        """Fill `pieces` with the Petra part of the body, in order; yields to pause."""
+        """Fill `pieces` with the Petra part of the body, in order; yields to pause.
+
+        A header is bytes; every other piece is a `_Block`."""
+        order, self._order = self._order, None  # None until every block is up to date
+        tenant_order, self._tenant_order = self._tenant_order, None
         yield from self._entries(pause)
         entries = list(self._cache.values())
+        same_orgs = entries == order  # identity, element by element
         headers = self._headers[openmetrics]
         for index in range(len(ORG_FAMILIES)):
             pieces.append(headers[index])
-            chunks = [entry.org[index] for entry in entries]
-            pieces += [
-                b"".join(chunks[start : start + BLOCK_ORGS])
-                for start in range(0, len(chunks), BLOCK_ORGS)
-            ]
-            if pause.due():
-                yield None
+            yield from self._update(
+                self._org_blocks,
+                index,
+                entries,
+                tenant_side=False,
+                render=_org_lines,
+                pause=pause,
+                changed=self._changed_org[index] if same_orgs else None,
+            )
+            pieces.extend(self._org_blocks[index])
         with_tenants = [entry for entry in entries if entry.tenants]
-        for index in range(len(self._families)):
-            pieces.append(headers[len(ORG_FAMILIES) + index])
-            yield from self._tenant_blocks(index, with_tenants, pause)
-            pieces.extend(self._blocks[index])
+        same_tenants = with_tenants == tenant_order
+        try:
+            for index in range(len(self._families)):
+                pieces.append(headers[len(ORG_FAMILIES) + index])
+                yield from self._update(
+                    self._tenant_blocks,
+                    index,
+                    with_tenants,
+                    tenant_side=True,
+                    render=self._tenant_render,
+                    pause=pause,
+                    changed=self._changed_tenants if same_tenants else None,
+                )
+                pieces.extend(self._tenant_blocks[index])
+        finally:  # also when a scraper went away mid-render (the generator is closed)
+            for entry in with_tenants:
+                entry.scratch = None
+        # Where each org's lines are now, for the next render (only once every family
+        # is up to date: until then the old blocks are the ones the slots point into).
+        for slot, entry in enumerate(entries):
+            entry.org_slot = slot
+        for slot, entry in enumerate(with_tenants):
+            entry.tenant_slot = slot
+        self._order, self._tenant_order = entries, with_tenants
 
     def text(self, openmetrics: bool, tail: bytes) -> Steps:
         """Generator: yields to pause, returns (via StopIteration) the body's pieces,
-        tenant blocks still compressed (see `piece_bytes`)."""
+        blocks still compressed (see `piece_bytes`)."""
         pieces: list[Piece] = []
         yield from self.pieces(openmetrics, pieces, _Pause())
         pieces.append(tail)
@@ -380,27 +556,19 @@ class CachedExposition:
         """Generator: yields to pause, returns the body gzip-compressed (level 1), in pieces.
 
         Each piece is deflated on its own and ended with a sync flush, so the pieces
-        concatenate into one valid deflate stream; an unchanged piece reuses its bytes
-        from the last scrape, and the CRCs of kept blocks are combined, not recomputed.
+        concatenate into one valid deflate stream; an unchanged block reuses its bytes
+        from the last scrape, and the CRCs of blocks are combined, not recomputed.
         """
         pieces: list[Piece] = []
         pause = _Pause()
         yield from self.pieces(openmetrics, pieces, pause)
-        old, kept = self._deflated, {}
+        deflated_headers = dict(self._deflated_headers[openmetrics])
         member = GzipMember()
-        for position, piece in enumerate(pieces):
+        for piece in pieces:
             if isinstance(piece, _Block):
                 member.add_deflated(piece.deflated, piece.crc, piece.size, piece.shift)
             else:
-                key = (openmetrics, position)
-                cached = old.get(key)
-                if cached is None or cached[0] != piece:
-                    cached = (piece, deflate(piece))
-                kept[key] = cached
-                member.add(piece, cached[1])
-            if pause.due():
-                yield None
-        self._deflated = {**{k: v for k, v in old.items() if k[0] != openmetrics}, **kept}
+                member.add(piece, deflated_headers.get(piece))
         member.add(tail)
         return list[Piece](member.finish())
 
@@ -469,6 +637,7 @@ class Exposition:
                 # Not sleep(0): a poll needs several loop turns, and this leaves them room.
                 await asyncio.sleep(SCRAPE_PAUSE_SECONDS)
             gcfreeze.settle()
+            malloctrim.trim()  # the render's text, freed, back to the system
             return pieces
 
     def steps(self, fmt: FastFormat, *, gzipped: bool) -> Steps:

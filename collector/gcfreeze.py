@@ -33,6 +33,8 @@ import asyncio
 import gc
 from typing import Final
 
+from collector import malloctrim
+
 SETTLE_EVERY_SECONDS: Final = 10.0
 RECLAIM_EVERY_SECONDS: Final = 3600.0
 
@@ -53,8 +55,8 @@ def reclaim() -> None:
 async def keep_settled(
     every: float = SETTLE_EVERY_SECONDS, reclaim_every: float = RECLAIM_EVERY_SECONDS
 ) -> None:
-    """`settle()` every `every` seconds and `reclaim()` every `reclaim_every`, for as
-    long as the task runs."""
+    """`settle()` every `every` seconds and `reclaim()` every `reclaim_every`, each
+    followed by `malloctrim.trim()`, for as long as the task runs."""
     loop = asyncio.get_running_loop()
     next_reclaim = loop.time() + reclaim_every
     while True:
@@ -64,3 +66,4 @@ async def keep_settled(
             reclaim()
         else:
             settle()
+        malloctrim.trim()  # what polling freed since, back to the system

@@ -1,9 +1,13 @@
-"""One gzip member assembled from separately deflated pieces (stdlib only, no I/O).
+"""One gzip member assembled from separately deflated pieces (no I/O).
 
 Each piece is raw deflate ended with a sync flush, so pieces concatenate into
 one valid deflate stream; a piece that did not change is reused as it is, and
 the member's CRC-32 is combined from the pieces' CRCs (`crc32_combine`) rather
 than recomputed over text that is only kept compressed.
+
+Deflate is ISA-L's (`isal`, in the `fast` extra) when installed: at level 1 it is
+about four times quicker than zlib's and no bigger, and the first scrape of a large
+fleet compresses a hundred megabytes or more. Without it, the stdlib's zlib.
 """
 
 from __future__ import annotations
@@ -11,6 +15,28 @@ from __future__ import annotations
 import struct
 import zlib
 from typing import Final
+
+__all__ = [
+    "CODEC",
+    "HEADER",
+    "LEVEL",
+    "GzipMember",
+    "crc32",  # ISA-L's when installed: the same numbers as zlib's, faster
+    "crc32_combine",
+    "crc32_shift",
+    "deflate",
+    "inflate",
+]
+
+try:
+    from isal.isal_zlib import Z_SYNC_FLUSH, compressobj, crc32, decompressobj
+
+    CODEC: Final = "isal"  # which deflate this process uses
+except ImportError:  # the `fast` extra is not installed: the stdlib's zlib
+    # The same calls; mypy sees stdlib types where it saw ISA-L's.
+    from zlib import Z_SYNC_FLUSH, compressobj, crc32, decompressobj  # type: ignore[assignment]
+
+    CODEC = "zlib"  # type: ignore[misc]  # the other branch of the one assignment
 
 LEVEL: Final = 1  # level 1 is several times cheaper than 9 and close in size
 # Member header: magic, deflate, no flags, no mtime, "fastest" (level 1), unknown OS.
@@ -21,13 +47,13 @@ _END: Final = zlib.compressobj(LEVEL, zlib.DEFLATED, _RAW).flush()  # an empty f
 
 def deflate(text: bytes) -> bytes:
     """Raw deflate of `text` alone, ending on a byte boundary without a final block."""
-    compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, _RAW)
-    return compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    compressor = compressobj(LEVEL, zlib.DEFLATED, _RAW)
+    return compressor.compress(text) + compressor.flush(Z_SYNC_FLUSH)
 
 
 def inflate(deflated: bytes) -> bytes:
     """The text of a piece made by `deflate`."""
-    return zlib.decompressobj(_RAW).decompress(deflated)
+    return decompressobj(_RAW).decompress(deflated)
 
 
 class GzipMember:
@@ -43,7 +69,7 @@ class GzipMember:
     def add(self, text: bytes, deflated: bytes | None = None) -> None:
         """Append `text`; `deflated` is its `deflate()` when the caller kept one."""
         self._parts.append(deflate(text) if deflated is None else deflated)
-        self._crc = zlib.crc32(text, self._crc)
+        self._crc = crc32(text, self._crc)
         self._size += len(text)
 
     def add_deflated(self, deflated: bytes, crc: int, size: int, shift: int | None = None) -> None:

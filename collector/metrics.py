@@ -56,6 +56,21 @@ class OrgFamily:
     help: str
     labels: tuple[str, ...]
     samples: Callable[[OrgState, bool], Sequence[Sample]]  # (state, fresh) -> samples
+    # For a family of at most one sample per org, labelled by `org` alone: its value
+    # (None: no sample). `samples` says the same; exposition.py renders from this.
+    value: Callable[[OrgState, bool], float | None] | None = None
+
+    @classmethod
+    def single(
+        cls, name: str, kind: Kind, help_text: str, value: Callable[[OrgState, bool], float | None]
+    ) -> OrgFamily:
+        """A family of one sample per org at most, labelled `org`, of `value`'s value."""
+
+        def samples(state: OrgState, fresh: bool) -> list[Sample]:
+            number = value(state, fresh)
+            return [] if number is None else [((state.name,), number)]
+
+        return cls(name, kind, help_text, ORG, samples, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,41 +82,36 @@ class TenantFamily:
     labels: tuple[str, ...]
     value: Callable[[TenantUsage], float | None]
     label_values: Callable[[str, TenantUsage], LabelValues]
+    # Where `value` reads from, for families labelled TENANT: the TenantUsage field
+    # whose value (a bool as 0 or 1) is the sample; exposition.py renders from it.
+    column: int | None = None
 
 
-def _org_value(get: Callable[[OrgState], float | None]) -> Callable[[OrgState, bool], list[Sample]]:
-    def samples(state: OrgState, _fresh: bool) -> list[Sample]:
-        value = get(state)
-        return [] if value is None else [((state.name,), value)]
-
-    return samples
+OrgValue = Callable[[OrgState, bool], float | None]  # (state, fresh) -> value or none
 
 
-def _outcome_value(
-    get: Callable[[OrgState], float | None],
-) -> Callable[[OrgState, bool], list[Sample]]:
-    """A sample that says how polls went: none before the first outcome (pending is
+def _org_value(get: Callable[[OrgState], float | None]) -> OrgValue:
+    def value(state: OrgState, _fresh: bool) -> float | None:
+        return get(state)
+
+    return value
+
+
+def _outcome_value(get: Callable[[OrgState], float | None]) -> OrgValue:
+    """A value that says how polls went: none before the first outcome (pending is
     not failing: alerts on `petra_up == 0` must not fire for an org not polled yet)."""
 
-    def samples(state: OrgState, _fresh: bool) -> list[Sample]:
-        if state.pending:
-            return []
-        value = get(state)
-        return [] if value is None else [((state.name,), value)]
+    def value(state: OrgState, _fresh: bool) -> float | None:
+        return None if state.pending else get(state)
 
-    return samples
+    return value
 
 
-def _report_value(
-    get: Callable[[OrgState], float | None],
-) -> Callable[[OrgState, bool], list[Sample]]:
-    def samples(state: OrgState, fresh: bool) -> list[Sample]:
-        if not fresh or state.report is None:
-            return []
-        value = get(state)
-        return [] if value is None else [((state.name,), value)]
+def _report_value(get: Callable[[OrgState], float | None]) -> OrgValue:
+    def value(state: OrgState, fresh: bool) -> float | None:
+        return get(state) if fresh and state.report is not None else None
 
-    return samples
+    return value
 
 
 def _requests(state: OrgState, _fresh: bool) -> list[Sample]:
@@ -117,15 +127,12 @@ def _requests(state: OrgState, _fresh: bool) -> list[Sample]:
     return samples
 
 
-def _incidents_value(
-    get: Callable[[IncidentsState], float | None],
-) -> Callable[[OrgState, bool], list[Sample]]:
-    def samples(state: OrgState, _fresh: bool) -> list[Sample]:
+def _incidents_value(get: Callable[[IncidentsState], float | None]) -> OrgValue:
+    def value(state: OrgState, _fresh: bool) -> float | None:
         side = state.incidents
-        value = None if side is None else get(side)
-        return [] if value is None else [((state.name,), value)]
+        return None if side is None else get(side)
 
-    return samples
+    return value
 
 
 def _truncated(side: IncidentsState) -> float | None:
@@ -169,26 +176,23 @@ def _total_tenants(state: OrgState) -> float | None:
 
 
 ORG_FAMILIES: Final[tuple[OrgFamily, ...]] = (
-    OrgFamily(
+    OrgFamily.single(
         "petra_up",
         "gauge",
         "1 if the last poll of the org succeeded, else 0; no sample before the first poll.",
-        ORG,
         _outcome_value(lambda s: 1.0 if s.up else 0.0),
     ),
-    OrgFamily(
+    OrgFamily.single(
         "petra_auth_failure",
         "gauge",
         "1 while the org's API key is rejected with 401 (invalid, missing or deleted), "
         "from the 401 until the next successful poll; no sample before the first poll.",
-        ORG,
         _outcome_value(lambda s: 1.0 if s.auth_failing else 0.0),
     ),
-    OrgFamily(
+    OrgFamily.single(
         "petra_auth_failures",
         "counter",
         "401 answers to the org's key.",
-        ORG,
         _org_value(lambda s: float(s.auth_failures_total)),
     ),
     OrgFamily(
@@ -199,46 +203,40 @@ ORG_FAMILIES: Final[tuple[OrgFamily, ...]] = (
         ("org", "code", "route"),
         _requests,
     ),
-    OrgFamily(
+    OrgFamily.single(
         "petra_rate_limited",
         "counter",
         "429 answers to the org's key.",
-        ORG,
         _org_value(lambda s: float(s.rate_limited_total)),
     ),
-    OrgFamily(
+    OrgFamily.single(
         "petra_poll_duration_seconds",
         "gauge",
         "Duration of the org's last poll.",
-        ORG,
         _org_value(lambda s: s.poll_duration),
     ),
-    OrgFamily(
+    OrgFamily.single(
         "petra_last_poll_timestamp_seconds",
         "gauge",
         "When the org's last poll finished (Unix time).",
-        ORG,
         _org_value(lambda s: s.last_poll_at),
     ),
-    OrgFamily(
+    OrgFamily.single(
         "petra_last_success_timestamp_seconds",
         "gauge",
         "When the org's last successful poll finished (Unix time).",
-        ORG,
         _org_value(lambda s: s.last_success_at),
     ),
-    OrgFamily(
+    OrgFamily.single(
         "petra_usage_report_generated_timestamp_seconds",
         "gauge",
         "reportGeneratedAt of the usage report (Unix time)." + CACHED,
-        ORG,
         _report_value(_report_generated),
     ),
-    OrgFamily(
+    OrgFamily.single(
         "petra_org_tenants",
         "gauge",
         "totalTenants of the organization." + CACHED,
-        ORG,
         _report_value(_total_tenants),
     ),
     OrgFamily(
@@ -248,27 +246,24 @@ ORG_FAMILIES: Final[tuple[OrgFamily, ...]] = (
         ("org", "organization_name"),
         _org_info,
     ),
-    OrgFamily(
+    OrgFamily.single(
         "petra_incidents_up",
         "gauge",
         "1 if the last poll of the org's /v1/incidents succeeded, else 0 (absent while "
         "incidents are not polled).",
-        ORG,
         _incidents_value(lambda side: 1.0 if side.up else 0.0),
     ),
-    OrgFamily(
+    OrgFamily.single(
         "petra_incidents_last_success_timestamp_seconds",
         "gauge",
         "When the org's last successful /v1/incidents poll finished (Unix time).",
-        ORG,
         _incidents_value(lambda side: side.last_success_at),
     ),
-    OrgFamily(
+    OrgFamily.single(
         "petra_incidents_truncated",
         "gauge",
         "1 when the last /v1/incidents answer was full (500 incidents), so older ones of the "
         "window may be missing and the counts are lower bounds." + CACHED_INCIDENTS,
-        ORG,
         _incidents_value(_truncated),
     ),
     OrgFamily(
@@ -308,6 +303,10 @@ def _tenant_info_labels_without_names(org: str, tenant: TenantUsage) -> LabelVal
     return (org, tenant.tenant_id, tenant.service or "", tenant.billable_status or "")
 
 
+def _column(field: str) -> int:
+    return TenantUsage._fields.index(field)
+
+
 def _paused(tenant: TenantUsage) -> float | None:
     return None if tenant.is_paused is None else float(tenant.is_paused)
 
@@ -319,6 +318,7 @@ TENANT_FAMILIES: Final[tuple[TenantFamily, ...]] = (
         TENANT,
         lambda t: t.licensed_users,
         _tenant_labels,
+        _column("licensed_users"),
     ),
     TenantFamily(
         "petra_tenant_billable_users",
@@ -326,6 +326,7 @@ TENANT_FAMILIES: Final[tuple[TenantFamily, ...]] = (
         TENANT,
         lambda t: t.billable_users,
         _tenant_labels,
+        _column("billable_users"),
     ),
     TenantFamily(
         "petra_tenant_prorating_ratio",
@@ -333,6 +334,7 @@ TENANT_FAMILIES: Final[tuple[TenantFamily, ...]] = (
         TENANT,
         lambda t: t.prorating_ratio,
         _tenant_labels,
+        _column("prorating_ratio"),
     ),
     TenantFamily(
         "petra_tenant_paused",
@@ -340,6 +342,7 @@ TENANT_FAMILIES: Final[tuple[TenantFamily, ...]] = (
         TENANT,
         _paused,
         _tenant_labels,
+        _column("is_paused"),
     ),
     TenantFamily(
         "petra_tenant_onboarding_timestamp_seconds",
@@ -347,6 +350,7 @@ TENANT_FAMILIES: Final[tuple[TenantFamily, ...]] = (
         TENANT,
         lambda t: t.onboarding_timestamp,
         _tenant_labels,
+        _column("onboarding_timestamp"),
     ),
     TenantFamily(
         "petra_tenant_first_billable_timestamp_seconds",
@@ -354,6 +358,7 @@ TENANT_FAMILIES: Final[tuple[TenantFamily, ...]] = (
         TENANT,
         lambda t: t.first_billable_timestamp,
         _tenant_labels,
+        _column("first_billable_timestamp"),
     ),
     TenantFamily(
         "petra_tenant_info",

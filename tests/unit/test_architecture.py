@@ -41,7 +41,7 @@ LAYERS: tuple[Layer, ...] = (
     layer(
         "foundation",
         *("__init__", "apikey", "errors", "sharding", "logs", "sdnotify"),
-        *("configreader", "gzipstream", "gcfreeze"),
+        *("configreader", "gzipstream", "gcfreeze", "malloctrim"),
     ),
     # Outside input made typed (Petra's JSON, key files), and limiter arithmetic.
     layer("parsing", "usage", "incidents", "keys", "ratelimit"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import random
 import subprocess
 import zlib
 
@@ -12,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import Counter, Gauge, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
+from collector import exposition as exposition_module
 from collector.exposition import BLOCK_ORGS, Exposition, FastFormat, Steps, negotiate
 from collector.metrics import CollectorMetrics, PetraCollector, tenant_families
 from collector.state import OrgState
@@ -391,3 +393,106 @@ def test_numbers_that_look_alike_keep_their_own_text(fmt: FastFormat) -> None:
     exposition = make_exposition([state])
     for _ in range(2):  # the second time from the remembered texts
         assert exposition.body(fmt) == stock(exposition, fmt)
+
+
+def _fleet(count: int) -> list[OrgState]:
+    states = nasty_states() + [OrgState(f"org-{i:04d}", "fp", "file", 60) for i in range(count)]
+    for index, state in enumerate(states[4:]):
+        state.count_request("200")
+        state.record_success(_report("Bulk", PLAIN._replace(tenant_id=f"t{index}")), NOW, 0.1)
+    return states
+
+
+def _act(
+    rng: random.Random, states: list[OrgState], step: int, kinds: tuple[int, ...] = tuple(range(8))
+) -> None:
+    """One random change, of the kinds polling, reloads and time make."""
+    state = rng.choice(states)
+    now = NOW + step
+    kind = rng.choice(kinds)
+    if kind == 0:  # the same report again: only times, duration and a counter move
+        state.count_request("200")
+        if state.report is not None:
+            state.record_success(state.report, now, rng.choice((0.1, 0.0, -0.0, 0.25)))
+    elif kind == 1:  # tenants changed
+        tenant = PLAIN._replace(tenant_id=f"n{step}", licensed_users=rng.choice((0.0, -0.0, 7.0)))
+        state.record_success(_report("Changed", tenant, NASTY), now, 0.2)
+    elif kind == 2:  # a failed poll
+        state.count_request("error")
+        state.record_error(state.health, "timeout", now, None)
+    elif kind == 3:
+        state.count_request("401")
+        state.record_auth_failure("rejected", now, 0.01, 1.0)
+    elif kind == 4:
+        state.count_request("429")
+        state.record_rate_limited("429", now, 0.05, now + 30)
+    elif kind == 5 and len(states) > 10:  # an org left the config
+        states.remove(state)
+    elif kind == 6:  # an org joined
+        fresh = OrgState(f"new-{step}-{rng.randrange(10**9)}", "fp", "file", 60)
+        fresh.record_success(_report(None, PLAIN), now, 0.3)
+        states.insert(rng.randrange(len(states) + 1), fresh)
+    else:  # no tenants at all
+        state.record_success(_report("Empty"), now, 0.1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_changes_between_scrapes_keep_the_stock_body(seed: int) -> None:
+    """Several random changes between scrapes (most orgs unchanged, some changed in the
+    same block, orgs coming and going), for 30 scrapes: every body is the stock one."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
+    states = _fleet(3 * BLOCK_ORGS)
+    clock = [NOW]
+    exposition = Exposition(PetraCollector(lambda: states, lambda: MAX_STALENESS, lambda: clock[0]))
+    for step in range(30):
+        for _ in range(rng.choice((0, 1, 5, 40))):
+            _act(rng, states, step)
+        clock[0] = NOW + step
+        fmt: FastFormat = rng.choice(("text", "openmetrics"))
+        stock_body = stock(exposition, fmt)
+        if rng.random() < 0.5:
+            assert gzip.decompress(exposition.body_gzip(fmt)) == stock_body, step
+        else:
+            assert exposition.body(fmt) == stock_body, step
+
+
+@pytest.mark.parametrize("orgs_come_and_go", [False, True])
+@pytest.mark.parametrize("stop_after", [1, 3, 20, 60, 200])
+def test_a_render_given_up_halfway_leaves_the_next_one_right(
+    monkeypatch: pytest.MonkeyPatch, stop_after: int, orgs_come_and_go: bool
+) -> None:
+    """A scraper that goes away mid-render closes the render's generator: some blocks
+    are new, others not, and the changes it noted are in none. The next render, after
+    more changes, is still the stock body (with the same orgs as before, and not)."""
+    monkeypatch.setattr(exposition_module, "STEP_SECONDS", 0.0)  # a pause after every step
+    rng = random.Random(stop_after)  # noqa: S311 - reproducible test data, not secrets
+    kinds = (0, 1, 2, 3, 4, 5, 6, 7) if orgs_come_and_go else (0, 1, 2, 3, 4, 7)
+    states = _fleet(3 * BLOCK_ORGS)
+    exposition = Exposition(PetraCollector(lambda: states, lambda: MAX_STALENESS, lambda: NOW))
+    exposition.body_gzip("text")
+    for _ in range(40):
+        _act(rng, states, 1, kinds)
+    steps = exposition.steps("text", gzipped=True)
+    for _ in range(stop_after):
+        try:
+            next(steps)
+        except StopIteration:
+            break
+    steps.close()
+    for _ in range(3):
+        _act(rng, states, 2, kinds)
+    assert gzip.decompress(exposition.body_gzip("text")) == stock(exposition, "text")
+    assert exposition.body("openmetrics") == stock(exposition, "openmetrics")
+
+
+def test_a_duration_from_zero_to_minus_zero_changes_its_text() -> None:
+    """0.0 and -0.0 compare equal but are written differently: the org line follows."""
+    state = OrgState("zero", "fp", "file", 60)
+    state.count_request("200")
+    state.record_success(_report("Zero", PLAIN), NOW, 0.0)
+    exposition = make_exposition([state])
+    assert exposition.body("text") == stock(exposition, "text")
+    state.record_success(_report("Zero", PLAIN), NOW, -0.0)
+    body = exposition.body("text")
+    assert body == stock(exposition, "text")
+    assert b'petra_poll_duration_seconds{org="zero"} -0.0' in body
