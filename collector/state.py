@@ -34,6 +34,7 @@ from collector.incidents import (
     remember,
     summarize,
 )
+from collector.sharedvalues import shared_tenants
 from collector.usage import UsageReport
 
 if TYPE_CHECKING:
@@ -148,7 +149,10 @@ class OrgState:
         reset, which `increase()` would count as a burst of requests.
         """
         self.health = saved.health
-        self.report = saved.report
+        report = saved.report
+        if report is not None:
+            report = report._replace(tenants=shared_tenants(report.tenants))
+        self.report = report
         self.last_poll_at = saved.last_poll_at
         self.last_success_at = saved.last_success_at
         self.poll_duration = saved.poll_duration
@@ -209,6 +213,8 @@ class OrgState:
             # readers that cache what they derive from it (the /metrics cache) see
             # the very same object.
             report = report._replace(tenants=self.report.tenants)
+        else:  # kept until the tenants change: with one copy of each recurring value
+            report = report._replace(tenants=shared_tenants(report.tenants))
         self.report = report
         self.last_poll_at = self.last_success_at = now
         self.poll_duration = duration

@@ -44,7 +44,7 @@ LAYERS: tuple[Layer, ...] = (
         *("configreader", "gzipstream", "gcfreeze", "malloctrim"),
     ),
     # Outside input made typed (Petra's JSON, key files), and limiter arithmetic.
-    layer("parsing", "usage", "incidents", "keys", "ratelimit"),
+    layer("parsing", "usage", "incidents", "keys", "ratelimit", "sharedvalues"),
     # The config file, validated whole into frozen settings.
     layer("settings", "config"),
     # The per-org snapshot, and its only writer; the state file that keeps it across
