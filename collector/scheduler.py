@@ -128,16 +128,50 @@ class _KeyGate:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+class _Wake:
+    """An early wake-up for one loop: what `asyncio.Event` does for its one waiter,
+    without the deque each Event keeps (about 600 bytes; two per org, 24 MB at
+    20,000 orgs)."""
+
+    __slots__ = ("_flag", "_waiter")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def clear(self) -> None:
+        self._flag = False
+
+    async def wait(self) -> None:
+        """Until `set()`; one waiter at a time (the loop that owns it)."""
+        if self._flag:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+
 @dataclass(slots=True, eq=False)
 class _OrgRunner:
     config: OrgConfig
     state: OrgState
     keys: KeyHolder
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: _Wake = field(default_factory=_Wake)
     first_delay: float | None = None  # set when restored: the saved schedule
     incidents_first_delay: float | None = None  # the same, of the incidents loop
     task: asyncio.Task[None] | None = None
-    incidents_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    incidents_wake: _Wake = field(default_factory=_Wake)
     incidents_task: asyncio.Task[None] | None = None
     in_flight: set[Route] = field(default_factory=set)
 
@@ -457,7 +491,7 @@ class Scheduler:
             )
         return False
 
-    async def _sleep_or_wake(self, wake: asyncio.Event, delay: float) -> None:
+    async def _sleep_or_wake(self, wake: _Wake, delay: float) -> None:
         if delay > 0 and not wake.is_set():
             # The timer sets the same event an early wake-up does: one timer handle per
             # wait, where `wait_for` would make a Task and a timeout scope.

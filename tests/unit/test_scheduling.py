@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from collector.errors import (
 from collector.scheduler import (
     BACKOFF_BASE_SECONDS,
     RATE_LIMIT_DEFAULT_WAIT_SECONDS,
+    _Wake,
     backoff_delay,
     initial_offset,
     next_delay,
@@ -205,3 +207,26 @@ def test_shard_count_must_be_positive() -> None:
     """A shard count below 1 is refused."""
     with pytest.raises(ValueError, match="at least 1"):
         shard_of("acme", 0)
+
+
+async def test_a_wake_set_before_or_during_the_wait_ends_it_and_clear_rearms_it() -> None:
+    """The loops' early wake-up behaves as asyncio.Event does for its one waiter."""
+    wake = _Wake()
+    wake.set()
+    await asyncio.wait_for(wake.wait(), 1)  # already set: returns at once
+    wake.clear()
+    assert not wake.is_set()
+    waiting = asyncio.ensure_future(wake.wait())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    wake.set()
+    wake.set()  # twice: no error, one wake-up
+    await asyncio.wait_for(waiting, 1)
+    wake.clear()
+    cancelled = asyncio.ensure_future(wake.wait())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    wake.set()  # after a cancelled wait: nothing to wake, no error
+    assert wake.is_set()
