@@ -14,7 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.usage import UsageFormatError, UsageReport, parse_usage, parse_usage_body
+from collector.usage import (
+    TENANT_KEYS,
+    UsageFormatError,
+    UsageReport,
+    parse_usage,
+    parse_usage_body,
+    tenant_usage,
+)
 from tests.property.strategies import api_keys, examples, huge_integers, json_values, scalars
 
 TENANT_FIELDS: Final = (
@@ -168,3 +175,18 @@ def test_format_errors_do_not_echo_values(data: st.DataObject, key: str) -> None
     with pytest.raises(UsageFormatError) as error:
         parse_usage(answer)
     assert key not in str(error.value)
+
+
+@settings(max_examples=examples(300))
+@given(st.lists(usable_tenants, min_size=1, max_size=4))
+def test_inline_tenant_reading_equals_the_general_helpers(raw: list[dict[str, object]]) -> None:
+    """parse_usage reads the types Petra sends inline; every tenant must come out exactly
+    as the general helpers read it (`tenant_usage`), whatever each field holds."""
+    report = parse_usage({"tenants": raw})
+    kept = {tenant.tenant_id: tenant for tenant in report.tenants}
+    for item in raw:
+        tenant_id = str(item["petraTenantId"])
+        if tenant_id in kept:  # the first tenant with an id is the one kept
+            want = tenant_usage(tenant_id, tuple(map(item.get, TENANT_KEYS)))
+            # repr: equal for NaN-free values as ==, and it tells -0.0 from 0.0
+            assert repr(kept.pop(tenant_id)) == repr(want)

@@ -159,6 +159,22 @@ def test_numbers_accept_numeric_strings_only(value: object, expected: float | No
     assert parse_usage({"tenants": [], "totalTenants": value}).total_tenants == expected
 
 
+@pytest.mark.parametrize("value", [-0.0, "-0", "-0.0", -0], ids=repr)
+def test_negative_zero_is_read_as_zero(value: object) -> None:
+    """A -0.0 (or "-0") in any number field comes back as 0.0: no metric means the sign."""
+    parsed = tenant(
+        petraTenantId="t",
+        totalLicensedUsers=value,
+        billableUsersThisMonth=value,
+        proratingPercentageThisMonth=value,
+    )
+    for number in (parsed.licensed_users, parsed.billable_users, parsed.prorating_ratio):
+        assert repr(number) == "0.0"
+    total = parse_usage({"tenants": [], "totalTenants": value}).total_tenants
+    assert repr(total) == "0.0"
+    assert repr(parse_usage_body(b'{"tenants": [], "totalTenants": -0.0}').total_tenants) == "0.0"
+
+
 def test_numbers_as_strings_in_a_whole_report() -> None:
     """A gateway that quotes every number still yields the same numbers."""
     quoted = {k: str(v) if isinstance(v, int | float) else v for k, v in FULL_TENANT.items()}
