@@ -48,6 +48,9 @@ MAX_STATE_FILE_BYTES: Final = 1 << 30
 TEMP_SUFFIX: Final = ".tmp"
 WRITEV_PIECES: Final = 1024  # IOV_MAX on Linux
 _HEALTHS: Final = {health.value: health for health in Health}
+# Where a record's tenants go, to be cut out: orjson writes a control character only
+# escaped, so this byte is nowhere else in its output.
+_TENANTS_MARK: Final = b"\x00"
 
 
 class StateFileError(Exception):
@@ -122,6 +125,21 @@ def _tenant_array(value: object) -> list[object]:
 
 def encode_org(state: OrgState, *, wall_now: float, monotonic_now: float) -> bytes:
     """`"name":{record}`: one org's part of the `orgs` object."""
+    return b"".join(encode_org_pieces(state, wall_now=wall_now, monotonic_now=monotonic_now))
+
+
+def encode_tenants(tenants: tuple[TenantUsage, ...]) -> bytes:
+    """A report's tenants as the file keeps them (`encode_org_pieces` reuses these)."""
+    return orjson.dumps(tenants, default=_tenant_array)
+
+
+def encode_org_pieces(
+    state: OrgState, *, wall_now: float, monotonic_now: float, tenants: bytes | None = None
+) -> tuple[bytes, ...]:
+    """`encode_org`, in pieces to write one after another: with a report, the second
+    of three is its tenants, `tenants` when given (the bytes `encode_tenants` made of
+    `state.report.tenants`: the bulk of a record, and usually unchanged since the last
+    write), else encoded here."""
     record: dict[str, object] = {
         "key_fingerprint": state.key_fingerprint,
         "health": state.health.value,
@@ -156,12 +174,16 @@ def encode_org(state: OrgState, *, wall_now: float, monotonic_now: float) -> byt
             "report_generated_at": report.report_generated_at,
             "organization_name": report.organization_name,
             "total_tenants": report.total_tenants,
-            "tenants": report.tenants,
+            "tenants": orjson.Fragment(_TENANTS_MARK),
             "notes": report.notes,
         }
     if state.incidents is not None:
         record["incidents"] = _encode_incidents(state.incidents)
-    return orjson.dumps(state.name) + b":" + orjson.dumps(record, default=_tenant_array)
+    encoded = orjson.dumps(state.name) + b":" + orjson.dumps(record)
+    if report is None:
+        return (encoded,)
+    head, tail = encoded.split(_TENANTS_MARK)
+    return head, encode_tenants(report.tenants) if tenants is None else tenants, tail
 
 
 def _encode_incidents(side: IncidentsState) -> dict[str, object]:
@@ -191,6 +213,15 @@ def encode_document(
 ) -> list[bytes]:
     """The whole file from `encode_org` parts, as pieces to write one after another
     (never joined: copying 20 MB into one string would hold the GIL for milliseconds)."""
+    return encode_document_pieces(
+        ((part,) for part in org_parts), written_at=written_at, clean_stop=clean_stop
+    )
+
+
+def encode_document_pieces(
+    orgs: Iterable[Sequence[bytes]], *, written_at: float, clean_stop: bool
+) -> list[bytes]:
+    """`encode_document` from each org's `encode_org_pieces`."""
     head = orjson.dumps(
         {
             "format": FORMAT,
@@ -201,10 +232,10 @@ def encode_document(
         }
     )
     pieces = [head[:-1], b',"orgs":{']
-    for index, part in enumerate(org_parts):
+    for index, org in enumerate(orgs):
         if index:
             pieces.append(b",")
-        pieces.append(part)
+        pieces.extend(org)
     pieces.append(b"}}\n")
     return pieces
 

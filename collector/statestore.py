@@ -4,9 +4,9 @@ changes and once more at a clean stop.
 Writing is off the poll path: the scheduler only calls `notify()` (setting an
 event). The writer wakes, waits `write_delay_seconds` so that the changes of
 many polls share one write, re-encodes only the orgs that changed since the
-last write (yielding to the loop every few hundred), and joins and writes the
-file in a worker thread. A failed write is logged and retried with backoff;
-polling never waits for it.
+last write (yielding to the loop every few hundred; an org re-polled with the
+same tenants reuses their bytes), and writes the file in a worker thread. A
+failed write is logged and retried with backoff; polling never waits for it.
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from collector.state import OrgState
 from collector.statefile import (
     SavedState,
     StateFileError,
-    encode_document,
-    encode_org,
+    encode_document_pieces,
+    encode_org_pieces,
     read_state_file,
     set_aside,
     write_atomically,
 )
+from collector.usage import TenantUsage
 
 # Work between two yields to the event loop, in orgs looked at: encoding one costs about
 # as much as looking at eight unchanged ones, so a yield comes after 100 encodings, or
@@ -45,6 +46,15 @@ WRITE_BYTES_PER_SECOND: Final = 512 * 1024
 RETRY_CAP_SECONDS: Final = 300.0
 
 _CacheKey = tuple[int, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """An org's bytes from the last write, and what they were made of."""
+
+    key: _CacheKey
+    pieces: tuple[bytes, ...]
+    tenants: tuple[TenantUsage, ...] | None  # the report's tenants in `pieces[1]`
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +123,7 @@ class StateWriter:
         self._monotonic = monotonic
         self._wall = wall
         self._log = logger
-        self._cache: dict[str, tuple[_CacheKey, bytes]] = {}
+        self._cache: dict[str, _Encoded] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._failures = 0
@@ -155,32 +165,31 @@ class StateWriter:
         """Write the state of every org now. False (and logged) when the write failed."""
         cpu_started = time.thread_time()
         cpu_spent = 0.0
-        parts: list[bytes] = []
-        cache: dict[str, tuple[_CacheKey, bytes]] = {}
+        orgs: list[tuple[bytes, ...]] = []
+        cache: dict[str, _Encoded] = {}
         encoded = work = 0
         for state in self._states():
             key = (state.version, state.next_poll_at)
             cached = self._cache.get(state.name)
-            if cached is not None and cached[0] == key:
-                part = cached[1]
-                work += 1
-            else:
-                part = encode_org(state, wall_now=self._wall(), monotonic_now=self._monotonic())
+            if cached is None or cached.key != key:
+                cached = self._encode(state, key, cached)
                 encoded += 1
                 work += ENCODE_COST
+            else:
+                work += 1
             if work >= YIELD_EVERY:
                 work = 0
                 cpu_spent += time.thread_time() - cpu_started
                 await asyncio.sleep(0)
                 cpu_started = time.thread_time()
-            cache[state.name] = (key, part)
-            parts.append(part)
+            cache[state.name] = cached
+            orgs.append(cached.pieces)
         self._cache = cache
         cpu_spent += time.thread_time() - cpu_started
         written_at = self._wall()
         try:
             size, thread_seconds = await asyncio.to_thread(
-                self._write_file, parts, written_at, clean_stop
+                self._write_file, orgs, written_at, clean_stop
             )
         except OSError as error:
             self._failures += 1
@@ -200,13 +209,25 @@ class StateWriter:
             self._failures = 0
         self.writes += 1
         self._last_bytes = size
-        self.last_write = WriteStats(len(parts), encoded, size, cpu_spent, thread_seconds)
+        self.last_write = WriteStats(len(orgs), encoded, size, cpu_spent, thread_seconds)
         return True
 
+    def _encode(self, state: OrgState, key: _CacheKey, cached: _Encoded | None) -> _Encoded:
+        """A changed org's bytes. Its tenants are usually the very tuple of the last write
+        (state.py keeps it while the answer says the same), whose bytes are reused."""
+        tenants = None if state.report is None else state.report.tenants
+        reused = None
+        if cached is not None and tenants is not None and cached.tenants is tenants:
+            reused = cached.pieces[1]
+        pieces = encode_org_pieces(
+            state, wall_now=self._wall(), monotonic_now=self._monotonic(), tenants=reused
+        )
+        return _Encoded(key, pieces, tenants)
+
     def _write_file(
-        self, parts: list[bytes], written_at: float, clean_stop: bool
+        self, orgs: list[tuple[bytes, ...]], written_at: float, clean_stop: bool
     ) -> tuple[int, float]:
         started = time.thread_time()
-        pieces = encode_document(parts, written_at=written_at, clean_stop=clean_stop)
+        pieces = encode_document_pieces(orgs, written_at=written_at, clean_stop=clean_stop)
         write_atomically(self._path, pieces)
         return sum(map(len, pieces)), time.thread_time() - started

@@ -11,7 +11,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from collector import statestore
+from collector import statefile, statestore
 from collector.state import OrgState
 from collector.statefile import TEMP_SUFFIX, decode_state, read_state_file, write_atomically
 from collector.statestore import ENCODE_BATCH, StateWriter, load_state
@@ -85,6 +85,40 @@ async def test_only_changed_orgs_are_encoded_again(tmp_path: Path) -> None:
     assert saved is not None
     assert saved.orgs["org-3"].poll_duration == 1.0
     assert saved.orgs["org-7"].next_poll_at == T0 + 5
+
+
+async def test_unchanged_tenants_of_a_changed_org_are_not_encoded_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll whose answer holds the same tenants keeps their tuple (state.py), so the
+    next write re-encodes the org's record but reuses its tenants' bytes."""
+    states = [org("same"), org("changed")]
+    saver = writer(tmp_path / "state.json", states)
+    assert await saver.write(clean_stop=False)
+    encoded: list[int] = []
+    real = statefile.encode_tenants
+
+    def counted(tenants: tuple[TenantUsage, ...]) -> bytes:
+        encoded.append(len(tenants))
+        return real(tenants)
+
+    monkeypatch.setattr(statefile, "encode_tenants", counted)
+    same, changed = states
+    assert same.report is not None
+    assert changed.report is not None
+    equal = tuple(TenantUsage(*tenant) for tenant in same.report.tenants)  # a new answer
+    same.record_success(same.report._replace(tenants=equal), T0 + 60, 0.2)
+    fewer = changed.report.tenants[:3]
+    changed.record_success(changed.report._replace(tenants=fewer), T0 + 60, 0.2)
+    assert await saver.write(clean_stop=False)
+    assert saver.last_write is not None
+    assert saver.last_write.encoded == 2
+    assert encoded == [3]  # only the org whose tenants changed
+    saved = read_state_file(tmp_path / "state.json")
+    assert saved is not None
+    assert saved.orgs["same"].report == same.report
+    assert saved.orgs["same"].poll_duration == 0.2
+    assert saved.orgs["changed"].report == changed.report
 
 
 async def test_encoding_yields_to_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
