@@ -12,6 +12,7 @@ never wipes the last good tenant series.
 from __future__ import annotations
 
 import math
+import operator
 from datetime import UTC, date, datetime
 from typing import Final, NamedTuple
 
@@ -52,6 +53,8 @@ TENANT_KEYS: Final = (
     "onboardingDate",
     "firstBillableDate",
 )
+# A tenant's values in `TENANT_KEYS` order, in C: twice as fast as a `.get` per key.
+_FIELDS_OF: Final = operator.itemgetter(*TENANT_KEYS)
 # NamedTuple's own constructor is a Python function around this: one frame less per tenant.
 _new_tenant: Final = tuple.__new__
 
@@ -85,11 +88,18 @@ def parse_usage(data: object) -> UsageReport:
     tenants: list[TenantUsage] = []
     seen: set[str] = set()
     dates = _DATES
+    fields_of = _FIELDS_OF
     for index, item in enumerate(raw_tenants):
-        if not isinstance(item, dict):
+        if type(item) is dict:
+            try:
+                values = fields_of(item)
+            except KeyError:  # a field left out: read as null, as .get reads it
+                values = tuple(map(item.get, TENANT_KEYS))
+        elif isinstance(item, dict):  # a subclass: its own __getitem__ might add the key
+            values = tuple(map(item.get, TENANT_KEYS))
+        else:
             notes.append(f"tenants[{index}] is {json_type(item)}, skipped")
             continue
-        values = tuple(map(item.get, TENANT_KEYS))
         (
             raw_id,
             microsoft,
@@ -114,11 +124,14 @@ def parse_usage(data: object) -> UsageReport:
         # `tenant_usage`, inline: a value of the type Petra sends (string, boolean, int,
         # a date seen before) is taken here, anything else by the same general helper,
         # so the result is the same; no call per field, the bulk of a 100-tenant parse.
+        # A date not seen yet, or an int too large for a float, takes the general path.
         try:
             ratio = float(prorating) / 100.0 if type(prorating) is int else _ratio(prorating)
             licensed = float(licensed) if type(licensed) is int else _number(licensed)
             billable = float(billable) if type(billable) is int else _number(billable)
-        except OverflowError:  # an int beyond any float: only from a caller's own values
+            onboarded = dates[onboarded] if type(onboarded) is str else _date(onboarded)
+            first = dates[first] if type(first) is str else _date(first)
+        except (KeyError, OverflowError):  # a date not seen yet; an int beyond any float
             tenants.append(tenant_usage(tenant_id, values))
             continue
         tenants.append(
@@ -134,10 +147,8 @@ def parse_usage(data: object) -> UsageReport:
                     licensed,
                     billable,
                     ratio,
-                    dates[onboarded]
-                    if type(onboarded) is str and onboarded in dates
-                    else _date(onboarded),
-                    dates[first] if type(first) is str and first in dates else _date(first),
+                    onboarded,
+                    first,
                 ),
             )
         )
