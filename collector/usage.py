@@ -168,8 +168,8 @@ def parse_usage(data: object) -> UsageReport:
 
 def tenant_usage(tenant_id: str, values: tuple[object, ...]) -> TenantUsage:
     """A tenant from its id and its fields' values in `TENANT_KEYS` order, each read by
-    the general helpers: what `parse_usage`'s inline reading of a
-    tenant must equal (tests hold them to that)."""
+    the general helpers: what `parse_usage` makes of a tenant inline must equal this
+    (a property test holds it to that)."""
     _, microsoft, name, service, status, paused, licensed, billable, prorating, onboarded, first = (
         values
     )
