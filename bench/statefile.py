@@ -187,7 +187,8 @@ async def in_process(args: argparse.Namespace, workdir: Path, results: Results) 
 
 
 class _NoFetch:
-    async def fetch_usage(self, key: ApiKey) -> UsageReport:
+    async def fetch_usage(self, key: ApiKey, previous: UsageReport | None = None) -> UsageReport:
+        del previous
         raise AssertionError(f"the benchmark does not poll ({key})")
 
     async def fetch_incidents(

@@ -56,7 +56,9 @@ def _nothing() -> None:
 
 
 class Fetcher(Protocol):
-    async def fetch_usage(self, key: ApiKey) -> UsageReport: ...
+    async def fetch_usage(
+        self, key: ApiKey, previous: UsageReport | None = None
+    ) -> UsageReport: ...
 
     async def fetch_incidents(
         self, key: ApiKey, *, start_date: str, limit: int = ..., tenant_id: str | None = ...
@@ -557,7 +559,11 @@ class Scheduler:
         def record(report: UsageReport | None, error: PetraError | None, duration: float) -> float:
             return self._record(runner, report, error, duration)
 
-        return await self._exchange(runner, "usage", self._fetcher.fetch_usage, record)
+        def call(key: ApiKey) -> Awaitable[UsageReport]:
+            # The kept report: an unchanged answer is then not parsed again.
+            return self._fetcher.fetch_usage(key, runner.state.report)
+
+        return await self._exchange(runner, "usage", call, record)
 
     async def _exchange(
         self,

@@ -66,6 +66,9 @@ class UsageReport(NamedTuple):
     total_tenants: float | None
     tenants: tuple[TenantUsage, ...]
     notes: tuple[str, ...] = ()
+    # SHA-256 of the answer's body, when the report was read from one (petra.py): an
+    # answer with the same digest is the same report, and is not parsed again.
+    digest: bytes = b""
 
 
 def parse_usage_body(body: bytes) -> UsageReport:

@@ -680,3 +680,39 @@ async def test_client_and_simulator_agree() -> None:
                 assert_error_hides_key(error)
     finally:
         await runner.cleanup()
+
+
+async def test_an_unchanged_answer_returns_the_previous_report_unparsed() -> None:
+    """The same body as the one `previous` was read from gives `previous` itself; a
+    changed body, or no previous report, is parsed (and carries its own digest)."""
+    sim = Simulator(
+        [SimulatedOrg("acme", KEY_TEXT, "Acme MSP", tenant_count=3)], wall_clock=lambda: WALL
+    )
+    runner, port = await start_simulator(sim)
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = PetraClient(
+                session,
+                base_url=f"http://127.0.0.1:{port}",
+                user_agent=USER_AGENT,
+                timeout_seconds=5.0,
+                max_response_bytes=1 << 20,
+                wall_clock=lambda: WALL,
+            )
+            first = await client.fetch_usage(KEY)
+            assert len(first.digest) == 32  # SHA-256
+            assert await client.fetch_usage(KEY, first) is first
+            again = await client.fetch_usage(KEY)  # no previous: parsed anew, equal
+            assert again is not first
+            assert again == first
+            stale = first._replace(digest=b"\0" * 32)  # a report from another body
+            assert await client.fetch_usage(KEY, stale) == first
+            sim.set_tenants("acme", [{"petraTenantId": "only", "totalLicensedUsers": 5}])
+            changed = await client.fetch_usage(KEY, first)
+            assert changed is not first
+            assert changed.digest != first.digest
+            assert [t.tenant_id for t in changed.tenants] == ["only"]
+            restored = first._replace(digest=b"")  # read back from the state file
+            assert await client.fetch_usage(KEY, restored) is not restored
+    finally:
+        await runner.cleanup()

@@ -71,7 +71,8 @@ def test_no_saved_due_time_is_a_first_poll() -> None:
 
 
 class NeverFetch:
-    async def fetch_usage(self, key: ApiKey) -> UsageReport:
+    async def fetch_usage(self, key: ApiKey, previous: UsageReport | None = None) -> UsageReport:
+        del previous
         raise AssertionError(f"no poll in this test, not even with {key}")
 
     async def fetch_incidents(
