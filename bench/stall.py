@@ -49,6 +49,7 @@ class ScrapeFigures:
     probe_max_ms: float
     start: float = 0.0  # CLOCK_MONOTONIC, as the simulator's request times
     end: float = 0.0
+    rss_mb: float = 0.0  # the daemon's, just after the scrape
 
 
 @dataclass
@@ -111,6 +112,7 @@ async def scrape_probed(http: aiohttp.ClientSession, port: int, pid: int) -> Scr
     await prober
     await asyncio.sleep(0.05)  # the last CPU tick accounted
     cpu1 = cpu_seconds(pid)
+    rss = round(rss_mb(pid), 1)
     ms = quantiles([1000 * latency for latency in latencies])
     return ScrapeFigures(
         round(end - start, 3),
@@ -122,6 +124,7 @@ async def scrape_probed(http: aiohttp.ClientSession, port: int, pid: int) -> Scr
         ms["max"],
         start,
         end,
+        rss,
     )
 
 
@@ -232,6 +235,9 @@ def summary(runs: list[StallRun]) -> list[str]:
         rows.append(row(f"poll lateness, other polls: {key}", values, "ms", "", None))
     rss = [r.rss_mb_after_first_scrape for r in runs]
     rows.append(row("RSS after the first scrape", rss, "MB", "", None))
+    if later:  # over the later scrapes: flat is the goal (fragments of a render settle)
+        growth = [max(s.rss_mb for s in r.later) - r.rss_mb_after_first_scrape for r in runs]
+        rows.append(row("RSS growth after the first scrape (max)", growth, "MB", "", None))
     return rows
 
 
