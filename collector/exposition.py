@@ -379,6 +379,43 @@ def _regrouped_texts(
     return texts
 
 
+def _group_block(
+    old: list[_Block],
+    previous: _Block | None,
+    group: tuple[_OrgEntry, ...],
+    *,
+    index: int,
+    tenant_side: bool,
+    render: _Render,
+    opened: dict[int, list[bytes]],
+) -> _Block:
+    """Family `index`'s block for `group`: `previous` (the old block at its place) if
+    nothing in it changed, else made from what is unchanged and what is made anew."""
+    if tenant_side:
+        stamps = array("Q", [entry.generation for entry in group])
+    else:
+        stamps = array("Q", [entry.stamps[index] for entry in group])
+    if previous is not None and previous.members == group:
+        if previous.stamps == stamps:
+            return previous
+        # The same orgs as before (the common case): only the changed ones anew.
+        texts = previous.texts()
+        for position, (was, now) in enumerate(zip(previous.stamps, stamps, strict=True)):
+            if was != now:
+                texts[position] = render(group[position], index)
+    else:
+        texts = _regrouped_texts(
+            old,
+            group,
+            stamps=stamps,
+            index=index,
+            tenant_side=tenant_side,
+            render=render,
+            opened=opened,
+        )
+    return _block(group, stamps, texts)
+
+
 class CachedExposition:
     """The Petra families as exposition text, re-rendering only orgs that changed.
 
@@ -442,59 +479,54 @@ class CachedExposition:
     @staticmethod
     def _update(
         blocks: list[list[_Block]],
-        index: int,
         members: list[_OrgEntry],
         *,
         tenant_side: bool,
         render: _Render,
         pause: _Pause,
-        changed: list[_OrgEntry] | None,
+        changed: list[list[_OrgEntry]] | None,
     ) -> Iterator[None]:
-        """Bring family `index`'s blocks up to date, re-using every unchanged one; an
-        unchanged org's lines in a changed block are taken from its old block.
+        """Bring every family's blocks (`blocks`, one list per family) up to date,
+        re-using every unchanged block; an unchanged org's lines in a changed block are
+        taken from its old block.
 
-        `changed`, when given, lists every org whose lines of this family changed since
-        the last render, and `members` are that render's orgs in its order: then only
-        their blocks are looked at."""
+        `changed`, when given, lists per family every org whose lines of it changed
+        since the last render, and `members` are that render's orgs in its order: then
+        only their blocks are looked at. Otherwise the blocks are made group by group,
+        every family of one group of orgs before the next group, so what the tenant
+        families share while an org's lines are made (its scratch) lives only that long
+        and does not strew long-lived blocks among short-lived objects in the heap."""
         if changed is not None:
-            yield from _patch(blocks[index], index, changed, tenant_side, render, pause)
+            for index, orgs in enumerate(changed):
+                yield from _patch(blocks[index], index, orgs, tenant_side, render, pause)
             return
-        old, new = blocks[index], list[_Block]()
-        opened: dict[int, list[bytes]] = {}  # id(old block) -> its members' texts
+        olds = list(blocks)
+        news: list[list[_Block]] = [[] for _ in blocks]
+        opened: list[dict[int, list[bytes]]] = [{} for _ in blocks]  # per family: old texts
         for start in range(0, len(members), BLOCK_ORGS):
             group = tuple(members[start : start + BLOCK_ORGS])
-            if tenant_side:
-                stamps = array("Q", [entry.generation for entry in group])
-            else:
-                stamps = array("Q", [entry.stamps[index] for entry in group])
-            previous = old[len(new)] if len(new) < len(old) else None
-            if previous is not None and previous.members == group:
-                if previous.stamps == stamps:
-                    new.append(previous)
-                    continue
-                # The same orgs as before (the common case): only the changed ones anew.
-                texts = previous.texts()
-                for position, (was, now) in enumerate(zip(previous.stamps, stamps, strict=True)):
-                    if was != now:
-                        texts[position] = render(group[position], index)
-            else:
-                texts = _regrouped_texts(
-                    old,
-                    group,
-                    stamps=stamps,
-                    index=index,
-                    tenant_side=tenant_side,
-                    render=render,
-                    opened=opened,
+            for index, (old, new) in enumerate(zip(olds, news, strict=True)):
+                new.append(
+                    _group_block(
+                        old,
+                        old[len(new)] if len(new) < len(old) else None,
+                        group,
+                        index=index,
+                        tenant_side=tenant_side,
+                        render=render,
+                        opened=opened[index],
+                    )
                 )
-            new.append(_block(group, stamps, texts))
+            for entry in group:
+                entry.scratch = None
             if pause.due():
                 yield None
-        blocks[index] = new
-        kept = {id(block) for block in new}
-        for block in old:
-            if id(block) not in kept:
-                block.members = ()  # no cycle through the entries: freed at once
+        blocks[:] = news
+        for old, new in zip(olds, news, strict=True):
+            kept = {id(block) for block in new}
+            for block in old:
+                if id(block) not in kept:
+                    block.members = ()  # no cycle through the entries: freed at once
 
     def pieces(self, openmetrics: bool, pieces: list[Piece], pause: _Pause) -> Iterator[None]:
         """Fill `pieces` with the Petra part of the body, in order; yields to pause.
@@ -504,38 +536,34 @@ class CachedExposition:
         tenant_order, self._tenant_order = self._tenant_order, None
         yield from self._entries(pause)
         entries = list(self._cache.values())
-        same_orgs = entries == order  # identity, element by element
-        headers = self._headers[openmetrics]
-        for index in range(len(ORG_FAMILIES)):
-            pieces.append(headers[index])
+        with_tenants = [entry for entry in entries if entry.tenants]
+        try:
             yield from self._update(
                 self._org_blocks,
-                index,
                 entries,
                 tenant_side=False,
                 render=_org_lines,
                 pause=pause,
-                changed=self._changed_org[index] if same_orgs else None,
+                changed=self._changed_org if entries == order else None,
             )
-            pieces.extend(self._org_blocks[index])
-        with_tenants = [entry for entry in entries if entry.tenants]
-        same_tenants = with_tenants == tenant_order
-        try:
-            for index in range(len(self._families)):
-                pieces.append(headers[len(ORG_FAMILIES) + index])
-                yield from self._update(
-                    self._tenant_blocks,
-                    index,
-                    with_tenants,
-                    tenant_side=True,
-                    render=self._tenant_render,
-                    pause=pause,
-                    changed=self._changed_tenants if same_tenants else None,
-                )
-                pieces.extend(self._tenant_blocks[index])
+            yield from self._update(
+                self._tenant_blocks,
+                with_tenants,
+                tenant_side=True,
+                render=self._tenant_render,
+                pause=pause,
+                changed=[self._changed_tenants] * len(self._families)
+                if with_tenants == tenant_order
+                else None,
+            )
         finally:  # also when a scraper went away mid-render (the generator is closed)
             for entry in with_tenants:
                 entry.scratch = None
+        self._changed_org, self._changed_tenants = [[] for _ in ORG_FAMILIES], []
+        headers = self._headers[openmetrics]
+        for index, blocks in enumerate([*self._org_blocks, *self._tenant_blocks]):
+            pieces.append(headers[index])
+            pieces.extend(blocks)
         # Where each org's lines are now, for the next render (only once every family
         # is up to date: until then the old blocks are the ones the slots point into).
         for slot, entry in enumerate(entries):

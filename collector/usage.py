@@ -11,6 +11,7 @@ never wipes the last good tenant series.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import operator
 from datetime import UTC, date, datetime
@@ -66,20 +67,36 @@ class UsageReport(NamedTuple):
     total_tenants: float | None
     tenants: tuple[TenantUsage, ...]
     notes: tuple[str, ...] = ()
-    # SHA-256 of the answer's body, when the report was read from one (petra.py): an
-    # answer with the same digest is the same report, and is not parsed again.
+    # SHA-256 of the answer's body from its first `"tenants"` on, when read from a body:
+    # the next answer with the same digest has the same tenants (`parse_usage_body`).
     digest: bytes = b""
 
 
-def parse_usage_body(body: bytes) -> UsageReport:
+TENANTS_KEY: Final = b'"tenants"'
+
+
+def parse_usage_body(body: bytes, previous: UsageReport | None = None) -> UsageReport:
+    """`parse_usage` of the JSON `body`. When the body from its first `"tenants"` on is
+    byte for byte the one `previous` was read from, its tenants (and the notes about
+    them) are `previous`'s, not read again: the other fields change every answer
+    (`reportGeneratedAt`), the tenants seldom, and reading them is most of the work.
+
+    Why the tail decides: a JSON string cannot hold `"tenants"` unescaped, so the first
+    occurrence is a key or a whole string at or before the top-level key, and the tail
+    holds that key, its value and every bracket that closes around it; two valid
+    bodies with the same tail have the same top-level `tenants` value."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise UsageFormatError(f"body is not valid JSON: {error}") from None
-    return parse_usage(data)
+    start = body.find(TENANTS_KEY)
+    digest = hashlib.sha256(memoryview(body)[start:]).digest() if start >= 0 else b""
+    if previous is not None and digest and digest == previous.digest and type(data) is dict:
+        return _report(data, previous.tenants, previous.notes, digest)
+    return parse_usage(data, digest)
 
 
-def parse_usage(data: object) -> UsageReport:
+def parse_usage(data: object, digest: bytes = b"") -> UsageReport:
     if not isinstance(data, dict):
         raise UsageFormatError(f"expected a JSON object, got {json_type(data)}")
     raw_tenants = data.get("tenants")
@@ -159,13 +176,23 @@ def parse_usage(data: object) -> UsageReport:
         # Nothing usable in a non-empty list is a broken answer, not an org with no
         # tenants: keep the last good series rather than wipe them.
         raise UsageFormatError(f"none of the {len(raw_tenants)} tenants is usable: {notes[0]}")
+    return _report(data, tuple(tenants), tuple(notes), digest)
+
+
+def _report(
+    data: dict[str, object],
+    tenants: tuple[TenantUsage, ...],
+    notes: tuple[str, ...],
+    digest: bytes,
+) -> UsageReport:
     return UsageReport(
         as_of=_text(data.get("asOf")),
         report_generated_at=iso_datetime(data.get("reportGeneratedAt")),
         organization_name=_text(data.get("organizationName")),
         total_tenants=_number(data.get("totalTenants")),
-        tenants=tuple(tenants),
-        notes=tuple(notes),
+        tenants=tenants,
+        notes=notes,
+        digest=digest,
     )
 
 

@@ -682,9 +682,9 @@ async def test_client_and_simulator_agree() -> None:
         await runner.cleanup()
 
 
-async def test_an_unchanged_answer_returns_the_previous_report_unparsed() -> None:
-    """The same body as the one `previous` was read from gives `previous` itself; a
-    changed body, or no previous report, is parsed (and carries its own digest)."""
+async def test_unchanged_tenants_are_taken_from_the_previous_report() -> None:
+    """An answer whose tenants are the ones `previous` was read from keeps `previous`'s
+    tenant tuple (not read again); changed tenants, or no previous report, are read."""
     sim = Simulator(
         [SimulatedOrg("acme", KEY_TEXT, "Acme MSP", tenant_count=3)], wall_clock=lambda: WALL
     )
@@ -701,18 +701,19 @@ async def test_an_unchanged_answer_returns_the_previous_report_unparsed() -> Non
             )
             first = await client.fetch_usage(KEY)
             assert len(first.digest) == 32  # SHA-256
-            assert await client.fetch_usage(KEY, first) is first
-            again = await client.fetch_usage(KEY)  # no previous: parsed anew, equal
-            assert again is not first
+            second = await client.fetch_usage(KEY, first)
+            assert second == first
+            assert second.tenants is first.tenants
+            again = await client.fetch_usage(KEY)  # no previous: read anew, equal
             assert again == first
-            stale = first._replace(digest=b"\0" * 32)  # a report from another body
-            assert await client.fetch_usage(KEY, stale) == first
+            assert again.tenants is not first.tenants
+            other = first._replace(digest=b"\0" * 32)  # a report from other tenants
+            assert (await client.fetch_usage(KEY, other)).tenants is not first.tenants
             sim.set_tenants("acme", [{"petraTenantId": "only", "totalLicensedUsers": 5}])
             changed = await client.fetch_usage(KEY, first)
-            assert changed is not first
             assert changed.digest != first.digest
             assert [t.tenant_id for t in changed.tenants] == ["only"]
             restored = first._replace(digest=b"")  # read back from the state file
-            assert await client.fetch_usage(KEY, restored) is not restored
+            assert (await client.fetch_usage(KEY, restored)).tenants is not first.tenants
     finally:
         await runner.cleanup()

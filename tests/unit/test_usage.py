@@ -68,7 +68,8 @@ def test_full_body_parses_every_field() -> None:
     """The documented example body parses into exactly the expected report."""
     report = parse_usage_body(orjson.dumps(FULL_BODY))
 
-    assert report == UsageReport(
+    assert len(report.digest) == 32  # of the body from "tenants" on
+    assert report._replace(digest=b"") == UsageReport(
         as_of="2026-11-26",
         report_generated_at=GENERATED,
         organization_name="Acme MSP",
@@ -374,3 +375,28 @@ def test_a_tenant_list_with_nothing_usable_is_rejected(tenants: list[object]) ->
     """A non-empty tenant list without one usable tenant is a broken answer, not zero tenants."""
     with pytest.raises(UsageFormatError, match=rf"^none of the {len(tenants)} tenants is usable"):
         parse_usage({"tenants": tenants})
+
+
+def test_tenants_as_before_are_taken_from_the_previous_report() -> None:
+    """Only the tail from `"tenants"` on decides: a new reportGeneratedAt keeps the
+    previous tenants (and their notes), a changed tenant, a `"tenants"` elsewhere or a
+    body without the key are read in full."""
+    tenants = b'"tenants": [{"petraTenantId": "a", "totalLicensedUsers": 3}, 7]}'
+    first = parse_usage_body(b'{"reportGeneratedAt": "2026-11-26T05:31:56Z", ' + tenants)
+    assert first.notes == ("tenants[1] is a number, skipped",)
+    later = parse_usage_body(
+        b'{"reportGeneratedAt": "2026-11-26T05:32:56Z", "totalTenants": 1, ' + tenants, first
+    )
+    assert later.tenants is first.tenants
+    assert later.notes == first.notes
+    assert later.report_generated_at == first.report_generated_at + 60  # type: ignore[operator]
+    assert later.total_tenants == 1.0
+    changed = parse_usage_body(b'{"tenants": [{"petraTenantId": "b"}]}', first)
+    assert [t.tenant_id for t in changed.tenants] == ["b"]
+    elsewhere = parse_usage_body(b'{"note": "tenants", ' + tenants, first)
+    assert elsewhere.tenants == first.tenants
+    assert elsewhere.tenants is not first.tenants  # its tail starts at the string
+    with pytest.raises(UsageFormatError, match="no 'tenants' list"):
+        parse_usage_body(b'{"reportGeneratedAt": "2026-11-26T05:31:56Z"}', first)
+    with pytest.raises(UsageFormatError, match="a list"):
+        parse_usage_body(b"[1]", first)
