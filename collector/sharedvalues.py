@@ -16,10 +16,11 @@ table stops growing at its bound, after which values are kept as they came.
 from __future__ import annotations
 
 import math
-from typing import Final
+from typing import Final, TypeVar
 
 from collector.usage import TenantUsage
 
+_Value = TypeVar("_Value", str, float)
 TEXTS_KEPT: Final = 4096
 NUMBERS_KEPT: Final = 65536
 _TEXTS: Final[dict[str, str]] = {}
@@ -47,22 +48,20 @@ def shared_tenants(tenants: tuple[TenantUsage, ...]) -> tuple[TenantUsage, ...]:
 
 
 def _text(value: str | None) -> str | None:
-    if value is None:
-        return None
-    kept = _TEXTS.get(value)
-    if kept is not None:
-        return kept
-    if len(_TEXTS) < TEXTS_KEPT:
-        _TEXTS[value] = value
-    return value
+    return None if value is None else _kept(_TEXTS, value, TEXTS_KEPT)
 
 
 def _number(value: float | None) -> float | None:
     if not value or math.isnan(value):  # None, 0.0, -0.0 or NaN: as they are
         return value
-    kept = _NUMBERS.get(value)
+    return _kept(_NUMBERS, value, NUMBERS_KEPT)
+
+
+def _kept(table: dict[_Value, _Value], value: _Value, limit: int) -> _Value:
+    """The kept copy of `value`, keeping this one if there is none and room is left."""
+    kept = table.get(value)
     if kept is not None:
         return kept
-    if len(_NUMBERS) < NUMBERS_KEPT:
-        _NUMBERS[value] = value
+    if len(table) < limit:
+        table[value] = value
     return value

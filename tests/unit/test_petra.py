@@ -637,6 +637,17 @@ async def test_connection_refused_is_unavailable(rig: Rig) -> None:
 # -- PetraClient against the simulator ---------------------------------------------------------
 
 
+def simulator_client(session: aiohttp.ClientSession, port: int) -> PetraClient:
+    return PetraClient(
+        session,
+        base_url=f"http://127.0.0.1:{port}",
+        user_agent=USER_AGENT,
+        timeout_seconds=5.0,
+        max_response_bytes=1 << 20,
+        wall_clock=lambda: WALL,
+    )
+
+
 async def test_client_and_simulator_agree() -> None:
     """Against the simulator: a report, 401 for an unknown key, 429 with its wait, a reset."""
     sim = Simulator(
@@ -645,14 +656,7 @@ async def test_client_and_simulator_agree() -> None:
     runner, port = await start_simulator(sim)
     try:
         async with aiohttp.ClientSession() as session:
-            client = PetraClient(
-                session,
-                base_url=f"http://127.0.0.1:{port}",
-                user_agent=USER_AGENT,
-                timeout_seconds=5.0,
-                max_response_bytes=1 << 20,
-                wall_clock=lambda: WALL,
-            )
+            client = simulator_client(session, port)
             report = await client.fetch_usage(KEY)
             assert report.organization_name == "Acme MSP"
             assert len(report.tenants) == 4
@@ -691,14 +695,7 @@ async def test_unchanged_tenants_are_taken_from_the_previous_report() -> None:
     runner, port = await start_simulator(sim)
     try:
         async with aiohttp.ClientSession() as session:
-            client = PetraClient(
-                session,
-                base_url=f"http://127.0.0.1:{port}",
-                user_agent=USER_AGENT,
-                timeout_seconds=5.0,
-                max_response_bytes=1 << 20,
-                wall_clock=lambda: WALL,
-            )
+            client = simulator_client(session, port)
             first = await client.fetch_usage(KEY)
             assert len(first.digest) == 32  # SHA-256
             second = await client.fetch_usage(KEY, first)
