@@ -2,13 +2,17 @@
 
 prometheus-client's own exposition builds a Metric and a Sample object per series
 and formats every line on every scrape: about 5 us a series, seconds for a fleet.
-`CachedExposition` renders an org's lines only when its state changed
+`CachedExposition` keeps every family's lines only deflated, in blocks of
+BLOCK_ORGS orgs per family, and looks at an org again only when its state changed
 (`OrgState.version`, and the freshness flag, which flips with time alone):
-- org families (a dozen short lines per org): kept as text per org;
-- tenant families (nearly all of the body): kept only deflated, in blocks of
-  BLOCK_ORGS orgs per family; a block is rebuilt when one of its orgs' tenants
-  changed (the others' lines are taken from the old block, decompressed).
-A gzip body is the pieces' deflate output joined into one member (gzipstream.py).
+- org families: each family's value is noted per org, and a line is made again
+  only when that value changed (a poll with the same report moves four);
+- tenant families (nearly all of the body): made again when the org's tenants
+  changed.
+Only the blocks holding such orgs are rebuilt (inflated, the changed orgs' lines
+put in, deflated); while the orgs are those of the last render in its order, the
+orgs that changed are listed as they are noticed and no other block is looked at.
+A gzip body is the blocks' deflate output joined into one member (gzipstream.py).
 Lines follow the stock rules (labels sorted by name, values escaped like `_escape`,
 numbers by `floatToGoString`, HELP/TYPE lines made by the stock encoders
 themselves), so the body is byte for byte the stock one:
