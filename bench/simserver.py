@@ -72,11 +72,17 @@ def tls_context(directory: Path) -> ssl.SSLContext:
 
 
 async def serve(
-    orgs: int, tenants: int, max_seconds: float, incidents: int = 3, tls: Path | None = None
+    orgs: int,
+    tenants: int,
+    max_seconds: float,
+    incidents: int = 3,
+    tls: Path | None = None,
+    *,
+    drift: bool = False,
 ) -> None:
     simulated = bench_orgs(orgs, tenants, incidents)
     names = [org.name for org in simulated]
-    sim = Simulator(simulated)
+    sim = Simulator(simulated, drift=drift)
 
     async def bench_stats(request: web.Request) -> web.Response:
         detail = request.query.get("detail") == "1"
@@ -115,10 +121,15 @@ def main() -> None:
     parser.add_argument(
         "--tls-dir", type=Path, help="serve HTTPS; the CA's certificate goes to DIR/ca.pem"
     )
+    parser.add_argument(
+        "--drift", action="store_true", help="tenants' billable counts move at every answer"
+    )
     args = parser.parse_args()
     if args.cpu >= 0:
         pin_to_cpu(args.cpu)
-    main_task = serve(args.orgs, args.tenants, args.max_seconds, args.incidents, args.tls_dir)
+    main_task = serve(
+        args.orgs, args.tenants, args.max_seconds, args.incidents, args.tls_dir, drift=args.drift
+    )
     try:
         import uvloop  # noqa: PLC0415 - optional: a faster server leaves the bench less noisy
     except ImportError:
