@@ -25,7 +25,7 @@ from typing import Final, NamedTuple
 
 import orjson
 
-from collector.usage import iso_datetime, json_type
+from collector.usage import iso_datetime, json_type, listed
 
 REMEDIATED: Final = "REMEDIATED"
 STATUS_UNKNOWN: Final = "UNKNOWN"
@@ -74,13 +74,7 @@ def parse_incidents_body(body: bytes) -> IncidentsReport:
 
 
 def parse_incidents(data: object) -> IncidentsReport:
-    if not isinstance(data, dict):
-        raise IncidentsFormatError(f"expected a JSON object, got {json_type(data)}")
-    raw = data.get("incidents")
-    if raw is None:
-        raise IncidentsFormatError("the answer has no 'incidents' list")
-    if not isinstance(raw, list):
-        raise IncidentsFormatError(f"'incidents' is {json_type(raw)}, not a list")
+    data, raw = listed(data, "incidents", IncidentsFormatError)
     notes: list[str] = []
     incidents: list[Incident] = []
     seen: set[str] = set()

@@ -96,14 +96,23 @@ def parse_usage_body(body: bytes, previous: UsageReport | None = None) -> UsageR
     return parse_usage(data, digest)
 
 
-def parse_usage(data: object, digest: bytes = b"") -> UsageReport:
+def listed(
+    data: object, key: str, error: type[ValueError]
+) -> tuple[dict[str, object], list[object]]:
+    """An answer that must be a JSON object holding a list under `key`: the object and
+    the list, or `error` naming what the answer is instead (usage and incidents)."""
     if not isinstance(data, dict):
-        raise UsageFormatError(f"expected a JSON object, got {json_type(data)}")
-    raw_tenants = data.get("tenants")
-    if raw_tenants is None:
-        raise UsageFormatError("the answer has no 'tenants' list")
-    if not isinstance(raw_tenants, list):
-        raise UsageFormatError(f"'tenants' is {json_type(raw_tenants)}, not a list")
+        raise error(f"expected a JSON object, got {json_type(data)}")
+    items = data.get(key)
+    if items is None:
+        raise error(f"the answer has no {key!r} list")
+    if not isinstance(items, list):
+        raise error(f"{key!r} is {json_type(items)}, not a list")
+    return data, items
+
+
+def parse_usage(data: object, digest: bytes = b"") -> UsageReport:
+    data, raw_tenants = listed(data, "tenants", UsageFormatError)
     notes: list[str] = []
     tenants: list[TenantUsage] = []
     seen: set[str] = set()
