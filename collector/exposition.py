@@ -33,6 +33,7 @@ import time
 from array import array
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Final, Literal
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -45,7 +46,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _untyped_float_to_go
 
 from collector import gcfreeze, malloctrim
-from collector.gzipstream import GzipMember, crc32, crc32_shift, deflate, inflate
+from collector.gzipstream import GzipMember, crc32, deflate, inflate, kept_shift
 from collector.metrics import (
     ORG,
     ORG_FAMILIES,
@@ -53,7 +54,6 @@ from collector.metrics import (
     Kind,
     LabelValues,
     PetraCollector,
-    Sample,
     TenantFamily,
     new_family,
 )
@@ -94,6 +94,8 @@ class _SampleFormat:
         self.remember = not sample_name.endswith(("_timestamp_seconds", "_duration_seconds"))
 
     def line(self, values: LabelValues, value: float) -> str:
+        if _plain("".join(values)):
+            return self._template.format(*values, value=_go(value))
         return self._template.format(*[_escape(v) for v in values], value=_go(value))
 
     def plain_line(self, values: LabelValues, value: float) -> str:
@@ -109,9 +111,9 @@ _UNSET: Final = object()  # no value noted yet: differs from every value
 _ORG_VALUES: Final = tuple(f.value for f in ORG_FAMILIES)
 BLOCK_ORGS: Final = 256  # orgs per separately compressed block of a family
 STEP_SECONDS: Final = 0.02  # the longest stretch of rendering between two yields
-# Between two slices of a long render: a fifth of the loop's time is left to polling
-# while a large first scrape renders everything.
-SCRAPE_PAUSE_SECONDS: Final = 0.005
+# Between two slices of a render, the loop turns this many times: what is ready runs
+# (a poll's next step, a probe's answer, which takes two turns), with no idle wait.
+PAUSE_TURNS: Final = 4
 
 
 def _family_headers(
@@ -151,8 +153,8 @@ class _OrgEntry:
     org_label: str  # `{org="<escaped name>"} `
     version: int = -1
     fresh: bool = False
-    # Per org family: what its lines were made from (the value, or for a family of
-    # several samples the samples), and a count bumped each time that changes, so a
+    # Per org family: what its lines are made from (the value; for a family of several
+    # samples, the lines themselves), and a count bumped each time that changes, so a
     # poll that moved only the timestamps and a counter re-renders only those.
     values: list[object] = field(default_factory=lambda: [_UNSET] * len(ORG_FAMILIES))
     stamps: array[int] = field(default_factory=lambda: array("Q", bytes(8 * len(ORG_FAMILIES))))
@@ -178,15 +180,13 @@ class _Block:
     deflated: bytes  # raw deflate, sync-flushed: concatenates with the other pieces
     crc: int  # CRC-32 of the text
     size: int  # length of the text
-    shift: int  # crc32_shift(size): combining this block's CRC costs one multiplication
+    shift: int | None  # kept_shift(size): combining this block's CRC again costs little
 
     def texts(self) -> list[bytes]:
+        """Each member's share of the text."""
         text = inflate(self.deflated)
-        parts, offset = [], 0
-        for length in self.lengths:
-            parts.append(text[offset : offset + length])
-            offset += length
-        return parts
+        ends = list(accumulate(self.lengths))
+        return [text[start:end] for start, end in zip([0, *ends], ends, strict=False)]
 
 
 def _note_org_values(
@@ -198,29 +198,37 @@ def _note_org_values(
     for index, value_of in enumerate(_ORG_VALUES):
         value: object
         if value_of is None:
-            # A family of several samples: the samples. Their numbers are counts and
-            # times, never -0.0, so comparing them as tuples compares their texts.
-            value = tuple(ORG_FAMILIES[index].samples(state, fresh))
+            # A family of several samples: its lines themselves. Bytes, which the
+            # garbage collector never walks (tuples of samples, kept per org, it would).
+            fmt = _ORG_FORMATS[index]
+            samples = ORG_FAMILIES[index].samples(state, fresh)
+            value = "".join([fmt.line(labels, number) for labels, number in samples]).encode()
         else:
             value = value_of(state, fresh)
         old = values[index]
         if value is old:
             continue
         # A single number: 0.0 and -0.0 compare equal, their texts do not.
-        if value == old and (value != 0 or str(value) == str(old)):
+        if value == old and (value != 0 or _same_zero(value, old)):
             continue
         values[index] = value
         stamps[index] += 1
         changed[index].append(entry)
 
 
+def _same_zero(value: object, old: object) -> bool:
+    """For two values equal to zero: whether both are 0.0 or both -0.0."""
+    assert isinstance(value, float | int)  # noqa: S101 - what equals 0 here is a number
+    assert isinstance(old, float | int)  # noqa: S101 - the same
+    return math.copysign(1.0, value) == math.copysign(1.0, old)
+
+
 def _org_lines(entry: _OrgEntry, index: int) -> bytes:
     """The org's lines of org family `index`, from the value `_note_org_values` noted."""
-    fmt = _ORG_FORMATS[index]
     value = entry.values[index]
-    if isinstance(value, tuple):  # the samples of a family of several
-        samples: tuple[Sample, ...] = value
-        return "".join([fmt.line(labels, number) for labels, number in samples]).encode()
+    if isinstance(value, bytes):  # the lines of a family of several samples
+        return value
+    fmt = _ORG_FORMATS[index]
     if value is None:
         return b""
     assert isinstance(value, float | int)  # noqa: S101 - what an OrgFamily.value returns
@@ -314,15 +322,39 @@ def piece_size(piece: Piece) -> int:
     return len(piece) if isinstance(piece, bytes) else piece.size
 
 
+WRITE_BYTES: Final = 1 << 18  # how much of a body goes to the socket in one write
+
+
+def wire_chunks(pieces: list[Piece], size: int = WRITE_BYTES) -> Iterator[bytes]:
+    """The pieces' bytes (`piece_bytes`) joined into chunks of at least `size` bytes
+    (the last may be shorter). A large body is a few thousand pieces of a few KB, and
+    each write costs the event loop more than copying the bytes once."""
+    batch: list[bytes] = []
+    held = 0
+    for piece in pieces:
+        data = piece_bytes(piece)
+        batch.append(data)
+        held += len(data)
+        if held >= size:
+            yield b"".join(batch)
+            batch, held = [], 0
+    if batch:
+        yield b"".join(batch)
+
+
 # Renders one family's lines of one org: (entry, family index) -> bytes.
 _Render = Callable[[_OrgEntry, int], bytes]
 
 
 def _block(members: tuple[_OrgEntry, ...], stamps: array[int], texts: list[bytes]) -> _Block:
-    text = b"".join(texts)
+    return _compressed(members, stamps, array("I", map(len, texts)), b"".join(texts))
+
+
+def _compressed(
+    members: tuple[_OrgEntry, ...], stamps: array[int], lengths: array[int], text: bytes
+) -> _Block:
     size = len(text)
-    lengths = array("I", map(len, texts))
-    return _Block(members, stamps, lengths, deflate(text), crc32(text), size, crc32_shift(size))
+    return _Block(members, stamps, lengths, deflate(text), crc32(text), size, kept_shift(size))
 
 
 def _patch(  # noqa: PLR0917 - one path of CachedExposition._update, its arguments
@@ -341,15 +373,32 @@ def _patch(  # noqa: PLR0917 - one path of CachedExposition._update, its argumen
         positions.setdefault(slot // BLOCK_ORGS, []).append(slot % BLOCK_ORGS)
     for number, changed_positions in positions.items():
         previous = blocks[number]
-        texts, stamps = previous.texts(), array("Q", previous.stamps)
-        for position in changed_positions:
-            entry = previous.members[position]
-            texts[position] = render(entry, index)
-            stamps[position] = entry.generation if tenant_side else entry.stamps[index]
-        blocks[number] = _block(previous.members, stamps, texts)
+        blocks[number] = _spliced(previous, sorted(changed_positions), index, tenant_side, render)
         previous.members = ()  # no cycle through the entries: freed at once
         if pause.due():
             yield None
+
+
+def _spliced(
+    previous: _Block, positions: list[int], index: int, tenant_side: bool, render: _Render
+) -> _Block:
+    """`previous` with the lines of the members at `positions` (ascending) made anew.
+
+    The text around them is copied as it is, never cut into a piece per member."""
+    text = memoryview(inflate(previous.deflated))
+    stamps, lengths = array("Q", previous.stamps), array("I", previous.lengths)
+    ends = list(accumulate(lengths))
+    parts: list[bytes | memoryview] = []
+    cursor = 0
+    for position in positions:
+        entry = previous.members[position]
+        lines = render(entry, index)
+        parts += (text[cursor : ends[position] - lengths[position]], lines)
+        cursor = ends[position]
+        stamps[position] = entry.generation if tenant_side else entry.stamps[index]
+        lengths[position] = len(lines)
+    parts.append(text[cursor:])
+    return _compressed(previous.members, stamps, lengths, b"".join(parts))
 
 
 def _regrouped_texts(
@@ -458,7 +507,10 @@ class CachedExposition:
         cache: dict[str, _OrgEntry] = {}
         changed_org = self._changed_org = [[] for _ in ORG_FAMILIES]
         changed_tenants = self._changed_tenants = []
-        for state, fresh in self._collector.snapshot():
+        states, now, limit = self._collector.states()
+        for state in states:
+            success = state.last_success_at  # `OrgState.is_stale`, inline: 20,000 calls
+            fresh = success is not None and not now - success > limit
             entry = old.get(state.name)
             if entry is None or entry.state is not state:
                 entry = _OrgEntry(state, '{org="' + _escape(state.name) + '"} ')
@@ -656,6 +708,9 @@ class Exposition:
         send them after the next render has begun.
         """
         async with self._one_at_a_time:
+            # What polling made since the daemon last settled out of the way first:
+            # else the render's own allocations start collections that walk it all.
+            gcfreeze.settle()
             steps = self.steps(fmt, gzipped=gzipped)
             while True:
                 try:
@@ -666,8 +721,8 @@ class Exposition:
                 # What the render made so far (the cache) lives on: out of the way of
                 # full collections, which would otherwise walk it all, loop stopped.
                 gcfreeze.settle()
-                # Not sleep(0): a poll needs several loop turns, and this leaves them room.
-                await asyncio.sleep(SCRAPE_PAUSE_SECONDS)
+                for _ in range(PAUSE_TURNS):
+                    await asyncio.sleep(0)
             gcfreeze.settle()
             malloctrim.trim()  # the render's text, freed, back to the system
             return pieces

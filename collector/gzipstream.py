@@ -26,10 +26,13 @@ __all__ = [
     "crc32_shift",
     "deflate",
     "inflate",
+    "kept_shift",
+    "python_crc32_combine",
 ]
 
 try:
     from isal.isal_zlib import Z_SYNC_FLUSH, compressobj, crc32, decompressobj
+    from isal.isal_zlib import crc32_combine as _native_combine
 
     CODEC: Final = "isal"  # which deflate this process uses
 except ImportError:  # the `fast` extra is not installed: the stdlib's zlib
@@ -37,6 +40,7 @@ except ImportError:  # the `fast` extra is not installed: the stdlib's zlib
     from zlib import Z_SYNC_FLUSH, compressobj, crc32, decompressobj  # type: ignore[assignment]
 
     CODEC = "zlib"  # type: ignore[misc]  # the other branch of the one assignment
+    _native_combine = None  # type: ignore[assignment]  # the stdlib has no crc32_combine
 
 LEVEL: Final = 1  # level 1 is several times cheaper than 9 and close in size
 # Member header: magic, deflate, no flags, no mtime, "fastest" (level 1), unknown OS.
@@ -74,7 +78,7 @@ class GzipMember:
 
     def add_deflated(self, deflated: bytes, crc: int, size: int, shift: int | None = None) -> None:
         """Append a piece known only compressed, from its text's CRC-32 and length
-        (and `crc32_shift(size)`, when the caller kept it)."""
+        (and its `kept_shift(size)`, when the caller kept it)."""
         self._parts.append(deflated)
         self._crc = crc32_combine(self._crc, crc, size, shift)
         self._size += size
@@ -85,8 +89,9 @@ class GzipMember:
         return [*self._parts, _END, trailer]
 
 
-# CRC-32 of a concatenation from the parts' CRCs (zlib's crc32_combine, which Python's
-# zlib module does not offer): multiplication by x^(8 * len2) modulo the CRC polynomial.
+# CRC-32 of a concatenation from the parts' CRCs: ISA-L's crc32_combine when installed
+# (about half a microsecond), else zlib's algorithm in Python, which Python's zlib module
+# does not offer: multiplication by x^(8 * len2) modulo the CRC polynomial.
 _CRC_POLY: Final = 0xEDB88320
 
 
@@ -113,8 +118,8 @@ _X2N: Final = _powers()  # x^(2^n) modulo the polynomial
 
 
 def crc32_shift(length: int) -> int:
-    """x^(8 * length) modulo the CRC polynomial: what `crc32_combine` multiplies by for a
-    second part of `length` bytes. Worth keeping for a part combined again and again."""
+    """x^(8 * length) modulo the CRC polynomial: what `python_crc32_combine` multiplies
+    by for a second part of `length` bytes."""
     p, k, n = 1 << 31, 3, length  # x^0; k = 3: lengths count bytes, x^(8n) = x^(2^3 n)
     while n:
         if n & 1:
@@ -124,10 +129,23 @@ def crc32_shift(length: int) -> int:
     return p
 
 
-def crc32_combine(crc1: int, crc2: int, len2: int, shift: int | None = None) -> int:
+def kept_shift(length: int) -> int | None:
+    """What to keep beside a part of `length` bytes that is combined again and again:
+    its `crc32_shift` when combining runs in Python (one multiplication instead of one
+    per bit of the length), nothing when ISA-L combines."""
+    return crc32_shift(length) if _native_combine is None else None
+
+
+def python_crc32_combine(crc1: int, crc2: int, len2: int, shift: int | None = None) -> int:
     """The CRC-32 of A + B, from crc1 = crc32(A), crc2 = crc32(B) and len2 = len(B);
-    `shift` is `crc32_shift(len2)` when the caller has it (one multiplication instead
-    of one per bit of `len2`)."""
+    `shift` is `crc32_shift(len2)` when the caller has it."""
     if len2 <= 0:
         return crc1
     return _multmodp(crc32_shift(len2) if shift is None else shift, crc1) ^ crc2
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int, shift: int | None = None) -> int:
+    """`python_crc32_combine`, by ISA-L when installed (which needs no `shift`)."""
+    if _native_combine is None or len2 <= 0:
+        return python_crc32_combine(crc1, crc2, len2, shift)
+    return _native_combine(crc1, crc2, len2)

@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from collector import __version__
-from collector.state import IncidentsState, OrgState
+from collector.state import Health, OrgState
 from collector.usage import TenantUsage
 
 CACHED: Final = " Cached from the last successful poll of Petra's /v1/usage."
@@ -88,30 +88,21 @@ class TenantFamily:
 
 
 OrgValue = Callable[[OrgState, bool], float | None]  # (state, fresh) -> value or none
+# Each value below is one plain function of (state, fresh): exposition.py calls sixteen
+# of them per changed org on every scrape, so no wrapper around a wrapper.
+_PENDING: Final = Health.PENDING
+_OK: Final = Health.OK
 
 
-def _org_value(get: Callable[[OrgState], float | None]) -> OrgValue:
-    def value(state: OrgState, _fresh: bool) -> float | None:
-        return get(state)
-
-    return value
-
-
-def _outcome_value(get: Callable[[OrgState], float | None]) -> OrgValue:
-    """A value that says how polls went: none before the first outcome (pending is
-    not failing: alerts on `petra_up == 0` must not fire for an org not polled yet)."""
-
-    def value(state: OrgState, _fresh: bool) -> float | None:
-        return None if state.pending else get(state)
-
-    return value
+def _up(state: OrgState, _fresh: bool) -> float | None:
+    """None before the first outcome (pending is not failing: alerts on
+    `petra_up == 0` must not fire for an org not polled yet); so `_auth_failing`."""
+    health = state.health
+    return None if health is _PENDING else (1.0 if health is _OK else 0.0)
 
 
-def _report_value(get: Callable[[OrgState], float | None]) -> OrgValue:
-    def value(state: OrgState, fresh: bool) -> float | None:
-        return get(state) if fresh and state.report is not None else None
-
-    return value
+def _auth_failing(state: OrgState, _fresh: bool) -> float | None:
+    return None if state.health is _PENDING else (1.0 if state.auth_failing else 0.0)
 
 
 def _requests(state: OrgState, _fresh: bool) -> list[Sample]:
@@ -127,16 +118,21 @@ def _requests(state: OrgState, _fresh: bool) -> list[Sample]:
     return samples
 
 
-def _incidents_value(get: Callable[[IncidentsState], float | None]) -> OrgValue:
-    def value(state: OrgState, _fresh: bool) -> float | None:
-        side = state.incidents
-        return None if side is None else get(side)
-
-    return value
+def _incidents_up(state: OrgState, _fresh: bool) -> float | None:
+    side = state.incidents
+    return None if side is None else (1.0 if side.health is _OK else 0.0)
 
 
-def _truncated(side: IncidentsState) -> float | None:
-    return None if side.tenants is None else float(side.truncated)
+def _incidents_last_success(state: OrgState, _fresh: bool) -> float | None:
+    side = state.incidents
+    return None if side is None else side.last_success_at
+
+
+def _truncated(state: OrgState, _fresh: bool) -> float | None:
+    side = state.incidents
+    if side is None or side.tenants is None:
+        return None
+    return 1.0 if side.truncated else 0.0
 
 
 def _tenant_incidents(state: OrgState, _fresh: bool) -> list[Sample]:
@@ -167,12 +163,34 @@ def _org_info(state: OrgState, fresh: bool) -> list[Sample]:
     return [((state.name, state.report.organization_name), 1.0)]
 
 
-def _report_generated(state: OrgState) -> float | None:
-    return None if state.report is None else state.report.report_generated_at
+def _report_generated(state: OrgState, fresh: bool) -> float | None:
+    report = state.report
+    return report.report_generated_at if fresh and report is not None else None
 
 
-def _total_tenants(state: OrgState) -> float | None:
-    return None if state.report is None else state.report.total_tenants
+def _total_tenants(state: OrgState, fresh: bool) -> float | None:
+    report = state.report
+    return report.total_tenants if fresh and report is not None else None
+
+
+def _auth_failures(state: OrgState, _fresh: bool) -> float:
+    return float(state.auth_failures_total)
+
+
+def _rate_limited(state: OrgState, _fresh: bool) -> float:
+    return float(state.rate_limited_total)
+
+
+def _poll_duration(state: OrgState, _fresh: bool) -> float | None:
+    return state.poll_duration
+
+
+def _last_poll(state: OrgState, _fresh: bool) -> float | None:
+    return state.last_poll_at
+
+
+def _last_success(state: OrgState, _fresh: bool) -> float | None:
+    return state.last_success_at
 
 
 ORG_FAMILIES: Final[tuple[OrgFamily, ...]] = (
@@ -180,20 +198,20 @@ ORG_FAMILIES: Final[tuple[OrgFamily, ...]] = (
         "petra_up",
         "gauge",
         "1 if the last poll of the org succeeded, else 0; no sample before the first poll.",
-        _outcome_value(lambda s: 1.0 if s.up else 0.0),
+        _up,
     ),
     OrgFamily.single(
         "petra_auth_failure",
         "gauge",
         "1 while the org's API key is rejected with 401 (invalid, missing or deleted), "
         "from the 401 until the next successful poll; no sample before the first poll.",
-        _outcome_value(lambda s: 1.0 if s.auth_failing else 0.0),
+        _auth_failing,
     ),
     OrgFamily.single(
         "petra_auth_failures",
         "counter",
         "401 answers to the org's key.",
-        _org_value(lambda s: float(s.auth_failures_total)),
+        _auth_failures,
     ),
     OrgFamily(
         "petra_api_requests",
@@ -207,37 +225,37 @@ ORG_FAMILIES: Final[tuple[OrgFamily, ...]] = (
         "petra_rate_limited",
         "counter",
         "429 answers to the org's key.",
-        _org_value(lambda s: float(s.rate_limited_total)),
+        _rate_limited,
     ),
     OrgFamily.single(
         "petra_poll_duration_seconds",
         "gauge",
         "Duration of the org's last poll.",
-        _org_value(lambda s: s.poll_duration),
+        _poll_duration,
     ),
     OrgFamily.single(
         "petra_last_poll_timestamp_seconds",
         "gauge",
         "When the org's last poll finished (Unix time).",
-        _org_value(lambda s: s.last_poll_at),
+        _last_poll,
     ),
     OrgFamily.single(
         "petra_last_success_timestamp_seconds",
         "gauge",
         "When the org's last successful poll finished (Unix time).",
-        _org_value(lambda s: s.last_success_at),
+        _last_success,
     ),
     OrgFamily.single(
         "petra_usage_report_generated_timestamp_seconds",
         "gauge",
         "reportGeneratedAt of the usage report (Unix time)." + CACHED,
-        _report_value(_report_generated),
+        _report_generated,
     ),
     OrgFamily.single(
         "petra_org_tenants",
         "gauge",
         "totalTenants of the organization." + CACHED,
-        _report_value(_total_tenants),
+        _total_tenants,
     ),
     OrgFamily(
         "petra_org_info",
@@ -251,20 +269,20 @@ ORG_FAMILIES: Final[tuple[OrgFamily, ...]] = (
         "gauge",
         "1 if the last poll of the org's /v1/incidents succeeded, else 0 (absent while "
         "incidents are not polled).",
-        _incidents_value(lambda side: 1.0 if side.up else 0.0),
+        _incidents_up,
     ),
     OrgFamily.single(
         "petra_incidents_last_success_timestamp_seconds",
         "gauge",
         "When the org's last successful /v1/incidents poll finished (Unix time).",
-        _incidents_value(lambda side: side.last_success_at),
+        _incidents_last_success,
     ),
     OrgFamily.single(
         "petra_incidents_truncated",
         "gauge",
         "1 when the last /v1/incidents answer was full (500 incidents), so older ones of the "
         "window may be missing and the counts are lower bounds." + CACHED_INCIDENTS,
-        _incidents_value(_truncated),
+        _truncated,
     ),
     OrgFamily(
         "petra_tenant_incidents",
@@ -410,9 +428,13 @@ class PetraCollector(Collector):
 
     def snapshot(self) -> list[tuple[OrgState, bool]]:
         """Every org's state with its freshness (usage series shown) as of now."""
-        now = self._wall_clock()
-        limit = self._max_staleness()
-        return [(s, not s.is_stale(now, limit)) for s in self._states()]
+        states, now, limit = self.states()
+        return [(s, not s.is_stale(now, limit)) for s in states]
+
+    def states(self) -> tuple[Iterable[OrgState], float, float]:
+        """Every org's state, now, and the staleness limit: `snapshot` without the
+        list, for a reader that tests `is_stale(now, limit)` as it goes."""
+        return self._states(), self._wall_clock(), self._max_staleness()
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self.snapshot()

@@ -14,8 +14,8 @@ from collector import __version__
 from collector.exposition import (
     Exposition,
     negotiate,
-    piece_bytes,
     piece_size,
+    wire_chunks,
 )
 from collector.gzipstream import LEVEL as GZIP_LEVEL
 from collector.page import (
@@ -92,8 +92,8 @@ def _json(data: object, status: int = 200) -> web.Response:
 async def metrics(request: web.Request) -> web.StreamResponse:
     """`/metrics`: the fast cached body when it is the negotiated one, else the stock one.
 
-    The fast body is sent piece by piece (a block of tenant lines decompressed only
-    as it is written), so no second copy of a large body is ever held.
+    The fast body is sent a few pieces at a time (`wire_chunks`: a block of lines is
+    decompressed only as it is written), so no second copy of a large body is ever held.
     """
     exposition = request.app[DAEMON].exposition
     negotiated = negotiate(request.headers.get("Accept", ""))
@@ -111,8 +111,8 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     response.content_length = sum(piece_size(piece) for piece in pieces)
     await response.prepare(request)
     if request.method != "HEAD":  # a HEAD answer has the headers (and length) only
-        for piece in pieces:
-            await response.write(piece_bytes(piece))
+        for chunk in wire_chunks(pieces):
+            await response.write(chunk)
     await response.write_eof()
     return response
 

@@ -496,3 +496,24 @@ def test_a_duration_from_zero_to_minus_zero_changes_its_text() -> None:
     body = exposition.body("text")
     assert body == stock(exposition, "text")
     assert b'petra_poll_duration_seconds{org="zero"} -0.0' in body
+
+
+def test_wire_chunks_join_the_pieces_into_few_writes_of_the_same_bytes() -> None:
+    """Every chunk but the last holds at least the asked size; together they are the body."""
+    states = nasty_states()
+    exposition = make_exposition(states)
+    steps = exposition.steps("text", gzipped=True)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            pieces = done.value
+            break
+    body = b"".join(exposition_module.piece_bytes(piece) for piece in pieces)
+    for size in (1, 100, 1 << 30):
+        chunks = list(exposition_module.wire_chunks(pieces, size))
+        assert b"".join(chunks) == body
+        assert all(len(chunk) >= size for chunk in chunks[:-1])
+        assert len(chunks) <= len(pieces)
+    assert len(list(exposition_module.wire_chunks(pieces, 1 << 30))) == 1
+    assert gzip.decompress(body) == stock(exposition, "text")

@@ -5,10 +5,20 @@ from __future__ import annotations
 import gzip
 import random
 import zlib
+from collections.abc import Callable
 
 import pytest
 
-from collector.gzipstream import GzipMember, crc32_combine, crc32_shift, deflate, inflate
+from collector import gzipstream
+from collector.gzipstream import (
+    GzipMember,
+    crc32_combine,
+    crc32_shift,
+    deflate,
+    inflate,
+    kept_shift,
+    python_crc32_combine,
+)
 
 TEXTS = [b"", b"a", b"# HELP x y\n", bytes(range(256)) * 40, b"\n" * 70_000]
 
@@ -22,22 +32,30 @@ def _stream_decompress(member: bytes) -> bytes:
     return text
 
 
+# The one in use (ISA-L's when installed) and the Python one, the fallback without it.
+COMBINES = pytest.mark.parametrize(
+    "combine", [crc32_combine, python_crc32_combine], ids=["in-use", "python"]
+)
+
+
+@COMBINES
 @pytest.mark.parametrize("split", [0, 1, 7, 1000, 65_537])
-def test_crc32_combine_matches_zlib(split: int) -> None:
+def test_crc32_combine_matches_zlib(combine: Callable[[int, int, int], int], split: int) -> None:
     """Combining the CRCs of two parts gives the CRC of their concatenation."""
     data = bytes(range(256)) * 300
     first, second = data[:split], data[split:]
-    combined = crc32_combine(zlib.crc32(first), zlib.crc32(second), len(second))
+    combined = combine(zlib.crc32(first), zlib.crc32(second), len(second))
     assert combined == zlib.crc32(data)
 
 
-def test_crc32_combine_of_random_parts() -> None:
+@COMBINES
+def test_crc32_combine_of_random_parts(combine: Callable[[int, int, int], int]) -> None:
     """Random contents and lengths, including lengths past 2**16 and odd bit patterns."""
     rng = random.Random(9)  # noqa: S311 - reproducible test data, not secrets
     for _ in range(50):
         first = rng.randbytes(rng.randrange(0, 3000))
         second = rng.randbytes(rng.choice([1, 2, 3, 255, 4096, 70_001]))
-        combined = crc32_combine(zlib.crc32(first), zlib.crc32(second), len(second))
+        combined = combine(zlib.crc32(first), zlib.crc32(second), len(second))
         assert combined == zlib.crc32(first + second)
 
 
@@ -82,5 +100,12 @@ def test_crc32_combine_with_a_kept_shift_is_the_same() -> None:
     for _ in range(20):
         first, second = rng.randbytes(rng.randrange(100)), rng.randbytes(rng.randrange(1, 5000))
         shift = crc32_shift(len(second))
-        combined = crc32_combine(zlib.crc32(first), zlib.crc32(second), len(second), shift)
-        assert combined == zlib.crc32(first + second)
+        crcs = zlib.crc32(first), zlib.crc32(second), len(second)
+        assert python_crc32_combine(*crcs, shift) == zlib.crc32(first + second)
+        assert crc32_combine(*crcs, kept_shift(len(second))) == zlib.crc32(first + second)
+
+
+def test_a_shift_is_kept_only_where_combining_runs_in_python() -> None:
+    """With ISA-L the native combine needs no shift, and none is worked out for nothing."""
+    expected = None if gzipstream.CODEC == "isal" else crc32_shift(4096)
+    assert kept_shift(4096) == expected
