@@ -235,6 +235,7 @@ class Scheduler:
         self._pacer = Pacer(polling.max_requests_per_second)
         self._slots = asyncio.Semaphore(polling.concurrency)
         self._group: asyncio.TaskGroup | None = None
+        self._running_loop: asyncio.AbstractEventLoop | None = None
         self._stopping = asyncio.Event()
         self._running = asyncio.Event()
 
@@ -242,11 +243,16 @@ class Scheduler:
         """The clock `OrgState`'s `*_monotonic` fields are read on."""
         return self._monotonic()
 
-    @staticmethod
-    def _monotonic() -> float:
+    def _monotonic(self) -> float:
         # The loop's clock, which also times every sleep here: a test that runs the
         # scheduler on a loop with a virtual clock controls all of its time at once.
-        return asyncio.get_running_loop().time()
+        return self._loop().time()
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        # The loop `run()` runs on, kept while it runs: `get_running_loop()` asks the
+        # kernel for the process id (fork safety) on every call, about ten times a poll.
+        loop = self._running_loop
+        return asyncio.get_running_loop() if loop is None else loop
 
     @property
     def running(self) -> bool:
@@ -419,6 +425,13 @@ class Scheduler:
 
     async def run(self) -> None:
         """Poll until `stop()`; then let in-flight requests finish within the grace period."""
+        self._running_loop = asyncio.get_running_loop()
+        try:
+            await self._run()
+        finally:
+            self._running_loop = None
+
+    async def _run(self) -> None:
         async with asyncio.TaskGroup() as group:
             self._group = group
             for runner in self._runners.values():
@@ -497,7 +510,7 @@ class Scheduler:
         if delay > 0 and not wake.is_set():
             # The timer sets the same event an early wake-up does: one timer handle per
             # wait, where `wait_for` would make a Task and a timeout scope.
-            timer = asyncio.get_running_loop().call_later(delay, wake.set)
+            timer = self._loop().call_later(delay, wake.set)
             try:
                 await wake.wait()
             finally:

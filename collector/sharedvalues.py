@@ -2,66 +2,79 @@
 
 A report is parsed into new objects every poll: each tenant's `service` and
 `billable_status` (a handful of distinct texts across a whole fleet) and its
-counts (small numbers, the same few hundred everywhere) are new strings and
-floats, 24-70 bytes each. The report kept for an org (state.py) is rebuilt
-with the copies kept here, so the fleet holds each such value once: about 40 MB
-less at 20,000 orgs x 10 tenants. Only a report whose tenants changed is
-rebuilt (a report equal to the last one keeps the last one's tuple), so polling
-in steady state never pays for it.
+counts and ratios (small numbers, the same few hundred everywhere) would be new
+strings and floats, 24-70 bytes each, in every kept report. usage.py takes them
+from the tables here as it reads a tenant (a dictionary lookup a field, in C), so
+the fleet holds each such value once: about 40 MB less at 20,000 orgs x 10
+tenants, for no second pass over a report whose tenants changed. Dates are
+shared by usage.py's own table of parsed dates. `shared_number`/`shared_text`
+do the same for values that came another way (the state file's).
 
-Zero is never shared (0.0 and -0.0 are one key but two values), nor NaN; each
-table stops growing at its bound, after which values are kept as they came.
+Each table stops growing at its bound, after which values are made as they
+come. Zero is never shared among floats that came as floats (0.0 and -0.0 are
+one key but two values), nor NaN; a whole number from JSON is never -0.0.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Final, TypeVar
+from collections.abc import Callable
+from typing import Final, Generic, TypeVar
 
-from collector.usage import TenantUsage
+_Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
 
-_Value = TypeVar("_Value", str, float)
 TEXTS_KEPT: Final = 4096
 NUMBERS_KEPT: Final = 65536
-_TEXTS: Final[dict[str, str]] = {}
-_NUMBERS: Final[dict[float, float]] = {}
 
 
-def shared_tenants(tenants: tuple[TenantUsage, ...]) -> tuple[TenantUsage, ...]:
-    """`tenants`, equal, with their recurring values replaced by the kept copies."""
-    return tuple(
-        TenantUsage(
-            tenant.tenant_id,
-            tenant.microsoft_tenant_id,
-            tenant.display_name,
-            _text(tenant.service),
-            _text(tenant.billable_status),
-            tenant.is_paused,
-            _number(tenant.licensed_users),
-            _number(tenant.billable_users),
-            _number(tenant.prorating_ratio),
-            _number(tenant.onboarding_timestamp),
-            _number(tenant.first_billable_timestamp),
-        )
-        for tenant in tenants
-    )
+class Table(dict[_Key, _Value], Generic[_Key, _Value]):
+    """`table[key]`: the one kept value made of `key`, made (and kept, while there is
+    room) the first time; a lookup is the dictionary's own, in C."""
 
+    __slots__ = ("_limit", "_make")
 
-def _text(value: str | None) -> str | None:
-    return None if value is None else _kept(_TEXTS, value, TEXTS_KEPT)
+    def __init__(self, make: Callable[[_Key], _Value], limit: int) -> None:
+        super().__init__()
+        self._make = make
+        self._limit = limit
 
-
-def _number(value: float | None) -> float | None:
-    if not value or math.isnan(value):  # None, 0.0, -0.0 or NaN: as they are
+    def __missing__(self, key: _Key) -> _Value:
+        value = self._make(key)  # may raise (an int too large for a float): kept nothing
+        if len(self) < self._limit:
+            self[key] = value
         return value
-    return _kept(_NUMBERS, value, NUMBERS_KEPT)
 
 
-def _kept(table: dict[_Value, _Value], value: _Value, limit: int) -> _Value:
-    """The kept copy of `value`, keeping this one if there is none and room is left."""
-    kept = table.get(value)
+def _same(text: str) -> str:
+    return text
+
+
+def _percent(whole: int) -> float:
+    return float(whole) / 100.0
+
+
+# A non-empty text, as it came. Keyed by the text: the first copy seen is the one kept.
+TEXTS: Final[Table[str, str]] = Table(_same, TEXTS_KEPT)
+# A whole number from JSON (a count) as the float that is kept, and a whole percentage
+# as its ratio. Keyed by the int; float() may raise OverflowError, as it would inline.
+FLOATS_OF_INTS: Final[Table[int, float]] = Table(float, NUMBERS_KEPT)
+RATIOS_OF_INTS: Final[Table[int, float]] = Table(_percent, NUMBERS_KEPT)
+NUMBERS: Final[dict[float, float]] = {}  # floats that came as floats, for shared_number
+
+
+def shared_text(value: str | None) -> str | None:
+    """The kept copy of a text from elsewhere (None and "" as they are)."""
+    return TEXTS[value] if value else value
+
+
+def shared_number(value: float | None) -> float | None:
+    """The kept copy of a float from elsewhere (None, 0.0, -0.0 and NaN as they are)."""
+    if not value or math.isnan(value):
+        return value
+    kept = NUMBERS.get(value)
     if kept is not None:
         return kept
-    if len(table) < limit:
-        table[value] = value
+    if len(NUMBERS) < NUMBERS_KEPT:
+        NUMBERS[value] = value
     return value

@@ -34,8 +34,7 @@ from collector.incidents import (
     remember,
     summarize,
 )
-from collector.sharedvalues import shared_tenants
-from collector.usage import UsageReport
+from collector.usage import UsageReport, shared_tenants
 
 if TYPE_CHECKING:
     from collector.statefile import SavedIncidents, SavedOrg
@@ -213,8 +212,6 @@ class OrgState:
             # readers that cache what they derive from it (the /metrics cache) see
             # the very same object.
             report = report._replace(tenants=self.report.tenants)
-        else:  # kept until the tenants change: with one copy of each recurring value
-            report = report._replace(tenants=shared_tenants(report.tenants))
         self.report = report
         self.last_poll_at = self.last_success_at = now
         self.poll_duration = duration

@@ -19,6 +19,14 @@ from typing import Final, NamedTuple
 
 import orjson
 
+from collector.sharedvalues import (
+    FLOATS_OF_INTS,
+    RATIOS_OF_INTS,
+    TEXTS,
+    shared_number,
+    shared_text,
+)
+
 
 class UsageFormatError(ValueError):
     """The body is not JSON, or not the shape of a usage report."""
@@ -116,7 +124,7 @@ def parse_usage(data: object, digest: bytes = b"") -> UsageReport:
     notes: list[str] = []
     tenants: list[TenantUsage] = []
     seen: set[str] = set()
-    dates = _DATES
+    dates, texts, counts, ratios = _DATES, TEXTS, FLOATS_OF_INTS, RATIOS_OF_INTS
     fields_of = _FIELDS_OF
     for index, item in enumerate(raw_tenants):
         if type(item) is dict:
@@ -154,10 +162,12 @@ def parse_usage(data: object, digest: bytes = b"") -> UsageReport:
         # a date seen before) is taken here, anything else by the same general helper,
         # so the result is the same; no call per field, the bulk of a 100-tenant parse.
         # A date not seen yet, or an int too large for a float, takes the general path.
+        # Recurring values (texts, whole counts and percentages, dates) come from the
+        # tables of kept copies (sharedvalues.py), equal to what `tenant_usage` makes.
         try:
-            ratio = float(prorating) / 100.0 if type(prorating) is int else _ratio(prorating)
-            licensed = float(licensed) if type(licensed) is int else _number(licensed)
-            billable = float(billable) if type(billable) is int else _number(billable)
+            ratio = ratios[prorating] if type(prorating) is int else _ratio(prorating)
+            licensed = counts[licensed] if type(licensed) is int else _number(licensed)
+            billable = counts[billable] if type(billable) is int else _number(billable)
             onboarded = dates[onboarded] if type(onboarded) is str else _date(onboarded)
             first = dates[first] if type(first) is str else _date(first)
         except (KeyError, OverflowError):  # a date not seen yet; an int beyond any float
@@ -170,8 +180,10 @@ def parse_usage(data: object, digest: bytes = b"") -> UsageReport:
                     tenant_id,
                     (microsoft or None) if type(microsoft) is str else _text(microsoft),
                     (name or None) if type(name) is str else _text(name),
-                    (service or None) if type(service) is str else _text(service),
-                    (status or None) if type(status) is str else _text(status),
+                    (texts[service] if service else None)
+                    if type(service) is str
+                    else _text(service),
+                    (texts[status] if status else None) if type(status) is str else _text(status),
                     paused if type(paused) is bool else _flag(paused),
                     licensed,
                     billable,
@@ -224,6 +236,27 @@ def tenant_usage(tenant_id: str, values: tuple[object, ...]) -> TenantUsage:
         _ratio(prorating),
         _date(onboarded),
         _date(first),
+    )
+
+
+def shared_tenants(tenants: tuple[TenantUsage, ...]) -> tuple[TenantUsage, ...]:
+    """`tenants` that did not come through `parse_usage` (the state file's), equal,
+    with their recurring values replaced by the kept copies, as a parse would."""
+    return tuple(
+        TenantUsage(
+            tenant.tenant_id,
+            tenant.microsoft_tenant_id,
+            tenant.display_name,
+            shared_text(tenant.service),
+            shared_text(tenant.billable_status),
+            tenant.is_paused,
+            shared_number(tenant.licensed_users),
+            shared_number(tenant.billable_users),
+            shared_number(tenant.prorating_ratio),
+            shared_number(tenant.onboarding_timestamp),
+            shared_number(tenant.first_billable_timestamp),
+        )
+        for tenant in tenants
     )
 
 

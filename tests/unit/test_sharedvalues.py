@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 
-from collector.sharedvalues import shared_tenants
+import pytest
+
+from collector import sharedvalues
+from collector.sharedvalues import FLOATS_OF_INTS, shared_number, shared_text
 from collector.state import OrgState
-from collector.usage import TenantUsage, UsageReport, parse_usage_body
+from collector.usage import TenantUsage, UsageReport, parse_usage_body, shared_tenants
 
 
 def _body(service: str, users: int) -> bytes:
@@ -18,27 +21,40 @@ def _body(service: str, users: int) -> bytes:
 
 
 def test_orgs_with_the_same_values_share_one_copy() -> None:
-    """Two orgs' reports, parsed apart (so their strings and floats are distinct
-    objects), hold the same objects once kept; the values are unchanged."""
-    first, second = OrgState("a", "fp", "file", 60), OrgState("b", "fp", "file", 60)
-    first_report = parse_usage_body(_body("Monitoring + Response", 1234))
-    second_report = parse_usage_body(_body("Monitoring + Response", 1234))
-    assert first_report.tenants[0].service is not second_report.tenants[0].service
-    first.record_success(first_report, 1.0, 0.1)
-    second.record_success(second_report, 1.0, 0.1)
-    assert first.report is not None
-    assert second.report is not None
-    mine, theirs = first.report.tenants[0], second.report.tenants[0]
-    assert mine == first_report.tenants[0]
-    assert mine.service is theirs.service
-    assert mine.billable_status is theirs.billable_status
-    assert mine.licensed_users is theirs.licensed_users
-    assert mine.prorating_ratio is theirs.prorating_ratio
+    """Two orgs' answers, each parsed from its own bytes (so orjson made distinct
+    strings and ints), hold the same objects; the values are what came."""
+    first = parse_usage_body(_body("Monitoring + Response", 1234)).tenants[0]
+    second = parse_usage_body(_body("Monitoring + Response", 1234)).tenants[0]
+    assert first == second
+    assert first.service == "Monitoring + Response"
+    assert first.licensed_users == 1234.0
+    assert first.prorating_ratio == 0.5
+    assert first.service is second.service
+    assert first.billable_status is second.billable_status
+    assert first.licensed_users is second.licensed_users
+    assert first.prorating_ratio is second.prorating_ratio
+
+
+def test_restored_tenants_share_one_copy() -> None:
+    """Tenants from the state file (made another way) share their recurring values."""
+
+    def restored(tenant_id: str) -> TenantUsage:
+        service = b"Response".decode()  # a new string object each time
+        return TenantUsage(
+            tenant_id, None, None, service, None, None, 4321.5 + 0.0, None, 0.5, None, None
+        )
+
+    first, second = restored("t1"), restored("t2")
+    assert first.service is not second.service
+    kept_first, kept_second = shared_tenants((first, second))
+    assert (kept_first, kept_second) == (first, second)
+    assert kept_first.service is kept_second.service
+    assert kept_first.licensed_users is kept_second.licensed_users
 
 
 def test_zero_nan_and_none_stay_as_they_are() -> None:
     """-0.0 is not turned into 0.0 (one key, two values), NaN and None pass through."""
-    tenant = TenantUsage("t", None, None, None, None, None, -0.0, math.nan, None, 0.0, None)
+    tenant = TenantUsage("t", None, None, None, "", None, -0.0, math.nan, None, 0.0, None)
     (kept,) = shared_tenants((tenant,))
     assert kept.licensed_users is not None
     assert math.copysign(1.0, kept.licensed_users) == -1.0
@@ -46,10 +62,32 @@ def test_zero_nan_and_none_stay_as_they_are() -> None:
     assert math.isnan(kept.billable_users)
     assert kept.prorating_ratio is None
     assert kept.service is None
+    assert kept.billable_status == ""
+    assert shared_number(None) is None
+    assert shared_text(None) is None
+
+
+def test_an_int_too_large_for_a_float_is_kept_nowhere() -> None:
+    """float() raises for it, as it would inline; the table holds nothing for it."""
+    with pytest.raises(OverflowError):
+        FLOATS_OF_INTS[10**400]
+    assert 10**400 not in FLOATS_OF_INTS
+
+
+def test_a_full_table_makes_values_without_keeping_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    table: sharedvalues.Table[int, float] = sharedvalues.Table(float, 2)
+    assert table[1] == 1.0
+    assert table[2] == 2.0
+    assert table[3] == 3.0
+    assert sorted(table) == [1, 2]
+    monkeypatch.setattr(sharedvalues, "NUMBERS_KEPT", 0)
+    monkeypatch.setattr(sharedvalues, "NUMBERS", {})
+    assert shared_number(123.25) == 123.25
+    assert sharedvalues.NUMBERS == {}
 
 
 def test_an_unchanged_report_keeps_the_kept_tuple() -> None:
-    """The rebuild happens when tenants change, not on every poll."""
+    """An answer with the same tenants keeps the kept report's tuple."""
     state = OrgState("a", "fp", "file", 60)
     state.record_success(parse_usage_body(_body("X", 1)), 1.0, 0.1)
     assert state.report is not None
