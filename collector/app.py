@@ -389,7 +389,7 @@ class Daemon:
 class _TaskCount:
     """The gauge's value: asyncio tasks alive, as `keep_counting` last counted them.
 
-    Counting walks every task (two per org: about 10 ms at 20,000 orgs), so it is done
+    Counting walks every task (one or two per org: about 10 ms at 20,000), so it is done
     in the background every COUNT_EVERY_SECONDS, not while a scrape waits; a leak shows
     over minutes. Until the first count, a read counts for itself."""
 

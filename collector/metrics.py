@@ -87,7 +87,6 @@ class TenantFamily:
     column: int | None = None
 
 
-OrgValue = Callable[[OrgState, bool], float | None]  # (state, fresh) -> value or none
 # Each value below is one plain function of (state, fresh): exposition.py calls sixteen
 # of them per changed org on every scrape, so no wrapper around a wrapper.
 _PENDING: Final = Health.PENDING
@@ -95,8 +94,8 @@ _OK: Final = Health.OK
 
 
 def _up(state: OrgState, _fresh: bool) -> float | None:
-    """None before the first outcome (pending is not failing: alerts on
-    `petra_up == 0` must not fire for an org not polled yet); so `_auth_failing`."""
+    """None before the first outcome, as for `_auth_failing`: pending is not failing
+    (alerts on `petra_up == 0` must not fire for an org not polled yet)."""
     health = state.health
     return None if health is _PENDING else (1.0 if health is _OK else 0.0)
 
