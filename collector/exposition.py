@@ -509,8 +509,7 @@ class CachedExposition:
         changed_tenants = self._changed_tenants = []
         states, now, limit = self._collector.states()
         for state in states:
-            success = state.last_success_at  # `OrgState.is_stale`, inline: 20,000 calls
-            fresh = success is not None and not now - success > limit
+            fresh = not state.is_stale(now, limit)
             entry = old.get(state.name)
             if entry is None or entry.state is not state:
                 entry = _OrgEntry(state, '{org="' + _escape(state.name) + '"} ')

@@ -431,8 +431,8 @@ class PetraCollector(Collector):
         return [(s, not s.is_stale(now, limit)) for s in states]
 
     def states(self) -> tuple[Iterable[OrgState], float, float]:
-        """Every org's state, now, and the staleness limit: `snapshot` without the
-        list, for a reader that tests `is_stale(now, limit)` as it goes."""
+        """Every org's state, now, and the staleness limit: `snapshot` without its list
+        of 20,000 pairs, for a reader that tests `is_stale(now, limit)` as it goes."""
         return self._states(), self._wall_clock(), self._max_staleness()
 
     def collect(self) -> Iterator[Metric]:

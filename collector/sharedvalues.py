@@ -8,7 +8,8 @@ from the tables here as it reads a tenant (a dictionary lookup a field, in C), s
 the fleet holds each such value once: about 40 MB less at 20,000 orgs x 10
 tenants, for no second pass over a report whose tenants changed. Dates are
 shared by usage.py's own table of parsed dates. `shared_number`/`shared_text`
-do the same for values that came another way (the state file's).
+do the same for values that came another way (the state file's, whose counts
+are floats already: they share a table of their own, a few hundred values).
 
 Each table stops growing at its bound, after which values are made as they
 come. Zero is never shared among floats that came as floats (0.0 and -0.0 are
@@ -46,8 +47,8 @@ class Table(dict[_Key, _Value], Generic[_Key, _Value]):
         return value
 
 
-def _same(text: str) -> str:
-    return text
+def _itself(value: _Value) -> _Value:
+    return value
 
 
 def _percent(whole: int) -> float:
@@ -55,12 +56,13 @@ def _percent(whole: int) -> float:
 
 
 # A non-empty text, as it came. Keyed by the text: the first copy seen is the one kept.
-TEXTS: Final[Table[str, str]] = Table(_same, TEXTS_KEPT)
+TEXTS: Final[Table[str, str]] = Table(_itself, TEXTS_KEPT)
 # A whole number from JSON (a count) as the float that is kept, and a whole percentage
 # as its ratio. Keyed by the int; float() may raise OverflowError, as it would inline.
 FLOATS_OF_INTS: Final[Table[int, float]] = Table(float, NUMBERS_KEPT)
 RATIOS_OF_INTS: Final[Table[int, float]] = Table(_percent, NUMBERS_KEPT)
-NUMBERS: Final[dict[float, float]] = {}  # floats that came as floats, for shared_number
+# Floats that came as floats (the state file's), for `shared_number`.
+NUMBERS: Final[Table[float, float]] = Table(_itself, NUMBERS_KEPT)
 
 
 def shared_text(value: str | None) -> str | None:
@@ -70,11 +72,4 @@ def shared_text(value: str | None) -> str | None:
 
 def shared_number(value: float | None) -> float | None:
     """The kept copy of a float from elsewhere (None, 0.0, -0.0 and NaN as they are)."""
-    if not value or math.isnan(value):
-        return value
-    kept = NUMBERS.get(value)
-    if kept is not None:
-        return kept
-    if len(NUMBERS) < NUMBERS_KEPT:
-        NUMBERS[value] = value
-    return value
+    return value if not value or math.isnan(value) else NUMBERS[value]

@@ -241,7 +241,8 @@ def tenant_usage(tenant_id: str, values: tuple[object, ...]) -> TenantUsage:
 
 def shared_tenants(tenants: tuple[TenantUsage, ...]) -> tuple[TenantUsage, ...]:
     """`tenants` that did not come through `parse_usage` (the state file's), equal,
-    with their recurring values replaced by the kept copies, as a parse would."""
+    with their recurring values replaced by the kept copies (`shared_text`,
+    `shared_number`)."""
     return tuple(
         TenantUsage(
             tenant.tenant_id,
