@@ -42,8 +42,8 @@ import bcrypt
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.basicauth import BasicAuth, new_check_executor
-from collector.simulator import SimulatedOrg, Simulator, bench_orgs, start_simulator
+from collector.petra_simulator import SimulatedOrg, Simulator, bench_orgs, start_simulator
+from collector.web_basicauth import BasicAuth, new_check_executor
 from tests.webtls import TlsFiles, basic_auth, bcrypt_hash, write_web_config
 
 USER = "prometheus"

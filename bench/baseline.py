@@ -19,7 +19,7 @@ import aiohttp
 import orjson
 
 from bench.simserver import pin_to_cpu
-from collector.simulator import sim_key
+from collector.petra_simulator import sim_key
 
 FIELDS = (
     "petraTenantId",

@@ -32,7 +32,7 @@ import aiohttp
 
 from bench.run import DAEMON_CPU, Sim, cpu_seconds, free_port
 from collector.config import IncidentsSettings, PollingSettings
-from collector.simulator import bench_orgs, write_bench_config
+from collector.petra_simulator import bench_orgs, write_bench_config
 
 DEFAULT_INTERVAL = PollingSettings().interval_seconds
 DEFAULT_INCIDENTS_INTERVAL = IncidentsSettings().interval_seconds

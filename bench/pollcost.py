@@ -36,7 +36,7 @@ import aiohttp
 
 from bench.run import DAEMON_CPU, SIMULATOR_CPU, cpu_seconds, free_port, wait_ready
 from bench.run import Daemon as DaemonProcess
-from collector.simulator import bench_orgs, write_bench_config
+from collector.petra_simulator import bench_orgs, write_bench_config
 
 
 @dataclass

@@ -39,10 +39,10 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from bench.simserver import pin_to_cpu
 from collector.exposition import Exposition
 from collector.metrics import CollectorMetrics, PetraCollector
+from collector.petra_simulator import Simulator, bench_orgs, write_bench_config
+from collector.petra_usage import parse_usage_body
 from collector.sharding import shard_of
-from collector.simulator import Simulator, bench_orgs, write_bench_config
 from collector.state import OrgState
-from collector.usage import parse_usage_body
 
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 DAEMON_CPU = 0

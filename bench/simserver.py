@@ -1,7 +1,7 @@
 """The simulator in its own process, with request-rate statistics for the benchmark.
 
 `python -m bench.simserver --orgs N --tenants T` prints the bound port on stdout,
-then serves `collector.simulator.Simulator` on 127.0.0.1 plus `GET /_bench/stats`:
+then serves `collector.petra_simulator.Simulator` on 127.0.0.1 plus `GET /_bench/stats`:
 per-second request counts (CLOCK_MONOTONIC, which every process on the machine
 shares) and each org's first request time. With `--tls-dir DIR` it serves HTTPS,
 with a throwaway CA whose certificate it writes to DIR/ca.pem. Stops on SIGTERM/SIGINT, or by itself
@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
-from collector.simulator import Simulator, bench_orgs
+from collector.petra_simulator import Simulator, bench_orgs
 
 
 def pin_to_cpu(cpu: int) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.simulator import bench_orgs, sim_key
+from collector.petra_simulator import bench_orgs, sim_key
 
 FAULTS = (
     {"kind": "status", "status": 503, "message": "maintenance"},

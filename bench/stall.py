@@ -32,7 +32,7 @@ import aiohttp
 
 from bench.run import Sim, cpu_seconds, rss_mb, start_daemons, wait_ready
 from bench.simserver import pin_to_cpu
-from collector.simulator import bench_orgs, write_bench_config
+from collector.petra_simulator import bench_orgs, write_bench_config
 
 PROBE_EVERY_SECONDS = 0.01
 PROBE_CPU = 1  # with the simulator: the probe must not take the daemon's CPU

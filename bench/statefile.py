@@ -40,13 +40,13 @@ import structlog
 from bench.run import Sim, free_port
 from collector.apikey import ApiKey
 from collector.config import OrgConfig, PollingSettings
-from collector.incidents import IncidentsReport
 from collector.keys import KeySource
+from collector.petra_incidents import IncidentsReport
+from collector.petra_simulator import HangFault, bench_orgs, fault_to_json, write_bench_config
+from collector.petra_usage import TenantUsage, UsageReport
 from collector.scheduler import Scheduler
-from collector.simulator import HangFault, bench_orgs, fault_to_json, write_bench_config
 from collector.state import OrgState
-from collector.statestore import WRITE_BYTES_PER_SECOND, StateWriter, WriteStats, load_state
-from collector.usage import TenantUsage, UsageReport
+from collector.state_store import WRITE_BYTES_PER_SECOND, StateWriter, WriteStats, load_state
 
 WRITE_DELAY = 5.0
 NOW = 1_795_671_116.0

@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import Gauge, ProcessCollector
 
-from collector import __version__, gcfreeze
+from collector import __version__, memory_gc
 from collector.config import (
     NO_OVERRIDES,
     CliOverrides,
@@ -26,18 +26,18 @@ from collector.config import (
     iter_orgs_in_shard,
     load_config,
 )
-from collector.configreader import ConfigError
+from collector.config_reader import ConfigError
 from collector.exposition import Exposition
 from collector.logs import REDACTOR, configure_logging, get_logger
 from collector.metrics import CollectorMetrics, PetraCollector, tenant_families
-from collector.petra import new_client, new_session
+from collector.petra_client import new_client, new_session
 from collector.scheduler import Scheduler
 from collector.sdnotify import SystemdNotifier
 from collector.state import OrgState
-from collector.statestore import StateWriter, load_state, log_load_problem
-from collector.web import make_web_app
-from collector.webconfig import WebConfig
-from collector.webguard import CHECK_SECONDS, WebGuard
+from collector.state_store import StateWriter, load_state, log_load_problem
+from collector.web_app import make_web_app
+from collector.web_config import WebConfig
+from collector.web_guard import CHECK_SECONDS, WebGuard
 
 WEB_SHUTDOWN_SECONDS: Final = 2.0
 
@@ -160,7 +160,7 @@ class Daemon:
                 self._announce_ready()
                 watchdog = group.create_task(self._watchdog(), name="watchdog")
                 web_config_watch = group.create_task(self._guard.watch(), name="web-config")
-                settling = group.create_task(gcfreeze.keep_settled(), name="gc-settle")
+                settling = group.create_task(memory_gc.keep_settled(), name="gc-settle")
                 counting = group.create_task(self._task_count.keep_counting(), name="task-count")
                 await self._stop.wait()
                 self._log.info("stopping", reason="signal or stop request")

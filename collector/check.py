@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from collector.config import IncidentsSettings, OrgConfig, Settings, iter_orgs_in_shard
-from collector.errors import Forbidden, KeyRejected, PetraError, RateLimited
-from collector.incidents import MAX_LIMIT, start_date_param, window_start
-from collector.petra import PetraClient, new_client, new_session
+from collector.petra_client import PetraClient, new_client, new_session
+from collector.petra_errors import Forbidden, KeyRejected, PetraError, RateLimited
+from collector.petra_incidents import MAX_LIMIT, start_date_param, window_start
 from collector.state import Health
-from collector.status import HEALTH_LABELS
+from collector.web_status import HEALTH_LABELS
 
 
 @dataclass(frozen=True, slots=True)

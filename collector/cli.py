@@ -30,10 +30,10 @@ from collector.config import (
     parse_listen,
     parse_shard,
 )
-from collector.configreader import ConfigError
+from collector.config_reader import ConfigError
 
 if TYPE_CHECKING:
-    from collector.webconfig import WebConfig
+    from collector.web_config import WebConfig
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
@@ -354,7 +354,7 @@ def _event_loop_runner() -> asyncio.Runner:
 
 def _load_web(settings: Settings, err: TextIO) -> tuple[bool, WebConfig | None]:
     """(loaded fine, the web config or None when there is none); problems go to `err`."""
-    from collector.webconfig import load_web_config  # noqa: PLC0415 - builds TLS contexts
+    from collector.web_config import load_web_config  # noqa: PLC0415 - builds TLS contexts
 
     path = settings.server.web_config_file
     if path is None:
@@ -456,7 +456,7 @@ def orgjson_text(document: object) -> str:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from collector.simulator import (  # noqa: PLC0415 - see _run
+    from collector.petra_simulator import (  # noqa: PLC0415 - see _run
         Simulator,
         bench_orgs,
         run_simulator,

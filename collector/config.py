@@ -1,7 +1,7 @@
 """The config file's schema: YAML -> frozen, validated `Settings`.
 
 The dataclasses below are every option and its default; the `_parse_*`
-functions read each section with configreader.py, which collects every
+functions read each section with config_reader.py, which collects every
 problem at once, each named by file and path
 (`config.yaml: orgs[3].api_key_file: file not found`).
 """
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from collector import __version__
 from collector.apikey import ApiKey, InvalidKeyError
-from collector.configreader import (
+from collector.config_reader import (
     Problems,
     Section,
     looks_like_key,

@@ -29,7 +29,7 @@ from collector.config import (
 )
 from collector.keys import KeySource
 from collector.logs import configure_logging, get_logger
-from collector.simulator import Simulator, demo_orgs, start_simulator
+from collector.petra_simulator import Simulator, demo_orgs, start_simulator
 
 DEMO_INTERVAL_SECONDS: Final = 15.0
 DEMO_INCIDENTS_INTERVAL_SECONDS: Final = 20.0

@@ -19,7 +19,7 @@ themselves), so the body is byte for byte the stock one:
 tests/unit/test_exposition.py holds it to that against `PetraCollector`, which
 stays the reference.
 
-`Exposition` is what web.py serves: the Petra families, then the collector's own
+`Exposition` is what web_app.py serves: the Petra families, then the collector's own
 metrics (`own`, rendered by the stock encoder); `negotiate` picks the body for
 a scraper's Accept header.
 """
@@ -45,7 +45,7 @@ from prometheus_client.openmetrics.exposition import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _untyped_float_to_go
 
-from collector import gcfreeze, malloctrim
+from collector import memory_gc, memory_trim
 from collector.gzipstream import GzipMember, crc32, deflate, inflate, kept_shift
 from collector.metrics import (
     ORG,
@@ -57,8 +57,8 @@ from collector.metrics import (
     TenantFamily,
     new_family,
 )
+from collector.petra_usage import TenantUsage
 from collector.state import OrgState
-from collector.usage import TenantUsage
 
 FastFormat = Literal["text", "openmetrics"]  # the two bodies the fast path makes
 
@@ -709,7 +709,7 @@ class Exposition:
         async with self._one_at_a_time:
             # What polling made since the daemon last settled out of the way first:
             # else the render's own allocations start collections that walk it all.
-            gcfreeze.settle()
+            memory_gc.settle()
             steps = self.steps(fmt, gzipped=gzipped)
             while True:
                 try:
@@ -719,11 +719,11 @@ class Exposition:
                     break
                 # What the render made so far (the cache) lives on: out of the way of
                 # full collections, which would otherwise walk it all, loop stopped.
-                gcfreeze.settle()
+                memory_gc.settle()
                 for _ in range(PAUSE_TURNS):
                     await asyncio.sleep(0)
-            gcfreeze.settle()
-            malloctrim.trim()  # the render's text, freed, back to the system
+            memory_gc.settle()
+            memory_trim.trim()  # the render's text, freed, back to the system
             return pieces
 
     def steps(self, fmt: FastFormat, *, gzipped: bool) -> Steps:

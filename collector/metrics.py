@@ -23,8 +23,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from collector import __version__
+from collector.petra_usage import TenantUsage
 from collector.state import Health, OrgState
-from collector.usage import TenantUsage
 
 CACHED: Final = " Cached from the last successful poll of Petra's /v1/usage."
 CACHED_INCIDENTS: Final = " Cached from the last successful poll of Petra's /v1/incidents."

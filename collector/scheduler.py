@@ -30,13 +30,13 @@ import structlog
 
 from collector.apikey import ApiKey
 from collector.config import IncidentsSettings, OrgConfig, PollingSettings
-from collector.errors import Forbidden, KeyRejected, PetraError, RateLimited
-from collector.incidents import MAX_LIMIT, IncidentsReport, start_date_param, window_start
 from collector.keys import KeyHolder, KeyStatus
+from collector.petra_errors import Forbidden, KeyRejected, PetraError, RateLimited
+from collector.petra_incidents import MAX_LIMIT, IncidentsReport, start_date_param, window_start
+from collector.petra_usage import UsageReport
 from collector.ratelimit import KeyBudget, Pacer, RouteBudgets
 from collector.state import AuthEvent, Health, OrgState
-from collector.statefile import SavedIncidents, SavedOrg
-from collector.usage import UsageReport
+from collector.state_file import SavedIncidents, SavedOrg
 
 Route = Literal["usage", "incidents"]
 Answer = TypeVar("Answer")

@@ -3,11 +3,11 @@
 A report is parsed into new objects every poll: each tenant's `service` and
 `billable_status` (a handful of distinct texts across a whole fleet) and its
 counts and ratios (small numbers, the same few hundred everywhere) would be new
-strings and floats, 24-70 bytes each, in every kept report. usage.py takes them
+strings and floats, 24-70 bytes each, in every kept report. petra_usage.py takes them
 from the tables here as it reads a tenant (a dictionary lookup a field, in C), so
 the fleet holds each such value once: about 40 MB less at 20,000 orgs x 10
 tenants, for no second pass over a report whose tenants changed. Dates are
-shared by usage.py's own table of parsed dates. `shared_number`/`shared_text`
+shared by petra_usage.py's own table of parsed dates. `shared_number`/`shared_text`
 do the same for values that came another way (the state file's, whose counts
 are floats already: they share a table of their own, a few hundred values).
 

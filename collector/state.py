@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from collector.incidents import (
+from collector.petra_incidents import (
     MAX_LIMIT,
     Incident,
     IncidentsReport,
@@ -34,10 +34,10 @@ from collector.incidents import (
     remember,
     summarize,
 )
-from collector.usage import UsageReport, shared_tenants
+from collector.petra_usage import UsageReport, shared_tenants
 
 if TYPE_CHECKING:
-    from collector.statefile import SavedIncidents, SavedOrg
+    from collector.state_file import SavedIncidents, SavedOrg
 
 AUTH_STILL_FAILING_EVERY = 3600.0
 

@@ -35,11 +35,11 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from collector.exposition import Exposition
 from collector.metrics import PetraCollector
-from collector.simulator import SimulatedOrg, Simulator, StatusFault, sim_key
+from collector.petra_simulator import SimulatedOrg, Simulator, StatusFault, sim_key
+from collector.petra_usage import TenantUsage, UsageReport
 from collector.state import Health, OrgState
-from collector.status import HEALTH_LABELS
-from collector.usage import TenantUsage, UsageReport
-from collector.web import PAGE_SECURITY_HEADERS, make_web_app
+from collector.web_app import PAGE_SECURITY_HEADERS, make_web_app
+from collector.web_status import HEALTH_LABELS
 from tests.integration.harness import Running, running_daemon
 from tests.leaks import assert_no_key_material
 from tests.tools import require_tool

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from collector.config import parse_config
-from collector.webconfig import load_web_config
+from collector.web_config import load_web_config
 from tests.deploy.kustomize import Obj, build, object_id
 from tests.webtls import TlsFiles
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from collector.config import load_config
-from collector.webconfig import load_web_config
+from collector.web_config import load_web_config
 from tests.tools import require_tool
 from tests.webtls import TlsFiles
 

@@ -19,8 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from collector.app import Daemon
 from collector.config import CliOverrides, HostPort, Shard, load_config
 from collector.logs import configure_logging
-from collector.simulator import SimulatedOrg, Simulator, start_simulator
-from collector.webconfig import load_web_config
+from collector.petra_simulator import SimulatedOrg, Simulator, start_simulator
+from collector.web_config import load_web_config
 
 # Fast pacing for tests: Petra's real limits would make every test take minutes.
 FAST_POLLING: dict[str, float] = {

@@ -37,7 +37,7 @@ import pytest
 import yaml
 from aiohttp import ClientSession, ClientTimeout, web
 
-from collector.simulator import SimulatedOrg, Simulator, sim_key, start_simulator
+from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_simulator
 from tests.alertmanager import fast_copy, running_alertmanager
 from tests.integration.test_prometheus_e2e import (
     LOOPBACK,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.authflood import POLL_INTERVAL_SECONDS, collector, run_flood
-from collector.simulator import SimulatedOrg, Simulator, sim_key, start_simulator
+from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_simulator
 
 pytestmark = pytest.mark.slow
 

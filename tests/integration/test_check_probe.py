@@ -9,7 +9,7 @@ from pathlib import Path
 from collector.check import describe_config, probe, render_check
 from collector.cli import orgjson_text
 from collector.config import load_config
-from collector.simulator import (
+from collector.petra_simulator import (
     RateLimitFault,
     SimulatedOrg,
     Simulator,

@@ -14,8 +14,8 @@ from pathlib import Path
 import aiohttp
 
 from collector.demo import DEMO_INCIDENTS_INTERVAL_SECONDS, DEMO_INTERVAL_SECONDS, REJECTED_ORG
+from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_simulator
 from collector.scheduler import initial_offset
-from collector.simulator import SimulatedOrg, Simulator, sim_key, start_simulator
 from tests.integration.harness import write_config
 from tests.leaks import assert_no_key_material
 from tests.webtls import TlsFiles, bcrypt_hash, write_web_config

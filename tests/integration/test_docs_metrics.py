@@ -8,7 +8,7 @@ from typing import Final
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.simulator import SimulatedOrg, sim_key
+from collector.petra_simulator import SimulatedOrg, sim_key
 from tests.deploy.promql import assert_promql_parses, label_names, metric_names
 from tests.integration.harness import running_daemon
 from tests.tools import require_tool

@@ -7,9 +7,15 @@ import itertools
 import json
 from pathlib import Path
 
+from collector.petra_simulator import (
+    LatencyFault,
+    RateLimitFault,
+    SimulatedOrg,
+    StatusFault,
+    sim_key,
+)
+from collector.petra_usage import parse_usage
 from collector.scheduler import initial_offset
-from collector.simulator import LatencyFault, RateLimitFault, SimulatedOrg, StatusFault, sim_key
-from collector.usage import parse_usage
 from tests.integration.harness import Running, running_daemon, value
 from tests.leaks import assert_no_key_material
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from collector.simulator import (
+from collector.petra_simulator import (
     BadBodyFault,
     DuplicateTenantsFault,
     Fault,

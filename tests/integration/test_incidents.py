@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from collector.simulator import RateLimitFault, SimulatedOrg, Simulator, StatusFault, sim_key
+from collector.petra_simulator import RateLimitFault, SimulatedOrg, Simulator, StatusFault, sim_key
 from tests.integration.harness import Running, Samples, running_daemon, value
 
 INCIDENTS_ON = "incidents:\n  enabled: true\n  interval_seconds: 1\n  lookback_days: 30\n"

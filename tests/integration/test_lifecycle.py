@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from collector.simulator import HangFault, SimulatedOrg, Simulator, sim_key, start_simulator
+from collector.petra_simulator import HangFault, SimulatedOrg, Simulator, sim_key, start_simulator
 from tests.integration.harness import running_daemon, write_config
 from tests.integration.test_cli import free_port, spawn_daemon
 

@@ -30,7 +30,7 @@ import aiohttp
 import pytest
 import yaml
 
-from collector.simulator import SimulatedOrg, Simulator, sim_key, start_simulator
+from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_simulator
 from tests.deploy.dashboard import all_expressions
 from tests.tools import require_tool
 from tests.webtls import TlsFiles, basic_auth, bcrypt_hash, write_web_config

@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 from collector.config import Shard
-from collector.simulator import SimulatedOrg, sim_key
+from collector.petra_simulator import SimulatedOrg, sim_key
 from tests.integration.harness import Running, running_daemon, value, write_config
 
 ACME = SimulatedOrg("acme", sim_key("acme"), tenant_count=2)

@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from collector.config import Shard
-from collector.simulator import SimulatedOrg, Simulator, sim_key
+from collector.petra_simulator import SimulatedOrg, Simulator, sim_key
 from tests.integration.harness import Running, running_daemon, value
 
 ORGS = [SimulatedOrg(f"org-{i:02d}", sim_key(f"org-{i:02d}"), tenant_count=1) for i in range(12)]

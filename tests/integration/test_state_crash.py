@@ -13,8 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from collector.simulator import SimulatedOrg, Simulator, sim_key, start_simulator
-from collector.statefile import TEMP_SUFFIX, read_state_file
+from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_simulator
+from collector.state_file import TEMP_SUFFIX, read_state_file
 from tests.integration.harness import write_config
 from tests.integration.test_cli import free_port, spawn_daemon
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.simulator import HangFault, SimulatedOrg, Simulator, sim_key
-from collector.statefile import TEMP_SUFFIX, read_state_file
+from collector.petra_simulator import HangFault, SimulatedOrg, Simulator, sim_key
+from collector.state_file import TEMP_SUFFIX, read_state_file
 from tests.integration.harness import Running, running_daemon, value
 from tests.leaks import assert_no_key_material
 

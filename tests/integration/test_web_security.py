@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from collector.simulator import SimulatedOrg, sim_key
+from collector.petra_simulator import SimulatedOrg, sim_key
 from tests.integration.harness import Running, parse_metrics, running_daemon, value
 from tests.leaks import assert_no_key_material
 from tests.webtls import TlsFiles, basic_auth, bcrypt_hash, write_web_config

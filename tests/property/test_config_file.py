@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from collector.config import LoadedConfig, parse_config
-from collector.configreader import ConfigError
+from collector.config_reader import ConfigError
 from tests.leaks import assert_no_key_material
 from tests.property.strategies import api_keys, examples, json_values, scalars
 

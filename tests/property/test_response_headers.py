@@ -13,7 +13,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from collector.apikey import ApiKey
-from collector.petra import (
+from collector.petra_client import (
     MAX_RETRY_AFTER_SECONDS,
     RETRY_AFTER_HEADERS,
     api_message,

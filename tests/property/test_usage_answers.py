@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.usage import (
+from collector.petra_usage import (
     TENANT_KEYS,
     UsageFormatError,
     UsageReport,

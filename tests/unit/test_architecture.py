@@ -40,28 +40,30 @@ LAYERS: tuple[Layer, ...] = (
     # framing): nothing of the package below them.
     layer(
         "foundation",
-        *("__init__", "apikey", "errors", "sharding", "logs", "sdnotify"),
-        *("configreader", "gzipstream", "gcfreeze", "malloctrim"),
+        *("__init__", "apikey", "petra_errors", "sharding", "logs", "sdnotify"),
+        *("config_reader", "gzipstream", "memory_gc", "memory_trim"),
     ),
     # Outside input made typed (Petra's JSON, key files), and limiter arithmetic.
-    layer("parsing", "usage", "incidents", "keys", "ratelimit", "sharedvalues"),
+    layer("parsing", "petra_usage", "petra_incidents", "keys", "ratelimit", "sharedvalues"),
     # The config file, validated whole into frozen settings.
     layer("settings", "config"),
     # The per-org snapshot, and its only writer; the state file that keeps it across
     # restarts (its format, and the task that writes it).
-    layer("state", "state", "statefile", "statestore"),
+    layer("state", "state", "state_file", "state_store"),
     # The three arms the daemon wires together.
-    layer("client", "petra", arm="client"),
+    layer("client", "petra_client", arm="client"),
     layer("polling", "scheduler", arm="polling"),
-    layer("reading", "metrics", "status", "page", arm="serving"),
+    layer("reading", "metrics", "web_status", "web_page", arm="serving"),
     # Above the readers, so `metrics` stays the table of families and knows no cache.
     layer("rendering", "exposition", arm="serving"),
     # The listener's lock (web config, TLS, basic auth) beside the routes it guards.
-    layer("serving", "web", "webconfig", "webguard", "tls", "basicauth", arm="serving"),
+    layer(
+        "serving", "web_app", "web_config", "web_guard", "web_tls", "web_basicauth", arm="serving"
+    ),
     # Start-up, reload and shutdown: the one module that knows all three arms.
     layer("wiring", "app"),
     # Commands and tools run from the command line (the simulator is the fake API).
-    layer("commands", "check", "demo", "simulator", "cli", "__main__"),
+    layer("commands", "check", "demo", "petra_simulator", "cli", "__main__"),
 )
 
 # Who may import the wiring at all (the layers allow more: every command could).
@@ -159,10 +161,10 @@ def test_only_the_entry_points_import_the_wiring() -> None:
 def test_the_rules_catch_what_they_forbid() -> None:
     """An import up the layers, or across arms, is refused; down and within an arm is not."""
     assert may_import("scheduler", "state")
-    assert may_import("web", "metrics")
+    assert may_import("web_app", "metrics")
     assert may_import("app", "scheduler")
     assert not may_import("state", "scheduler")  # up
     assert not may_import("config", "state")  # up
-    assert not may_import("scheduler", "petra")  # across arms
+    assert not may_import("scheduler", "petra_client")  # across arms
     assert not may_import("metrics", "scheduler")  # across arms
-    assert not may_import("web", "petra")  # across arms
+    assert not may_import("web_app", "petra_client")  # across arms

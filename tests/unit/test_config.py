@@ -29,7 +29,7 @@ from collector.config import (
     load_config,
     parse_config,
 )
-from collector.configreader import ConfigError
+from collector.config_reader import ConfigError
 from collector.keys import KeySource
 from tests.leaks import assert_no_key_material
 

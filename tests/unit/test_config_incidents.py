@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from collector.config import IncidentsSettings, LoadedConfig, load_config
-from collector.configreader import ConfigError
+from collector.config_reader import ConfigError
 
 KEY = "petra_live_Zq8xW2mN4vB7cR1tY6uI0oP3aS5dF9gH"
 OTHER_KEY = "petra_live_Kj3hG5fD7sA9pO1iU2yT4rE6wQ8zXcV"

@@ -26,7 +26,7 @@ from collector.config import (
     StateSettings,
     parse_config,
 )
-from collector.configreader import ConfigError
+from collector.config_reader import ConfigError
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 DOCS: Final = ROOT / "docs"

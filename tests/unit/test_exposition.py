@@ -16,9 +16,9 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from collector import exposition as exposition_module
 from collector.exposition import BLOCK_ORGS, Exposition, FastFormat, Steps, negotiate
 from collector.metrics import CollectorMetrics, PetraCollector, tenant_families
+from collector.petra_usage import TenantUsage, UsageReport
 from collector.state import OrgState
-from collector.usage import TenantUsage, UsageReport
-from collector.web import make_web_app
+from collector.web_app import make_web_app
 from tests.tools import require_tool
 
 NOW = 10_000.0
@@ -180,7 +180,7 @@ def counting_exposition(states: list[OrgState]) -> _CountingExposition:
 
 
 class _FakeDaemon:
-    """Just what web.py reads for /metrics."""
+    """Just what web_app.py reads for /metrics."""
 
     ready = True
     max_staleness = MAX_STALENESS

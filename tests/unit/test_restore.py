@@ -6,13 +6,13 @@ import pytest
 
 from collector.apikey import ApiKey
 from collector.config import OrgConfig, PollingSettings
-from collector.incidents import IncidentsReport
 from collector.keys import KeySource
 from collector.metrics import PetraCollector
+from collector.petra_incidents import IncidentsReport
+from collector.petra_usage import TenantUsage, UsageReport
 from collector.scheduler import Scheduler, initial_offset, resume_delay
 from collector.state import Health, OrgState
-from collector.statefile import SavedOrg
-from collector.usage import TenantUsage, UsageReport
+from collector.state_file import SavedOrg
 from tests.unit.test_scheduler_virtual_time import (
     KEY_A,
     KEY_B,

@@ -13,8 +13,8 @@ from itertools import pairwise
 
 from collector.apikey import ApiKey
 from collector.config import IncidentsSettings, OrgConfig, PollingSettings
-from collector.errors import KeyRejected, RateLimited, Unavailable
-from collector.incidents import IncidentsReport
+from collector.petra_errors import KeyRejected, RateLimited, Unavailable
+from collector.petra_incidents import IncidentsReport
 from collector.scheduler import Scheduler, initial_offset
 from collector.state import Health
 from tests.unit.test_scheduler_virtual_time import (

@@ -20,12 +20,12 @@ import pytest
 
 from collector.apikey import ApiKey
 from collector.config import OrgConfig, PollingSettings
-from collector.errors import KeyRejected, PetraError, RateLimited, Unavailable
-from collector.incidents import IncidentsReport
 from collector.keys import KeySource
+from collector.petra_errors import KeyRejected, PetraError, RateLimited, Unavailable
+from collector.petra_incidents import IncidentsReport
+from collector.petra_usage import UsageReport
 from collector.scheduler import Scheduler, initial_offset
 from collector.state import Health
-from collector.usage import UsageReport
 from tests.virtualtime import run_virtual
 
 WALL_AT_START = 1_795_671_116.0

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from collector.errors import (
+from collector.petra_errors import (
     BadResponse,
     Forbidden,
     KeyRejected,

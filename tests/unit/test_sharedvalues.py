@@ -7,9 +7,9 @@ import math
 import pytest
 
 from collector import sharedvalues
+from collector.petra_usage import TenantUsage, UsageReport, parse_usage_body, shared_tenants
 from collector.sharedvalues import FLOATS_OF_INTS, shared_number, shared_text
 from collector.state import OrgState
-from collector.usage import TenantUsage, UsageReport, parse_usage_body, shared_tenants
 
 
 def _body(service: str, users: int) -> bytes:

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
+from collector.petra_usage import TenantUsage, UsageReport
 from collector.state import AUTH_STILL_FAILING_EVERY, AuthEvent, Health, OrgState
-from collector.usage import TenantUsage, UsageReport
 
 T0 = 1_795_671_116.0  # wall clock, epoch seconds
 M0 = 10_000.0  # monotonic clock

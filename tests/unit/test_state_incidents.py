@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.incidents import (
+from collector.petra_incidents import (
     MAX_LIMIT,
     SECONDS_PER_DAY,
     Incident,
@@ -10,8 +10,8 @@ from collector.incidents import (
     TenantIncidents,
     window_start,
 )
+from collector.petra_usage import UsageReport
 from collector.state import AuthEvent, Health, IncidentsState, OrgState
-from collector.usage import UsageReport
 
 T0 = 1_795_671_116.0
 M0 = 10_000.0

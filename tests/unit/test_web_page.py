@@ -1,4 +1,4 @@
-"""The page's routes in web.py: security headers, fragments, and assets from memory."""
+"""The page's routes in web_app.py: security headers, fragments, and assets from memory."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from collector.exposition import Exposition
 from collector.metrics import PetraCollector
+from collector.petra_usage import TenantUsage, UsageReport
 from collector.state import Health, OrgState
-from collector.usage import TenantUsage, UsageReport
-from collector.web import PAGE_SECURITY_HEADERS, make_web_app
+from collector.web_app import PAGE_SECURITY_HEADERS, make_web_app
 
 CSP: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -20,7 +20,7 @@ CSP: Final = (
 
 
 class _FakeDaemon:
-    """What web.py reads for the page: two orgs, one failing."""
+    """What web_app.py reads for the page: two orgs, one failing."""
 
     ready = True
     max_staleness = 3600.0

@@ -18,7 +18,9 @@ from collector.exposition import (
     wire_chunks,
 )
 from collector.gzipstream import LEVEL as GZIP_LEVEL
-from collector.page import (
+from collector.state import OrgState
+from collector.web_guard import OWN_HEADERS, WebGuard
+from collector.web_page import (
     Asset,
     load_assets,
     refresh_seconds,
@@ -26,9 +28,7 @@ from collector.page import (
     render_rows_fragment,
     render_status_page,
 )
-from collector.state import OrgState
-from collector.status import OrgDetail, StatusDocument, org_detail, status_document
-from collector.webguard import OWN_HEADERS, WebGuard
+from collector.web_status import OrgDetail, StatusDocument, org_detail, status_document
 
 # The status page and its assets load nothing from anywhere else and run no inline
 # code, so even HTML that slipped past the escaping could not run or call out.

@@ -1,6 +1,6 @@
 """The status page at `/`, rendered here and only here: rows, summary and tenants.
 
-The server renders the whole page from status.py's document (the one
+The server renders the whole page from web_status.py's document (the one
 `/api/v1/status` serves), so it works without JavaScript and in an air-gapped
 network; its style and script are package data (collector/static), loaded from
 this server only, so the page runs under a strict Content-Security-Policy with
@@ -30,7 +30,7 @@ from typing import Final
 from urllib.parse import quote
 
 from collector.state import Health
-from collector.status import (
+from collector.web_status import (
     HEALTH_LABELS,
     IncidentsStatus,
     OrgDetail,
@@ -393,7 +393,7 @@ def render_detail_fragment(detail: OrgDetail) -> str:
 def render_status_page(
     document: StatusDocument, *, refresh: int = DEFAULT_REFRESH_SECONDS, query: str = ""
 ) -> str:
-    """The page for status.py's document; `refresh` in seconds (0: never), `query` filters."""
+    """The page for web_status.py's document; `refresh` in seconds (0: never), `query` filters."""
     live = _live(document, query)
     head = "".join(f"<th scope=col>{escape(title)}</th>" for title in COLUMNS)
     every = f"refreshes every {refresh} s" if refresh else "does not refresh (refresh=0)"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from collector.incidents import (
+from collector.petra_incidents import (
     MAX_STATUS_CHARS,
     SECONDS_PER_DAY,
     STATUS_UNKNOWN,

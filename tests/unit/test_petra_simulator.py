@@ -17,7 +17,7 @@ import orjson
 import pytest
 import yaml
 
-from collector.simulator import (
+from collector.petra_simulator import (
     BadBodyFault,
     DuplicateTenantsFault,
     Fault,

@@ -3,7 +3,7 @@
 `fetch_usage` and `fetch_incidents` share one request path, so both routes
 get the same treatment of statuses, size caps, redirects and timeouts.
 Every answer that is not a usable report raises one of the exception types
-in `collector.errors`.
+in `collector.petra_errors`.
 
 Messages are for people and never contain the key: the key is only ever
 placed in the Authorization header, and text the API sends back is
@@ -30,7 +30,7 @@ from yarl import URL
 
 from collector.apikey import ApiKey
 from collector.config import ApiSettings
-from collector.errors import (
+from collector.petra_errors import (
     BadResponse,
     Forbidden,
     KeyRejected,
@@ -38,13 +38,13 @@ from collector.errors import (
     RateLimited,
     Unavailable,
 )
-from collector.incidents import (
+from collector.petra_incidents import (
     MAX_LIMIT,
     IncidentsFormatError,
     IncidentsReport,
     parse_incidents_body,
 )
-from collector.usage import UsageFormatError, UsageReport, parse_usage_body
+from collector.petra_usage import UsageFormatError, UsageReport, parse_usage_body
 
 USAGE_PATH: Final = "/v1/usage"
 INCIDENTS_PATH: Final = "/v1/incidents"

@@ -11,7 +11,10 @@ from typing import Final
 
 import pytest
 
-from collector.page import (
+from collector.petra_usage import TenantUsage, UsageReport
+from collector.state import Health, OrgState
+from collector.state_file import SavedOrg
+from collector.web_page import (
     COLUMNS,
     DEFAULT_REFRESH_SECONDS,
     load_assets,
@@ -21,9 +24,7 @@ from collector.page import (
     render_rows_fragment,
     render_status_page,
 )
-from collector.state import Health, OrgState
-from collector.statefile import SavedOrg
-from collector.status import (
+from collector.web_status import (
     HEALTH_LABELS,
     HEALTH_ORDER,
     StatusDocument,
@@ -31,7 +32,6 @@ from collector.status import (
     org_detail,
     status_document,
 )
-from collector.usage import TenantUsage, UsageReport
 
 NOW = 1_790_000_000.0
 HOSTILE = "<img src=x onerror=alert(1)>\"'&"

@@ -35,9 +35,9 @@ from typing import Final
 import orjson
 
 from collector.config import ORG_NAME
-from collector.incidents import Incident
+from collector.petra_incidents import Incident
+from collector.petra_usage import TenantUsage, UsageReport
 from collector.state import Health, IncidentsState, OrgState
-from collector.usage import TenantUsage, UsageReport
 
 FORMAT: Final = "petra-collector-state"
 VERSION: Final = 1
@@ -183,7 +183,7 @@ def encode_org_pieces(
 
 
 def _encode_incidents(side: IncidentsState) -> dict[str, object]:
-    """No user data: an `Incident` holds none (collector/incidents.py drops it)."""
+    """No user data: an `Incident` holds none (collector/petra_incidents.py drops it)."""
     return {
         "health": side.health.value,
         "poll": {

@@ -25,7 +25,7 @@ from typing import Final, NamedTuple
 
 import orjson
 
-from collector.usage import iso_datetime, json_type, listed
+from collector.petra_usage import iso_datetime, json_type, listed
 
 REMEDIATED: Final = "REMEDIATED"
 STATUS_UNKNOWN: Final = "UNKNOWN"

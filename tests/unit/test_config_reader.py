@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.configreader import (
+from collector.config_reader import (
     ConfigError,
     Problems,
     Section,

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
-from collector.basicauth import bcrypt_cost
-from collector.configreader import (
+from collector.config_reader import (
     ConfigError,
     Problems,
     Section,
@@ -28,7 +27,14 @@ from collector.configreader import (
     shown,
     type_name,
 )
-from collector.tls import CLIENT_AUTH_TYPES, TLS_VERSIONS, ClientAuth, TlsSetupError, server_context
+from collector.web_basicauth import bcrypt_cost
+from collector.web_tls import (
+    CLIENT_AUTH_TYPES,
+    TLS_VERSIONS,
+    ClientAuth,
+    TlsSetupError,
+    server_context,
+)
 
 # exporter-toolkit's allow-list: header -> the values it may take (None: any).
 ALLOWED_HEADERS: Final[dict[str, tuple[str, ...] | None]] = {

@@ -23,16 +23,7 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from collector.apikey import ApiKey
-from collector.errors import (
-    BadResponse,
-    Forbidden,
-    KeyRejected,
-    PetraError,
-    RateLimited,
-    Unavailable,
-)
-from collector.incidents import IncidentsReport
-from collector.petra import (
+from collector.petra_client import (
     MAX_RETRY_AFTER_SECONDS,
     MESSAGE_CHARS,
     REDACTED,
@@ -41,14 +32,23 @@ from collector.petra import (
     parse_retry_after,
     scrub,
 )
-from collector.simulator import (
+from collector.petra_errors import (
+    BadResponse,
+    Forbidden,
+    KeyRejected,
+    PetraError,
+    RateLimited,
+    Unavailable,
+)
+from collector.petra_incidents import IncidentsReport
+from collector.petra_simulator import (
     RateLimitFault,
     ResetFault,
     SimulatedOrg,
     Simulator,
     start_simulator,
 )
-from collector.usage import UsageReport
+from collector.petra_usage import UsageReport
 from tests.leaks import assert_no_key_material
 
 KEY_TEXT = "petra_live_Hq7Wm2Xc9Rt4Lp1Zs8Nd6Vb3Kf0Gj5Ya"

@@ -20,11 +20,11 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from collector.basicauth import FAILURES, BasicAuth, Verdict, new_check_executor
-from collector.configreader import ConfigError
+from collector.config_reader import ConfigError
 from collector.keys import Signature, file_signature
-from collector.tls import SwitchableContext
-from collector.webconfig import WebConfig, load_web_config
+from collector.web_basicauth import FAILURES, BasicAuth, Verdict, new_check_executor
+from collector.web_config import WebConfig, load_web_config
+from collector.web_tls import SwitchableContext
 
 CHECK_SECONDS: Final = 2.0
 # They reveal nothing, and kubelet probes carry no credentials.

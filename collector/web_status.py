@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Final, TypedDict
 
-from collector.incidents import REMEDIATED
+from collector.petra_incidents import REMEDIATED
+from collector.petra_usage import TenantUsage
 from collector.state import Health, IncidentsState, OrgState
-from collector.usage import TenantUsage
 
 # Failing orgs first: what an operator opened the page for.
 HEALTH_ORDER: Final[Mapping[Health, int]] = {

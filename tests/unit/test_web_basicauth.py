@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from collector.basicauth import MAX_PENDING, BasicAuth, Verdict, parse_basic
+from collector.web_basicauth import MAX_PENDING, BasicAuth, Verdict, parse_basic
 from tests.webtls import basic_auth, bcrypt_hash
 
 T = TypeVar("T")

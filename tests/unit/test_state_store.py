@@ -11,11 +11,11 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from collector import statefile, statestore
+from collector import state_file, state_store
+from collector.petra_usage import TenantUsage, UsageReport
 from collector.state import OrgState
-from collector.statefile import TEMP_SUFFIX, decode_state, read_state_file, write_atomically
-from collector.statestore import ENCODE_BATCH, StateWriter, load_state
-from collector.usage import TenantUsage, UsageReport
+from collector.state_file import TEMP_SUFFIX, decode_state, read_state_file, write_atomically
+from collector.state_store import ENCODE_BATCH, StateWriter, load_state
 
 T0 = 1_795_671_116.0
 
@@ -96,13 +96,13 @@ async def test_unchanged_tenants_of_a_changed_org_are_not_encoded_again(
     saver = writer(tmp_path / "state.json", states)
     assert await saver.write(clean_stop=False)
     encoded: list[int] = []
-    real = statefile.encode_tenants
+    real = state_file.encode_tenants
 
     def counted(tenants: tuple[TenantUsage, ...]) -> bytes:
         encoded.append(len(tenants))
         return real(tenants)
 
-    monkeypatch.setattr(statefile, "encode_tenants", counted)
+    monkeypatch.setattr(state_file, "encode_tenants", counted)
     same, changed = states
     assert same.report is not None
     assert changed.report is not None
@@ -132,7 +132,7 @@ async def test_encoding_yields_to_the_loop(tmp_path: Path, monkeypatch: pytest.M
         turns_before_the_thread.append(turns)
         write_atomically(path, pieces)
 
-    monkeypatch.setattr(statestore, "write_atomically", counted)
+    monkeypatch.setattr(state_store, "write_atomically", counted)
 
     async def ticker() -> None:
         nonlocal turns
@@ -235,7 +235,7 @@ async def test_a_large_file_is_written_less_often(
     saver = writer(path, states, delay=0.01)
     assert await saver.write(clean_stop=False)
     assert saver.last_write is not None
-    monkeypatch.setattr(statestore, "WRITE_BYTES_PER_SECOND", saver.last_write.bytes / 0.5)
+    monkeypatch.setattr(state_store, "WRITE_BYTES_PER_SECOND", saver.last_write.bytes / 0.5)
     task = asyncio.create_task(saver.run())
     saver.notify()
     started = time.monotonic()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trustme
 
-from collector.tls import CLIENT_AUTH_TYPES, SwitchableContext, TlsSetupError, server_context
+from collector.web_tls import CLIENT_AUTH_TYPES, SwitchableContext, TlsSetupError, server_context
 from tests.webtls import TlsFiles
 
 # policy -> does the handshake succeed with (no certificate, one from the client CA, a stranger's)

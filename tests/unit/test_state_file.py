@@ -10,8 +10,9 @@ import orjson
 import pytest
 
 from collector.apikey import ApiKey
+from collector.petra_usage import TenantUsage, UsageReport
 from collector.state import Health, OrgState
-from collector.statefile import (
+from collector.state_file import (
     FORMAT,
     TEMP_SUFFIX,
     VERSION,
@@ -25,7 +26,6 @@ from collector.statefile import (
     set_aside,
     write_atomically,
 )
-from collector.usage import TenantUsage, UsageReport
 from tests.leaks import assert_no_key_material
 
 T0 = 1_795_671_116.0

@@ -21,8 +21,9 @@ from typing import Final
 
 import structlog
 
+from collector.petra_usage import TenantUsage
 from collector.state import OrgState
-from collector.statefile import (
+from collector.state_file import (
     SavedState,
     StateFileError,
     encode_document_pieces,
@@ -31,7 +32,6 @@ from collector.statefile import (
     set_aside,
     write_atomically,
 )
-from collector.usage import TenantUsage
 
 # Work between two yields to the event loop, in orgs looked at: encoding one costs about
 # as much as looking at eight unchanged ones, so a yield comes after 100 encodings, or

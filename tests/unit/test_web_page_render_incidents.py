@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collector.incidents import Incident, IncidentsReport, window_start
-from collector.page import incidents_cell, render_detail_row, render_status_page
+from collector.petra_incidents import Incident, IncidentsReport, window_start
+from collector.petra_usage import TenantUsage, UsageReport
 from collector.state import Health, OrgState
-from collector.status import org_detail, org_status, status_document
-from collector.usage import TenantUsage, UsageReport
+from collector.web_page import incidents_cell, render_detail_row, render_status_page
+from collector.web_status import org_detail, org_status, status_document
 
 T0 = 1_795_671_116.0
 START = window_start(T0, 30)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.configreader import ConfigError
-from collector.webconfig import load_web_config
+from collector.config_reader import ConfigError
+from collector.web_config import load_web_config
 from tests.leaks import assert_no_key_material
 from tests.webtls import TlsFiles, bcrypt_hash, write_web_config
 

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from collector.config import IncidentsSettings, load_config
-from collector.incidents import parse_incidents
-from collector.simulator import (
+from collector.petra_incidents import parse_incidents
+from collector.petra_simulator import (
     BadBodyFault,
     DuplicateTenantsFault,
     RateLimitFault,

@@ -40,7 +40,7 @@ import asyncio
 import gc
 from typing import Final
 
-from collector import malloctrim
+from collector import memory_trim
 
 SETTLE_EVERY_SECONDS: Final = 2.0
 RECLAIM_EVERY_SECONDS: Final = 3600.0
@@ -63,7 +63,7 @@ async def keep_settled(
     every: float = SETTLE_EVERY_SECONDS, reclaim_every: float = RECLAIM_EVERY_SECONDS
 ) -> None:
     """`settle()` every `every` seconds and `reclaim()` every `reclaim_every`, each
-    followed by `malloctrim.trim()`, for as long as the task runs."""
+    followed by `memory_trim.trim()`, for as long as the task runs."""
     loop = asyncio.get_running_loop()
     next_reclaim = loop.time() + reclaim_every
     while True:
@@ -73,4 +73,4 @@ async def keep_settled(
             reclaim()
         else:
             settle()
-        malloctrim.trim()  # what polling freed since, back to the system
+        memory_trim.trim()  # what polling freed since, back to the system

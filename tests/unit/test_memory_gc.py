@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from collector import gcfreeze
+from collector import memory_gc
 
 
 class _Node:
@@ -31,14 +31,14 @@ def test_settle_freezes_what_lives_and_collects_young_cycles_first() -> None:
     gone = weakref.ref(garbage)
     del garbage
     frozen_before = gc.get_freeze_count()
-    gcfreeze.settle()
+    memory_gc.settle()
     assert gone() is None  # collected, not frozen where it would stay for good
     assert gc.get_freeze_count() > frozen_before
     assert living not in gc.get_objects()  # frozen: full collections never walk it
 
 
 async def test_keep_settled_settles_again_and_again() -> None:
-    task = asyncio.create_task(gcfreeze.keep_settled(every=0.001))
+    task = asyncio.create_task(memory_gc.keep_settled(every=0.001))
     gc.unfreeze()
     for _ in range(2):
         await asyncio.sleep(0.01)
@@ -53,11 +53,11 @@ def test_reclaim_frees_a_cycle_that_died_while_frozen() -> None:
     cycle.other = _Node()
     cycle.other.other = cycle
     gone = weakref.ref(cycle)
-    gcfreeze.settle()  # frozen while alive
+    memory_gc.settle()  # frozen while alive
     del cycle
-    gcfreeze.settle()
+    memory_gc.settle()
     assert gone() is not None  # a settle never frees it
-    gcfreeze.reclaim()
+    memory_gc.reclaim()
     assert gone() is None
 
 
@@ -67,9 +67,9 @@ async def test_keep_settled_reclaims_on_its_own_pace() -> None:
     cycle.other = _Node()
     cycle.other.other = cycle
     gone = weakref.ref(cycle)
-    gcfreeze.settle()
+    memory_gc.settle()
     del cycle
-    task = asyncio.create_task(gcfreeze.keep_settled(every=0.001, reclaim_every=0.005))
+    task = asyncio.create_task(memory_gc.keep_settled(every=0.001, reclaim_every=0.005))
     for _ in range(100):
         await asyncio.sleep(0.002)
         if gone() is None:

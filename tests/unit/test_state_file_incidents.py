@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from collector.apikey import ApiKey
-from collector.incidents import SECONDS_PER_DAY, Incident, IncidentsReport, window_start
+from collector.petra_incidents import SECONDS_PER_DAY, Incident, IncidentsReport, window_start
 from collector.state import Health, OrgState
-from collector.statefile import StateFileError, decode_state, encode_document, encode_org
+from collector.state_file import StateFileError, decode_state, encode_document, encode_org
 
 T0 = 1_795_671_116.0
 M0 = 10_000.0

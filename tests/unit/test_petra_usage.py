@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from collector.usage import (
+from collector.petra_usage import (
     TenantUsage,
     UsageFormatError,
     UsageReport,

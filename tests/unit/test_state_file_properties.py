@@ -10,16 +10,16 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from collector.petra_usage import TenantUsage, UsageReport
 from collector.state import Health, OrgState
-from collector.statefile import (
+from collector.state_file import (
     SavedState,
     StateFileError,
     decode_state,
     encode_document,
     encode_org,
 )
-from collector.statestore import load_state
-from collector.usage import TenantUsage, UsageReport
+from collector.state_store import load_state
 
 T0 = 1_795_671_116.0
 
