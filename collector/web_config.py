@@ -44,15 +44,17 @@ ALLOWED_HEADERS: Final[dict[str, tuple[str, ...] | None]] = {
     "X-XSS-Protection": None,
     "Content-Security-Policy": None,
 }
-# Keys of exporter-toolkit's format this exporter does not implement: named as such.
 Choice = TypeVar("Choice", bound=str)
 
+# Keys of exporter-toolkit's format this exporter does not implement: named as such.
 UNSUPPORTED_TLS_KEYS: Final = (
     "cipher_suites",
     "curve_preferences",
     "prefer_server_cipher_suites",
     "client_allowed_sans",
 )
+# Go's policies that take a client certificate without checking it: refused, not offered.
+UNCHECKED_CLIENT_AUTH_TYPES: Final = ("RequestClientCert", "RequireAnyClientCert")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,25 @@ def _choice(section: Section, key: str, choices: tuple[Choice, ...], default: Ch
     return default
 
 
+def _client_auth(section: Section) -> ClientAuth | None:
+    """The client certificate policy, or None (a problem reported) when it is not offered."""
+    value = section.string("client_auth_type", "NoClientCert")
+    for policy in CLIENT_AUTH_TYPES:
+        if policy == value:
+            return policy
+    offered = ", ".join(CLIENT_AUTH_TYPES)
+    if value in UNCHECKED_CLIENT_AUTH_TYPES:
+        problem = (
+            f"{value} is refused: it takes a client certificate without checking it "
+            "(exporter-toolkit calls it insecure; Go gives it a meaning only with "
+            f"client_allowed_sans, which is not supported); use one of {offered}"
+        )
+    else:
+        problem = f"must be one of {offered}, not {value!r}"
+    section.problems.error(section.child("client_auth_type"), problem)
+    return None
+
+
 def _parse_tls(section: Section, base_dir: Path) -> TlsSettings | None:
     if not section.raw:
         section.finish()
@@ -160,7 +181,7 @@ def _parse_tls(section: Section, base_dir: Path) -> TlsSettings | None:
             section.problems.error(section.child(key), "is missing (needed for TLS)")
     cert_file = _file(section, "cert_file", base_dir)
     key_file = _file(section, "key_file", base_dir)
-    client_auth = _choice(section, "client_auth_type", CLIENT_AUTH_TYPES, "NoClientCert")
+    client_auth = _client_auth(section)
     client_ca_file = _file(section, "client_ca_file", base_dir)
     versions = tuple(TLS_VERSIONS)
     min_version = _choice(section, "min_version", versions, "TLS12")
@@ -177,7 +198,7 @@ def _parse_tls(section: Section, base_dir: Path) -> TlsSettings | None:
             "(e.g. RequireAndVerifyClientCert)",
         )
     section.finish()
-    if cert_file is None or key_file is None:
+    if cert_file is None or key_file is None or client_auth is None:
         return None
     return TlsSettings(
         cert_file=cert_file,

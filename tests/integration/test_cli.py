@@ -179,11 +179,12 @@ def test_demo_runs_with_no_arguments_but_ports() -> None:
 
 
 def test_broken_web_config_exits_2_naming_file_and_path(tmp_path: Path) -> None:
-    """run and check refuse a web config with problems (flag or server.web_config_file)."""
+    """run and check refuse a web config with problems (flag or server.web_config_file),
+    a client_auth_type that checks no certificate among them."""
     files = TlsFiles(tmp_path / "tls")
     web = write_web_config(
         tmp_path / "tls" / "web.yml",
-        tls=files.tls_section() | {"key_file": "missing.key"},
+        tls=files.tls_section("RequestClientCert") | {"key_file": "missing.key"},
         users={"prometheus": "hunter2"},
     )
     config = write_config(tmp_path, "http://127.0.0.1:9", {"acme": ACME.key})
@@ -201,8 +202,15 @@ def test_broken_web_config_exits_2_naming_file_and_path(tmp_path: Path) -> None:
         missing = tmp_path / "tls" / "missing.key"
         assert f"{web}: tls_server_config.key_file: {missing}: not found" in result.stderr
         assert f"{web}: basic_auth_users.prometheus: is not a bcrypt hash" in result.stderr
+        assert (
+            f"{web}: tls_server_config.client_auth_type: RequestClientCert is refused: "
+            in result.stderr
+        )
+        assert "use one of NoClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert" in (
+            result.stderr
+        )
         assert "hunter2" not in result.stderr
-        assert "web config rejected: 2 problem(s)" in result.stderr
+        assert "web config rejected: 3 problem(s)" in result.stderr
 
 
 def test_check_describes_a_good_web_config(tmp_path: Path) -> None:

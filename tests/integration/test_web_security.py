@@ -120,17 +120,37 @@ async def _ok(run: Running, path: str) -> bool:
     return response.status == 200 and '"last_success' in run.pages[-1]
 
 
+async def _handshake_refused(run: Running, client: ssl.SSLContext) -> bool:
+    async with aiohttp.ClientSession() as other:
+        try:
+            async with other.get(run.url + "/healthz", ssl=client) as response:
+                await response.read()
+        except aiohttp.ClientError:
+            return True
+    return False
+
+
 async def test_verified_client_certificates_are_required_when_asked(tmp_path: Path) -> None:
+    """RequireAndVerifyClientCert, then (re-read) VerifyClientCertIfGiven: a certificate the
+    client CA did not sign is refused by both; none at all only by the first."""
     files = TlsFiles(tmp_path / "tls")
     web = locked(files, client_auth_type="RequireAndVerifyClientCert")
     client = files.client_context(files.client_ca)
+    no_certificate = files.client_context()
+    stranger = files.client_context(TlsFiles(tmp_path / "x").ca)
     async with running_daemon(tmp_path, [ACME], web_config=web, client_ssl=client) as run:
         assert (await answer(run, "GET", "/metrics", RIGHT)).status == 200
-        for without in (files.client_context(), files.client_context(TlsFiles(tmp_path / "x").ca)):
-            async with aiohttp.ClientSession() as other:
-                with pytest.raises(aiohttp.ClientError):
-                    async with other.get(run.url + "/healthz", ssl=without) as response:
-                        await response.read()
+        assert await _handshake_refused(run, no_certificate)
+        assert await _handshake_refused(run, stranger)
+        locked(files, client_auth_type="VerifyClientCertIfGiven")
+
+        async def let_in_without_a_certificate() -> bool:
+            return not await _handshake_refused(run, no_certificate)
+
+        await run.wait_for(let_in_without_a_certificate, within=5, what="VerifyClientCertIfGiven")
+        assert (await answer(run, "GET", "/metrics", RIGHT)).status == 200
+        assert await _handshake_refused(run, stranger)
+        assert not run.events("web_config_reload_failed")
 
 
 async def test_renewed_certificate_and_new_user_need_no_restart(tmp_path: Path) -> None:
@@ -175,13 +195,26 @@ async def test_a_broken_file_keeps_the_last_good_config(tmp_path: Path) -> None:
         # A Petra key pasted where a hash belongs: rejected, and never echoed.
         locked(files, users={"prometheus": PASTED_KEY, PASTED_KEY: bcrypt_hash("x")})
         await run.wait_for(
-            lambda: _logged_twice(run, "web_config_reload_failed"), within=5, what="a 2nd failure"
+            lambda: _logged(run, "web_config_reload_failed", 2), within=5, what="a 2nd failure"
         )
         assert (await answer(run, "GET", "/metrics", RIGHT)).status == 200
         headers = [str(response.headers) for response in run.responses]
         assert_no_key_material(
             [PASTED_KEY, ACME.key], run.log_stream.getvalue(), *run.pages, *headers
         )
+        # A policy that checks no client certificate: refused, the last good one stays.
+        locked(files, client_auth_type="RequireAnyClientCert")
+        await run.wait_for(
+            lambda: _logged(run, "web_config_reload_failed", 3), within=5, what="a 3rd failure"
+        )
+        (refused,) = run.events("web_config_reload_failed")[2]["problems"]
+        assert refused.startswith(
+            f"{web}: tls_server_config.client_auth_type: RequireAnyClientCert is refused: "
+        )
+        assert refused.endswith(
+            "use one of NoClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"
+        )
+        assert (await answer(run, "GET", "/metrics", RIGHT)).status == 200  # no certificate
         files.key_file.write_text("not a key\n")  # a broken key file: the old context stays
         await asyncio.sleep(1)
         assert await served_certificate(run, client) == first
@@ -191,8 +224,8 @@ async def test_a_broken_file_keeps_the_last_good_config(tmp_path: Path) -> None:
         assert await served_certificate(run, client) == files.served
 
 
-async def _logged_twice(run: Running, event: str) -> bool:
-    return len(run.events(event)) >= 2
+async def _logged(run: Running, event: str, times: int) -> bool:
+    return len(run.events(event)) >= times
 
 
 async def _gauge_is(run: Running, expected: float) -> bool:

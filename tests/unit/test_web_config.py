@@ -74,7 +74,10 @@ def test_every_problem_is_named_with_file_and_path(tmp_path: Path) -> None:
     expected = [
         "tls_server_config.cert_file: " + str(tmp_path / "missing.crt") + ": not found",
         "tls_server_config.key_file: is missing",
-        "tls_server_config.client_auth_type: must be one of NoClientCert, RequestClientCert",
+        (
+            "tls_server_config.client_auth_type: must be one of NoClientCert, "
+            "VerifyClientCertIfGiven, RequireAndVerifyClientCert, not 'RequireClientCertPlease'"
+        ),
         "tls_server_config.min_version: must be one of TLS10, TLS11, TLS12, TLS13, not 'TLS14'",
         "tls_server_config.cipher_suites: is not supported",
         "tls_server_config.zz_typo: unknown key",
@@ -94,6 +97,22 @@ def test_a_key_pasted_as_a_hash_or_a_user_is_never_echoed(tmp_path: Path) -> Non
     found = problems(path)
     assert len(found) == 2
     assert_no_key_material([PASTED_KEY], *found)
+
+
+@pytest.mark.parametrize("policy", ["RequestClientCert", "RequireAnyClientCert"])
+def test_policies_that_check_no_certificate_are_refused(tmp_path: Path, policy: str) -> None:
+    """Go's two policies that take any certificate: refused, naming file, path and what is
+    offered; the CA file beside them draws no second, misleading problem."""
+    files = TlsFiles(tmp_path)
+    section = files.tls_section(policy) | {"client_ca_file": files.client_ca_file.name}
+    path = write_web_config(tmp_path / "web.yaml", tls=section)
+    refused = (
+        f"{path}: tls_server_config.client_auth_type: {policy} is refused: it takes a client "
+        "certificate without checking it (exporter-toolkit calls it insecure; Go gives it a "
+        "meaning only with client_allowed_sans, which is not supported); use one of "
+        "NoClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"
+    )
+    assert problems(path) == [refused]
 
 
 def test_client_ca_without_a_client_auth_policy_is_an_error(tmp_path: Path) -> None:
