@@ -13,7 +13,6 @@ scrubbed of it before it is kept.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import math
 import re
@@ -22,11 +21,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 import orjson
-from aiohttp.helpers import get_env_proxy_for_url
-from yarl import URL
 
 from collector.apikey import ApiKey
 from collector.config import ApiSettings
@@ -128,6 +126,19 @@ def api_message(body: bytes, key: ApiKey) -> str | None:
     return None
 
 
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url`: `HTTPS_PROXY` for an https URL
+    (`HTTP_PROXY` for http; lower case first), unless `NO_PROXY` exempts its host.
+    Credentials in the proxy's URL (`http://user:password@proxy:3128`) are sent to
+    the proxy (Proxy-Authorization), never to Petra; a proxy named without a scheme
+    (`proxy:3128`) is an http one, as curl reads it."""
+    parts = urlsplit(url)
+    proxy = getproxies().get(parts.scheme)
+    if not proxy or proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy if "://" in proxy else "http://" + proxy
+
+
 Report = TypeVar("Report")
 
 
@@ -148,13 +159,9 @@ class PetraClient:
         self._session = session
         self._url = base_url.rstrip("/") + USAGE_PATH
         self._incidents_url = base_url.rstrip("/") + INCIDENTS_PATH
-        # HTTPS_PROXY / NO_PROXY, read once here rather than per request: a session with
-        # trust_env=True also looks up ~/.netrc in a thread for every request.
-        self._proxy: URL | None = None
-        self._proxy_auth: aiohttp.BasicAuth | None = None
-        if proxy_from_env:
-            with contextlib.suppress(LookupError):
-                self._proxy, self._proxy_auth = get_env_proxy_for_url(URL(self._url))
+        # Read once here rather than per request: a session with trust_env=True looks the
+        # proxy (and ~/.netrc) up in a thread for every request.
+        self._proxy = env_proxy(self._url) if proxy_from_env else None
         self._host = urlsplit(base_url).hostname or ""
         self._user_agent = user_agent
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
@@ -208,7 +215,6 @@ class PetraClient:
                 allow_redirects=False,
                 timeout=self._timeout,
                 proxy=self._proxy,
-                proxy_auth=self._proxy_auth,
             ) as response:
                 if response.status == 200:
                     return parse(await self._read_capped(response))
@@ -306,7 +312,7 @@ def new_session() -> aiohttp.ClientSession:
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
         # HTTPS_PROXY / NO_PROXY are honoured by PetraClient(proxy_from_env=True), read
-        # once; trust_env=True would also read ~/.netrc in a thread on every request.
+        # once; trust_env=True would look them up in a thread on every request.
         trust_env=False,
         raise_for_status=False,
         auto_decompress=True,

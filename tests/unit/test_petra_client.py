@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import gzip
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -21,6 +22,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
+from yarl import URL
 
 from collector.apikey import ApiKey
 from collector.petra_client import (
@@ -29,6 +31,7 @@ from collector.petra_client import (
     REDACTED,
     PetraClient,
     api_message,
+    env_proxy,
     parse_retry_after,
     scrub,
 )
@@ -50,6 +53,7 @@ from collector.petra_simulator import (
 )
 from collector.petra_usage import UsageReport
 from tests.leaks import assert_no_key_material
+from tests.webtls import basic_auth
 
 KEY_TEXT = "petra_live_Hq7Wm2Xc9Rt4Lp1Zs8Nd6Vb3Kf0Gj5Ya"
 KEY = ApiKey(KEY_TEXT)
@@ -632,6 +636,82 @@ async def test_connection_refused_is_unavailable(rig: Rig) -> None:
     assert caught.value.code == "error"
     assert caught.value.message.startswith("cannot connect to 127.0.0.1: ")
     assert_error_hides_key(caught.value)
+
+
+# -- the proxy from the environment ------------------------------------------------------------
+
+PETRA = "https://api.petra.example/v1/usage"
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Sets proxy variables (NAME=value) on an environment cleared of every other one."""
+    for name in [name for name in os.environ if name.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)
+
+    def set_variables(**variables: str) -> None:
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+
+    return set_variables
+
+
+@pytest.mark.parametrize(
+    ("variables", "url", "expected"),
+    [
+        ({}, PETRA, None),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, PETRA, "http://proxy:3128"),
+        ({"https_proxy": "http://a:3128", "HTTPS_PROXY": "http://b:3128"}, PETRA, "http://a:3128"),
+        ({"HTTPS_PROXY": "proxy:3128"}, PETRA, "http://proxy:3128"),
+        ({"HTTPS_PROXY": "http://u:p@proxy:3128"}, PETRA, "http://u:p@proxy:3128"),
+        ({"HTTP_PROXY": "http://proxy:3128"}, PETRA, None),  # http's proxy, not https's
+        ({"HTTP_PROXY": "http://proxy:3128"}, "http://petra.lan/v1", "http://proxy:3128"),
+        ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "api.petra.example"}, PETRA, None),
+        ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": ".petra.example"}, PETRA, None),
+        ({"HTTPS_PROXY": "http://proxy:3128", "no_proxy": "*"}, PETRA, None),
+        (
+            {"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "other.example"},
+            PETRA,
+            "http://proxy:3128",
+        ),
+    ],
+)
+def test_env_proxy(
+    environment: Callable[..., None], variables: dict[str, str], url: str, expected: str | None
+) -> None:
+    environment(**variables)
+    assert env_proxy(url) == expected
+
+
+async def test_requests_go_through_the_proxy_the_environment_names(
+    rig: Rig, environment: Callable[..., None]
+) -> None:
+    """HTTP_PROXY (with credentials) takes the request, which names Petra's URL; the
+    credentials go to the proxy only. With NO_PROXY naming Petra's host, it goes direct."""
+    proxy = rig.elsewhere_url.removesuffix("/v1/usage").replace("http://", "http://u:p@")
+    environment(HTTP_PROXY=proxy)
+
+    def client() -> PetraClient:
+        return PetraClient(
+            rig.session,
+            base_url=rig.base_url,
+            user_agent=USER_AGENT,
+            timeout_seconds=5.0,
+            max_response_bytes=CAP,
+            proxy_from_env=True,
+        )
+
+    await client().fetch_usage(KEY)
+    [proxied] = rig.elsewhere.requests
+    assert proxied.url == URL(rig.base_url + "v1/usage")
+    assert proxied.headers["Proxy-Authorization"] == basic_auth("u", "p")["Authorization"]
+    assert not rig.upstream.requests
+
+    environment(NO_PROXY="127.0.0.1")
+    await client().fetch_usage(KEY)
+    [direct] = rig.upstream.requests
+    assert "Proxy-Authorization" not in direct.headers
+    assert len(rig.elsewhere.requests) == 1
 
 
 # -- PetraClient against the simulator ---------------------------------------------------------
