@@ -318,15 +318,8 @@ def _parse_polling(section: Section) -> PollingSettings:
 
 def _parse_incidents(section: Section, polling: PollingSettings) -> IncidentsSettings:
     d = IncidentsSettings()
-
-    def convert_flag(path: str, value: object) -> bool | None:
-        if not isinstance(value, bool):
-            section.problems.error(path, f"must be true or false, not {type_name(value)}")
-            return None
-        return value
-
     result = IncidentsSettings(
-        enabled=section.get("enabled", d.enabled, convert_flag),
+        enabled=section.boolean("enabled", default=d.enabled),
         interval_seconds=section.number("interval_seconds", d.interval_seconds),
         lookback_days=section.number("lookback_days", d.lookback_days),
     )

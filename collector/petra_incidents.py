@@ -25,7 +25,7 @@ from typing import Final, NamedTuple
 
 import orjson
 
-from collector.petra_usage import iso_datetime, json_type, listed
+from collector.petra_usage import iso_datetime, json_text, json_type, listed
 
 REMEDIATED: Final = "REMEDIATED"
 STATUS_UNKNOWN: Final = "UNKNOWN"
@@ -98,7 +98,7 @@ def _incident(index: int, item: object, notes: list[str]) -> Incident | None:
         notes.append(f"{where} is {json_type(item)}, skipped")
         return None
     tenant = item.get("tenant")
-    tenant_id = _text(tenant.get("petraTenantId")) if isinstance(tenant, dict) else None
+    tenant_id = json_text(tenant.get("petraTenantId")) if isinstance(tenant, dict) else None
     if tenant_id is None:
         notes.append(f"{where} has no tenant.petraTenantId, skipped")
         return None
@@ -106,7 +106,7 @@ def _incident(index: int, item: object, notes: list[str]) -> Incident | None:
     created_at = iso_datetime(raw_created)
     if raw_created is not None and created_at is None:
         notes.append(f"{where} has an unreadable createdAt, counted as inside the window")
-    incident_id = _text(item.get("id"))
+    incident_id = json_text(item.get("id"))
     if incident_id is not None:
         key = incident_id
     elif created_at is not None:
@@ -203,17 +203,3 @@ def remember(
         newest = sorted(merged.items(), key=lambda item: item[1], reverse=True)[:kept]
         merged = dict(newest)
     return merged
-
-
-# -- JSON value readers ------------------------------------------------------------
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return str(value)
-        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
-            return None
-    return None

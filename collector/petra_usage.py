@@ -150,7 +150,7 @@ def parse_usage(data: object, digest: bytes = b"") -> UsageReport:
             onboarded,
             first,
         ) = values
-        tenant_id = (raw_id or None) if type(raw_id) is str else _text(raw_id)
+        tenant_id = (raw_id or None) if type(raw_id) is str else json_text(raw_id)
         if tenant_id is None:
             notes.append(f"tenants[{index}] has no petraTenantId, skipped")
             continue
@@ -178,12 +178,14 @@ def parse_usage(data: object, digest: bytes = b"") -> UsageReport:
                 TenantUsage,
                 (
                     tenant_id,
-                    (microsoft or None) if type(microsoft) is str else _text(microsoft),
-                    (name or None) if type(name) is str else _text(name),
+                    (microsoft or None) if type(microsoft) is str else json_text(microsoft),
+                    (name or None) if type(name) is str else json_text(name),
                     (texts[service] if service else None)
                     if type(service) is str
-                    else _text(service),
-                    (texts[status] if status else None) if type(status) is str else _text(status),
+                    else json_text(service),
+                    (texts[status] if status else None)
+                    if type(status) is str
+                    else json_text(status),
                     paused if type(paused) is bool else _flag(paused),
                     licensed,
                     billable,
@@ -207,9 +209,9 @@ def _report(
     digest: bytes,
 ) -> UsageReport:
     return UsageReport(
-        as_of=_text(data.get("asOf")),
+        as_of=json_text(data.get("asOf")),
         report_generated_at=iso_datetime(data.get("reportGeneratedAt")),
-        organization_name=_text(data.get("organizationName")),
+        organization_name=json_text(data.get("organizationName")),
         total_tenants=_number(data.get("totalTenants")),
         tenants=tenants,
         notes=notes,
@@ -226,10 +228,10 @@ def tenant_usage(tenant_id: str, values: tuple[object, ...]) -> TenantUsage:
     )
     return TenantUsage(
         tenant_id,
-        _text(microsoft),
-        _text(name),
-        _text(service),
-        _text(status),
+        json_text(microsoft),
+        json_text(name),
+        json_text(service),
+        json_text(status),
         _flag(paused),
         _number(licensed),
         _number(billable),
@@ -276,7 +278,10 @@ def json_type(value: object) -> str:
     return "an object"
 
 
-def _text(value: object) -> str | None:
+def json_text(value: object) -> str | None:
+    """A JSON string as it came (an ID or name is kept as Petra spells it, so one tenant
+    has one `tenant_id` in every series; "" is None), a JSON integer as its digits, else
+    None."""
     if isinstance(value, str):
         return value or None
     if isinstance(value, int) and not isinstance(value, bool):

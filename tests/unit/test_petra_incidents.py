@@ -24,6 +24,7 @@ from collector.petra_incidents import (
     summarize,
     window_start,
 )
+from collector.petra_usage import parse_usage
 
 CREATED = datetime(2025, 2, 6, 3, 55, 6, 50000, tzinfo=UTC).timestamp()
 URL = "https://app.petrasecurity.com/tenant/ZZk90t/incidents/48f3708e"
@@ -148,7 +149,6 @@ def test_entry_that_is_not_an_object_is_skipped(item: object) -> None:
         {},
         {"petraTenantId": None},
         {"petraTenantId": ""},
-        {"petraTenantId": "  "},
         {"petraTenantId": True},
         {"petraTenantId": 1.5},
         {"petraTenantId": {"id": "x"}},
@@ -165,6 +165,15 @@ def test_incident_without_a_usable_tenant_id_is_skipped(tenant: object) -> None:
 def test_missing_tenant_is_skipped() -> None:
     report = parse_incidents(body(without("tenant"), with_fields(id="second")))
     assert [i.key for i in report.incidents] == ["second"]
+
+
+@pytest.mark.parametrize("tenant_id", [" ZZk90t ", "  ", 42])
+def test_a_tenant_id_is_read_as_usage_reads_it(tenant_id: object) -> None:
+    """As Petra spells it, blanks and all: one tenant, one `tenant_id` label in the
+    incident series and the usage series alike."""
+    incidents = parse_incidents(body(with_fields(tenant={"petraTenantId": tenant_id})))
+    usage = parse_usage({"tenants": [{"petraTenantId": tenant_id}]})
+    assert incidents.incidents[0].tenant_id == usage.tenants[0].tenant_id
 
 
 def test_numeric_tenant_id_becomes_text() -> None:
