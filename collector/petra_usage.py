@@ -19,6 +19,7 @@ from typing import Final, NamedTuple
 
 import orjson
 
+from collector.bounded import keep
 from collector.sharedvalues import (
     FLOATS_OF_INTS,
     RATIOS_OF_INTS,
@@ -330,19 +331,18 @@ def _flag(value: object) -> bool | None:
 def _date(value: object) -> float | None:
     if not isinstance(value, str):
         return None
-    # The same few hundred dates recur in every report: remember them (a pure function).
+    # The same few hundred dates recur in every report: each is parsed once.
     try:
         return _DATES[value]
     except KeyError:
         pass
-    if len(_DATES) >= _DATES_KEPT:
-        _DATES.clear()
-    seconds = _DATES[value] = _parse_date(value)
+    seconds = _parse_date(value)
+    keep(_DATES, value, seconds, _DATES_KEPT)
     return seconds
 
 
 _DATES_KEPT: Final = 8192
-_DATES: dict[str, float | None] = {}
+_DATES: Final[dict[str, float | None]] = {}  # a plain dict: parse_usage looks dates up inline
 
 
 def _parse_date(value: str) -> float | None:

@@ -12,39 +12,21 @@ do the same for values that came another way (the state file's, whose counts
 are floats already: they share a table of their own, a few hundred values).
 
 Each table stops growing at its bound, after which values are made as they
-come. Zero is never shared among floats that came as floats (0.0 and -0.0 are
+come (bounded.py's rule). Zero is never shared among floats that came as floats (0.0 and -0.0 are
 one key but two values), nor NaN; a whole number from JSON is never -0.0.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Final, Generic, TypeVar
+from typing import Final, TypeVar
 
-_Key = TypeVar("_Key")
+from collector.bounded import Table
+
 _Value = TypeVar("_Value")
 
 TEXTS_KEPT: Final = 4096
 NUMBERS_KEPT: Final = 65536
-
-
-class Table(dict[_Key, _Value], Generic[_Key, _Value]):
-    """`table[key]`: the one kept value made of `key`, made (and kept, while there is
-    room) the first time; a lookup is the dictionary's own, in C."""
-
-    __slots__ = ("_limit", "_make")
-
-    def __init__(self, make: Callable[[_Key], _Value], limit: int) -> None:
-        super().__init__()
-        self._make = make
-        self._limit = limit
-
-    def __missing__(self, key: _Key) -> _Value:
-        value = self._make(key)  # may raise (an int too large for a float): kept nothing
-        if len(self) < self._limit:
-            self[key] = value
-        return value
 
 
 def _itself(value: _Value) -> _Value:

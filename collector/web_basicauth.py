@@ -21,16 +21,17 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 import bcrypt
 
+from collector.bounded import keep
+
 BCRYPT_HASH: Final = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 MAX_PENDING: Final = 4  # checks running or waiting; more are refused without a check
-REMEMBERED_PAIRS: Final = 256  # good (user, password) pairs kept; oldest forgotten first
+REMEMBERED_PAIRS: Final = 256  # good (user, password) pairs kept: one a user, the first 256
 BCRYPT_MAX_PASSWORD_BYTES: Final = 72
 CHECK_THREADS: Final = 1  # one core for bcrypt at most: the other stays with the event loop
 
@@ -78,7 +79,7 @@ class BasicAuth:
         self._executor = executor
         self._pending = 0
         self._hmac_key = secrets.token_bytes(32)
-        self._remembered: OrderedDict[bytes, None] = OrderedDict()
+        self._remembered: dict[bytes, None] = {}
         costs = [bcrypt_cost(hashed) or 10 for hashed in users.values()]
         # Unknown users are checked against this, at the users' highest cost.
         self._decoy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(max(costs, default=10)))
@@ -102,7 +103,6 @@ class BasicAuth:
         hashed = self._decoy if known is None else known
         pair = self._pair_id(user, hashed, password)
         if known is not None and pair in self._remembered:
-            self._remembered.move_to_end(pair)
             return Verdict.OK
         if self._pending >= MAX_PENDING:
             return Verdict.OVERLOADED
@@ -116,9 +116,7 @@ class BasicAuth:
             self._pending -= 1
         if not matches or known is None:
             return Verdict.INVALID
-        self._remembered[pair] = None
-        if len(self._remembered) > REMEMBERED_PAIRS:
-            self._remembered.popitem(last=False)
+        keep(self._remembered, pair, None, REMEMBERED_PAIRS)
         return Verdict.OK
 
 

@@ -41,7 +41,7 @@ LAYERS: tuple[Layer, ...] = (
     layer(
         "foundation",
         *("__init__", "apikey", "petra_errors", "sharding", "logs", "sdnotify"),
-        *("config_reader", "gzipstream", "memory_gc", "memory_trim"),
+        *("config_reader", "gzipstream", "memory_gc", "memory_trim", "bounded"),
     ),
     # Outside input made typed (Petra's JSON, key files), and limiter arithmetic.
     layer("parsing", "petra_usage", "petra_incidents", "keys", "ratelimit", "sharedvalues"),

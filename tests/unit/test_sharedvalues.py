@@ -79,15 +79,6 @@ def test_an_int_too_large_for_a_float_is_kept_nowhere() -> None:
     assert 10**400 not in FLOATS_OF_INTS
 
 
-def test_a_full_table_makes_values_without_keeping_them() -> None:
-    table: sharedvalues.Table[int, float] = sharedvalues.Table(float, 2)
-    assert table[1] == 1.0
-    assert table[2] == 2.0
-    assert table[3] == 3.0
-    assert sorted(table) == [1, 2]
-    assert table[3] is not table[3]  # made each time, never kept
-
-
 def test_an_unchanged_report_keeps_the_kept_tuple() -> None:
     """An answer with the same tenants keeps the kept report's tuple."""
     state = OrgState("a", "fp", "file", 60)

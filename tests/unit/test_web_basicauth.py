@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from collector import web_basicauth
 from collector.web_basicauth import MAX_PENDING, BasicAuth, Verdict, parse_basic
 from tests.webtls import basic_auth, bcrypt_hash
 
@@ -69,6 +70,20 @@ async def test_right_password_is_checked_once_then_remembered(executor: Counting
     assert await auth.check(basic("prometheus", PASSWORD)) is Verdict.OK
     assert await auth.check(basic("prometheus", PASSWORD)) is Verdict.OK
     assert executor.checks == 1
+
+
+async def test_beyond_the_bound_the_first_users_stay_remembered(
+    executor: CountingExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Room for one pair: the first user's stays; the second user's is checked each time."""
+    monkeypatch.setattr(web_basicauth, "REMEMBERED_PAIRS", 1)
+    auth = BasicAuth({"first": bcrypt_hash(PASSWORD), "second": bcrypt_hash(PASSWORD)}, executor)
+    assert await auth.check(basic("first", PASSWORD)) is Verdict.OK
+    assert await auth.check(basic("second", PASSWORD)) is Verdict.OK
+    assert await auth.check(basic("second", PASSWORD)) is Verdict.OK
+    assert executor.checks == 3
+    assert await auth.check(basic("first", PASSWORD)) is Verdict.OK
+    assert executor.checks == 3
 
 
 async def test_wrong_password_and_unknown_user_both_cost_a_check(
