@@ -12,8 +12,9 @@ do the same for values that came another way (the state file's, whose counts
 are floats already: they share a table of their own, a few hundred values).
 
 Each table stops growing at its bound, after which values are made as they
-come (bounded.py's rule). Zero is never shared among floats that came as floats (0.0 and -0.0 are
-one key but two values), nor NaN; a whole number from JSON is never -0.0.
+come (bounded.py's rule). Zero is never shared among floats that came as floats
+(0.0 and -0.0 are one key but two values), nor NaN; a whole number from JSON is
+never -0.0.
 """
 
 from __future__ import annotations
