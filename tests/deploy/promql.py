@@ -44,6 +44,9 @@ EXPORTED_METRICS: Final = frozenset(
         "petra_incidents_up",
         "petra_incidents_last_success_timestamp_seconds",
         "petra_incidents_truncated",
+        # billing, from the contract's section of that name
+        "petra_billing_up",
+        "petra_billing_last_success_timestamp_seconds",
         # the collector itself
         "petra_collector_build_info",
         "petra_collector_orgs",

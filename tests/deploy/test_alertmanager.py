@@ -30,8 +30,8 @@ from tests.tools import require_tool
 
 OPERATIONS_DOC = ROOT / "docs" / "operations.md"
 RECEIVER_FOR_SEVERITY = {"critical": "petra-pager", "warning": "petra-chat"}
-# Labels every per-org alert carries from its series; Prometheus adds alertname.
-TARGET_LABELS = {"job": "petra-collector", "instance": "collector-0:9865", "org": "acme"}
+# Labels every per-org alert carries (merged across replicas); Prometheus adds alertname.
+TARGET_LABELS = {"job": "petra-collector", "org": "acme"}
 
 
 def amtool(*arguments: str) -> subprocess.CompletedProcess[str]:
@@ -137,27 +137,29 @@ def alert(name: str, **labels: str) -> dict[str, Any]:
     }
 
 
-# (alert, whether it must be muted) for the inhibition test. Collector a:9865
-# cannot be scraped; on b:9865 globex's key is rejected.
+# (alert, whether it must be muted) for the inhibition test. No replica of job
+# petra-collector can be scraped; in job other, globex's key is rejected.
 INHIBITION_CASES: list[tuple[dict[str, Any], bool]] = [
-    (alert("PetraCollectorDown", job="petra-collector", instance="a:9865"), False),
-    (alert("PetraRateLimited", job="petra-collector", instance="a:9865", org="acme"), True),
-    (alert("PetraApiKeyInvalid", job="petra-collector", instance="a:9865", org="hooli"), True),
+    (alert("PetraCollectorDown", job="petra-collector"), False),
+    (alert("PetraRateLimited", job="petra-collector", org="acme"), True),
+    (alert("PetraApiKeyInvalid", job="petra-collector", org="hooli"), True),
+    (alert("PetraCollectorReplicaDown", job="petra-collector", instance="a:9865"), True),
     (alert("PetraCollectorConfigReloadFailed", job="petra-collector", instance="a:9865"), True),
-    (alert("PetraApiKeyInvalid", job="petra-collector", instance="b:9865", org="globex"), False),
-    (alert("PetraUsageStale", job="petra-collector", instance="b:9865", org="globex"), True),
-    (alert("PetraOrgNeverPolled", job="petra-collector", instance="b:9865", org="globex"), True),
+    (alert("PetraApiKeyInvalid", job="other", org="globex"), False),
+    (alert("PetraUsageStale", job="other", org="globex"), True),
+    (alert("PetraOrgNeverPolled", job="other", org="globex"), True),
     # a rejected key mutes only its own org's stale data, and not its rate limiting
-    (alert("PetraRateLimited", job="petra-collector", instance="b:9865", org="globex"), False),
-    (alert("PetraUsageStale", job="petra-collector", instance="b:9865", org="initech"), False),
-    # the same alert name on another job is not ours to mute
-    (alert("PetraRateLimited", job="other", instance="a:9865", org="acme"), False),
+    (alert("PetraRateLimited", job="other", org="globex"), False),
+    (alert("PetraUsageStale", job="other", org="initech"), False),
+    # a replica down mutes nothing: the other replicas still watch every org
+    (alert("PetraCollectorReplicaDown", job="other", instance="b:9865"), False),
+    (alert("PetraRateLimited", job="other", org="acme"), False),
     (alert(WATCHDOG, severity="none"), False),
 ]
 
 
 async def test_inhibit_rules_in_a_real_alertmanager(tmp_path: Path) -> None:
-    """A down collector mutes its instance's alerts; a rejected key mutes its org's staleness."""
+    """No replica up mutes the job's alerts; a rejected key mutes its org's staleness."""
     # Notifications go to a loopback port where nothing listens: only muting is tested here.
     config = fast_copy(
         f"http://{LOOPBACK}:{free_port()}",

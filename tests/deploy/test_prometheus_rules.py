@@ -31,6 +31,7 @@ EXPECTED_ALERTS = {
     "PetraUsageStale",
     "PetraOrgNeverPolled",
     "PetraCollectorDown",
+    "PetraCollectorReplicaDown",
     "PetraRateLimited",
     "PetraCollectorConfigReloadFailed",
     WATCHDOG,
@@ -53,6 +54,11 @@ NO_KEEP_FIRING = {
 def alert_rules() -> list[dict[str, Any]]:
     groups = yaml.safe_load(ALERTS.read_text())["groups"]
     return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def recording_rules() -> list[dict[str, Any]]:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "record" in rule]
 
 
 def petra_alert_rules() -> list[dict[str, Any]]:
@@ -98,7 +104,8 @@ def test_promtool_check_rules_accepts_alerts() -> None:
     promtool = require_tool("promtool", "prometheus")
     result = run([promtool, "check", "rules", str(ALERTS)])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(EXPECTED_ALERTS)} rules found" in result.stdout
+    rules = len(EXPECTED_ALERTS) + len(recording_rules())
+    assert f"SUCCESS: {rules} rules found" in result.stdout
 
 
 def test_promtool_unit_tests_pass() -> None:
@@ -206,11 +213,33 @@ def test_alert_uses_only_exported_metrics_and_labels(rule: dict[str, Any]) -> No
     assert labels <= EXPORTED_LABELS, f"unknown labels: {sorted(labels - EXPORTED_LABELS)}"
 
 
-def test_collector_down_alert_matches_the_example_scrape_job() -> None:
-    """PetraCollectorDown watches the job name the example scrape config uses."""
+def test_collector_down_alerts_match_the_example_scrape_job() -> None:
+    """PetraCollectorDown and PetraCollectorReplicaDown watch the example scrape config's job."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     jobs = [job["job_name"] for job in config["scrape_configs"]]
     assert jobs == ["petra-collector"]
-    down = next(rule for rule in alert_rules() if rule["alert"] == "PetraCollectorDown")
-    assert 'job="petra-collector"' in down["expr"]
+    for rule in alert_rules():
+        if "up{" in rule["expr"]:
+            assert 'up{job="petra-collector"}' in rule["expr"], rule["alert"]
     assert config["rule_files"] == [ALERTS.name]
+
+
+@pytest.mark.parametrize("rule", petra_alert_rules(), ids=lambda rule: str(rule["alert"]))
+def test_org_alerts_carry_no_instance(rule: dict[str, Any]) -> None:
+    """An org alert merges the replicas of a job: its templates never name one replica."""
+    texts = " ".join(rule["annotations"].values())
+    if "$labels.org" not in texts:
+        return
+    assert "$labels.instance" not in texts
+    assert "instance" not in label_names(rule["expr"])
+    assert re.search(r"\b(?:max|min|sum) by \(job, org\b", rule["expr"]), "not merged by org"
+
+
+@pytest.mark.parametrize("rule", recording_rules(), ids=lambda rule: str(rule["record"]))
+def test_recording_rule_merges_one_exported_gauge_per_org(rule: dict[str, Any]) -> None:
+    """`org:METRIC:AGG` is `AGG by (job, org) (METRIC)`, METRIC a per-org gauge of the contract."""
+    level, metric, aggregation = rule["record"].split(":")
+    assert level == "org"
+    assert rule["expr"] == f"{aggregation} by (job, org) ({metric})"
+    assert metric in EXPORTED_METRICS
+    assert aggregation == ("min" if metric == "petra_auth_failure" else "max")

@@ -1,0 +1,5 @@
+{
+  grafanaDashboards+:: {
+    'petra-collector.json': (import 'petra-collector.libsonnet')($._config),
+  },
+}
