@@ -201,3 +201,71 @@ def test_provisioning_files() -> None:
     (provider,) = providers["providers"]
     assert provider["type"] == "file"
     assert provider["options"]["path"].startswith("/")
+
+
+def _panel_expr(title: str) -> str:
+    (panel,) = [p for p in panels(dashboard()["panels"]) if p["title"] == title]
+    return substitute(panel["targets"][0]["expr"], {"$org": ".+", "$tenant": ".+"})
+
+
+def test_org_panels_merge_the_replicas(tmp_path: Path) -> None:
+    """With two replicas, each org counts once: max of up, min of auth failure, no double sums."""
+    promtool = require_tool("promtool", "prometheus")
+    series = {
+        # both up; up on one only; failing on a and pending on b
+        'petra_up{instance="a",org="acme"}': "1x5",
+        'petra_up{instance="b",org="acme"}': "1x5",
+        'petra_up{instance="a",org="globex"}': "0x5",
+        'petra_up{instance="b",org="globex"}': "1x5",
+        'petra_up{instance="a",org="hooli"}': "0x5",
+        # rejected on a, b pending; rejected on a, b had the rotated key accepted
+        'petra_auth_failure{instance="a",org="initech"}': "1x5",
+        'petra_auth_failure{instance="a",org="umbrella"}': "1x5",
+        'petra_auth_failure{instance="b",org="umbrella"}': "0x5",
+        # the same two open incidents, seen by both
+        'petra_tenant_incidents{instance="a",org="acme",tenant_id="T1",remediation_status="IN_PROGRESS"}': "2x5",  # noqa: E501 - one series per line
+        'petra_tenant_incidents{instance="b",org="acme",tenant_id="T1",remediation_status="IN_PROGRESS"}': "2x5",  # noqa: E501 - one series per line
+        # every configured org has its request counter on both
+        **{
+            f'petra_api_requests_total{{instance="{replica}",org="{org}",code="200"}}': "0x5"
+            for replica in ("a", "b")
+            for org in ("acme", "globex", "hooli", "initech", "umbrella")
+        },
+    }
+    expected = {
+        "Orgs polled OK": 2,
+        "API keys rejected": 1,
+        "Incidents not remediated": 2,
+        "Orgs configured": 5,
+    }
+    tests = {
+        "rule_files": ["rules.yml"],
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": name.replace("{", '{job="petra-collector",', 1), "values": values}
+                    for name, values in series.items()
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": _panel_expr(title),
+                        "eval_time": "3m",
+                        "exp_samples": [{"labels": "{}", "value": value}],
+                    }
+                    for title, value in expected.items()
+                ],
+            }
+        ],
+    }
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": []}))
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests))
+    result = subprocess.run(  # noqa: S603 - a fixed promtool command line on test files
+        [promtool, "test", "rules", "tests.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
