@@ -2382,7 +2382,7 @@ function(config)
         type: 'stat',
         id: 25,
         title: 'Collector targets up',
-        description: 'petra-collector instances Prometheus scrapes successfully.',
+        description: 'petra-collector replicas (and shards) Prometheus scrapes successfully.',
         datasource: {
           type: 'prometheus',
           uid: '${datasource}',
@@ -2448,7 +2448,7 @@ function(config)
         type: 'stat',
         id: 26,
         title: 'Orgs configured',
-        description: 'Orgs polled, summed over collector instances (shards).',
+        description: 'Orgs configured in the collectors (replicas and shards together), each counted once.',
         datasource: {
           type: 'prometheus',
           uid: '${datasource}',
