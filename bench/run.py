@@ -343,8 +343,9 @@ def polled(states: list[OrgState], now: float) -> None:
     """Record one more successful poll (the same report) for every org."""
     for state in states:
         assert state.report is not None
-        state.count_request("200")
-        state.record_success(state.report, now, 0.02)
+        state.count_request("usage", "200")
+        state.record_success("usage", now, 0.02)
+        state.take_report(state.report)
 
 
 def stock_comparison(args: argparse.Namespace, results: Results) -> None:
@@ -358,8 +359,9 @@ def stock_comparison(args: argparse.Namespace, results: Results) -> None:
         state = OrgState(org.name, "sha256:0", "file", args.interval)
         for _ in range(2):
             body = sim._report_bytes(sim._state(org.name), None)  # noqa: SLF001 - same bytes as served
-            state.count_request("200")
-            state.record_success(parse_usage_body(body), now, 0.01)
+            state.count_request("usage", "200")
+            state.record_success("usage", now, 0.01)
+            state.take_report(parse_usage_body(body))
         states.append(state)
     exposition = Exposition(PetraCollector(lambda: states, lambda: 3600.0))
     CollectorMetrics(exposition.own).config_loaded(len(states), now)

@@ -94,7 +94,8 @@ def fleet(orgs: int, tenants: int) -> list[OrgState]:
     for index in range(orgs):
         state = OrgState(f"org-{index:05d}", KEY.fingerprint, "file /k", 300.0)
         report = UsageReport("2026-11-26", NOW, f"Org {index}", float(tenants), ())
-        state.record_success(report._replace(tenants=tenants_for(index, tenants)), NOW, 0.05)
+        state.record_success("usage", NOW, 0.05)
+        state.take_report(report._replace(tenants=tenants_for(index, tenants)))
         state.next_poll_at = NOW + index % 300
         states.append(state)
     return states
@@ -165,7 +166,8 @@ async def in_process(args: argparse.Namespace, workdir: Path, results: Results) 
     changed = round(args.orgs / args.interval * pause)
     for state in states[:changed]:
         assert state.report is not None
-        state.record_success(state.report, NOW + 300, 0.05)
+        state.record_success("usage", NOW + 300, 0.05)
+        state.take_report(state.report)
     results.steady_write = await timed_write(writer)
     pause = max(WRITE_DELAY, results.steady_write["bytes"] / WRITE_BYTES_PER_SECOND)
     seconds_per_write = pause + results.steady_write["wall_ms"] / 1000

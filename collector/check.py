@@ -20,7 +20,7 @@ from collector.config import IncidentsSettings, OrgConfig, Settings, iter_orgs_i
 from collector.petra_client import PetraClient, new_client, new_session
 from collector.petra_errors import Forbidden, KeyRejected, PetraError, RateLimited
 from collector.petra_incidents import MAX_LIMIT, start_date_param, window_start
-from collector.state import Health
+from collector.state_records import Health
 from collector.web_status import HEALTH_LABELS
 
 

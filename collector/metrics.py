@@ -24,7 +24,9 @@ from prometheus_client.registry import Collector
 
 from collector import __version__
 from collector.petra_usage import TenantUsage
-from collector.state import Health, OrgState
+from collector.routes import incidents_side
+from collector.state import USAGE, OrgState
+from collector.state_records import Health
 
 CACHED: Final = " Cached from the last successful poll of Petra's /v1/usage."
 CACHED_INCIDENTS: Final = " Cached from the last successful poll of Petra's /v1/incidents."
@@ -106,36 +108,35 @@ def _auth_failing(state: OrgState, _fresh: bool) -> float | None:
 
 def _requests(state: OrgState, _fresh: bool) -> list[Sample]:
     samples: list[Sample] = [
-        ((state.name, code, "usage"), float(n))
-        for code, n in sorted(state.requests_by_code.items())
+        ((state.name, code, USAGE), float(n)) for code, n in sorted(state.requests_by_code.items())
     ]
-    if state.incidents is not None:
+    for route, side in state.sides.items():
         samples += [
-            ((state.name, code, "incidents"), float(n))
-            for code, n in sorted(state.incidents.requests_by_code.items())
+            ((state.name, code, route), float(n))
+            for code, n in sorted(side.requests_by_code.items())
         ]
     return samples
 
 
 def _incidents_up(state: OrgState, _fresh: bool) -> float | None:
-    side = state.incidents
+    side = incidents_side(state)
     return None if side is None else (1.0 if side.health is _OK else 0.0)
 
 
 def _incidents_last_success(state: OrgState, _fresh: bool) -> float | None:
-    side = state.incidents
+    side = incidents_side(state)
     return None if side is None else side.last_success_at
 
 
 def _truncated(state: OrgState, _fresh: bool) -> float | None:
-    side = state.incidents
+    side = incidents_side(state)
     if side is None or side.tenants is None:
         return None
     return 1.0 if side.truncated else 0.0
 
 
 def _tenant_incidents(state: OrgState, _fresh: bool) -> list[Sample]:
-    side = state.incidents
+    side = incidents_side(state)
     if side is None or side.tenants is None:
         return []
     return [
@@ -146,7 +147,7 @@ def _tenant_incidents(state: OrgState, _fresh: bool) -> list[Sample]:
 
 
 def _tenant_last_incident(state: OrgState, _fresh: bool) -> list[Sample]:
-    side = state.incidents
+    side = incidents_side(state)
     if side is None or side.tenants is None:
         return []
     return [
@@ -402,12 +403,6 @@ def tenant_families(*, name_labels: bool) -> tuple[TenantFamily, ...]:
         else family
         for family in TENANT_FAMILIES
     )
-
-
-FAMILY_NAMES: Final = tuple(
-    [f.name + ("_total" if f.kind == "counter" else "") for f in ORG_FAMILIES]
-    + [f.name for f in TENANT_FAMILIES]
-)
 
 
 class PetraCollector(Collector):

@@ -10,7 +10,7 @@ never delays another.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -37,11 +37,6 @@ class Pacer:
         start = max(now, self._theoretical_arrival - tolerance)
         self._theoretical_arrival = max(self._theoretical_arrival, now) + self.spacing
         return start
-
-    def next_free(self, now: float) -> float:
-        """When a slot reserved now would start, without claiming it."""
-        tolerance = (self.burst - 1) * self.spacing
-        return max(now, self._theoretical_arrival - tolerance)
 
 
 @dataclass(slots=True)
@@ -70,20 +65,17 @@ class KeyBudget:
         """After a 429: nothing is sent with this key before `until`."""
         self.blocked_until = max(self.blocked_until, until)
 
-    def next_free(self, now: float) -> float:
-        return self._pacer.next_free(max(now, self.blocked_until))
-
 
 Key = TypeVar("Key", bound=Hashable)
 
 
 class RouteBudgets(Generic[Key]):
-    """A `KeyBudget` per (key, route), made on first use, all at one rate per minute."""
+    """A `KeyBudget` per (key, route), made on first use, at each route's rate per minute."""
 
-    __slots__ = ("_budgets", "requests_per_minute")
+    __slots__ = ("_budgets", "rates")
 
-    def __init__(self, requests_per_minute: float) -> None:
-        self.requests_per_minute = requests_per_minute
+    def __init__(self, rates: Mapping[str, float]) -> None:
+        self.rates = dict(rates)
         self._budgets: dict[tuple[Key, str], KeyBudget] = {}
 
     def __len__(self) -> int:
@@ -92,14 +84,15 @@ class RouteBudgets(Generic[Key]):
     def budget(self, key: Key, route: str) -> KeyBudget:
         found = self._budgets.get((key, route))
         if found is None:
-            found = self._budgets[key, route] = KeyBudget(self.requests_per_minute)
+            found = self._budgets[key, route] = KeyBudget(self.rates[route])
         return found
 
-    def set_rate(self, requests_per_minute: float) -> None:
-        """A new rate for every budget, keeping their 429 waits and last send times."""
-        self.requests_per_minute = requests_per_minute
-        for budget in self._budgets.values():
-            budget.set_rate(requests_per_minute)
+    def set_rates(self, rates: Mapping[str, float]) -> None:
+        """New rates per route, each budget keeping its 429 wait and last send time."""
+        self.rates = dict(rates)
+        for (_key, route), budget in self._budgets.items():
+            if budget.requests_per_minute != self.rates[route]:
+                budget.set_rate(self.rates[route])
 
     def keep_only(self, keys: Iterable[Key]) -> None:
         """Forget the budgets of keys no longer in use."""

@@ -1,14 +1,16 @@
 """One polling loop per org and route, inside every limit at once.
 
-Each org has a `/v1/usage` loop and, when incidents are enabled, a
-`/v1/incidents` loop. Before each request a loop waits, in this order, for:
-its due time (or an early wake-up, e.g. its key file changed), its key on
-its route (one request in flight per key and route,
-`requests_per_minute_per_key` spacing, and any 429 wait: the routes'
-budgets are separate, as Petra's are), a global send slot
-(`max_requests_per_second`, evenly spaced), and a connection slot
-(`concurrency`). The decisions (first offset, next delay, backoff) are the
-pure functions at the top of this module.
+Each org has one loop per route that the config turns on (`routes.ROUTES`:
+`/v1/usage` always, `/v1/incidents` when enabled), all the same loop
+(`_run_route`) and the same outcome recorder (`_record`); what differs
+between routes is in their `routes.Route` description. Before each request a
+loop waits, in this order, for: its due time (or an early wake-up, e.g. its
+key file changed), its key on its route (one request in flight per key and
+route, the route's per-key spacing, and any 429 wait: the routes' budgets
+are separate, as Petra's are), a global send slot (`max_requests_per_second`,
+evenly spaced), and a connection slot (`concurrency`). The decisions (first
+offset, next delay, backoff) are the pure functions at the top of this
+module.
 
 Monotonic time is the event loop's (`loop.time()`), so the scheduler runs
 under a virtual clock in tests (tests/unit/test_scheduler_virtual_time.py);
@@ -21,10 +23,9 @@ import asyncio
 import hashlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Final, Literal, Protocol, TypeVar
+from typing import Final
 
 import structlog
 
@@ -32,14 +33,10 @@ from collector.apikey import ApiKey
 from collector.config import IncidentsSettings, OrgConfig, PollingSettings
 from collector.keys import KeyHolder, KeyStatus
 from collector.petra_errors import Forbidden, KeyRejected, PetraError, RateLimited
-from collector.petra_incidents import MAX_LIMIT, IncidentsReport, start_date_param, window_start
-from collector.petra_usage import UsageReport
 from collector.ratelimit import KeyBudget, Pacer, RouteBudgets
-from collector.state import AuthEvent, Health, OrgState
-from collector.state_file import SavedIncidents, SavedOrg
-
-Route = Literal["usage", "incidents"]
-Answer = TypeVar("Answer")
+from collector.routes import ROUTES, Asking, Fetcher, Route, Sections
+from collector.state import AuthEvent, OrgState
+from collector.state_records import Health, SavedOrg
 
 BACKOFF_BASE_SECONDS: Final = 5.0
 # A 429 that names no wait: Petra's limits are per minute, so after a minute the
@@ -53,16 +50,6 @@ KEY_CHECKS_PER_ROUND: Final = 1000
 
 def _nothing() -> None:
     pass
-
-
-class Fetcher(Protocol):
-    async def fetch_usage(
-        self, key: ApiKey, previous: UsageReport | None = None
-    ) -> UsageReport: ...
-
-    async def fetch_incidents(
-        self, key: ApiKey, *, start_date: str, limit: int = ..., tenant_id: str | None = ...
-    ) -> IncidentsReport: ...
 
 
 def initial_offset(name: str, interval: float) -> float:
@@ -164,22 +151,34 @@ class _Wake:
             self._waiter = None
 
 
+class _RouteRunner:
+    """One route's loop of one org: its task, its early wake-up, its saved schedule."""
+
+    __slots__ = ("first_delay", "in_flight", "route", "task", "wake")
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        self.wake = _Wake()
+        self.first_delay: float | None = None  # set when restored: the saved schedule
+        self.task: asyncio.Task[None] | None = None
+        self.in_flight = False
+
+
 @dataclass(slots=True, eq=False)
 class _OrgRunner:
     config: OrgConfig
     state: OrgState
     keys: KeyHolder
-    wake: _Wake = field(default_factory=_Wake)
-    first_delay: float | None = None  # set when restored: the saved schedule
-    incidents_first_delay: float | None = None  # the same, of the incidents loop
-    task: asyncio.Task[None] | None = None
-    incidents_wake: _Wake = field(default_factory=_Wake)
-    incidents_task: asyncio.Task[None] | None = None
-    in_flight: set[Route] = field(default_factory=set)
+    routes: dict[str, _RouteRunner] = field(default_factory=dict)  # the routes polled
 
     def wake_all(self) -> None:
-        self.wake.set()
-        self.incidents_wake.set()
+        for each in self.routes.values():
+            each.wake.set()
+
+    def wake_others(self, route: str) -> None:
+        for name, each in self.routes.items():
+            if name != route:
+                each.wake.set()
 
 
 class _OrgLog:
@@ -228,16 +227,24 @@ class Scheduler:
         self._rng = rng
         self._log: structlog.typing.FilteringBoundLogger = logger or structlog.get_logger()
         self._runners: dict[str, _OrgRunner] = {}
-        self._budgets: RouteBudgets[ApiKey] = RouteBudgets(polling.requests_per_minute_per_key)
-        self._locks: dict[tuple[ApiKey, Route], asyncio.Lock] = {}
-        self._polling = polling
-        self._incidents = incidents or IncidentsSettings()
+        self._sections = Sections(polling, incidents or IncidentsSettings())
+        self._budgets: RouteBudgets[ApiKey] = RouteBudgets(self._rates(self._sections))
+        self._locks: dict[tuple[ApiKey, str], asyncio.Lock] = {}
         self._pacer = Pacer(polling.max_requests_per_second)
         self._slots = asyncio.Semaphore(polling.concurrency)
         self._group: asyncio.TaskGroup | None = None
         self._running_loop: asyncio.AbstractEventLoop | None = None
         self._stopping = asyncio.Event()
         self._running = asyncio.Event()
+
+    @property
+    def _polling(self) -> PollingSettings:
+        return self._sections.polling
+
+    @staticmethod
+    def _rates(sections: Sections) -> dict[str, float]:
+        """Each route's requests per minute per key (the same for every org)."""
+        return {route.name: route.budget(sections) for route in ROUTES}
 
     def monotonic(self) -> float:
         """The clock `OrgState`'s `*_monotonic` fields are read on."""
@@ -270,55 +277,43 @@ class Scheduler:
 
     def restore(self, saved: Mapping[str, SavedOrg], *, counters: bool) -> list[str]:
         """Before `run()`: orgs in `saved` with the same key fingerprint take over their
-        saved state and schedule. Returns the names of the orgs restored."""
+        saved state and schedule, on every route polled now. Returns the names of the
+        orgs restored."""
         now, monotonic_now = self._wall(), self._monotonic()
+        asking = Asking(now, self._sections)
         restored = []
         for name, runner in self._runners.items():
             record = saved.get(name)
             if record is None or record.key_fingerprint != runner.state.key_fingerprint:
                 continue
             runner.state.restore(
-                record,
-                wall_now=now,
-                monotonic_now=monotonic_now,
-                counters=counters,
-                incidents_start=window_start(now, self._incidents.lookback_days),
+                record, wall_now=now, monotonic_now=monotonic_now, counters=counters
             )
-            remaining_429 = (record.rate_limited_until or now) - now
-            runner.first_delay = resume_delay(
-                name,
-                record.next_poll_at,
-                now,
-                interval=runner.config.interval_seconds,
-                longest_wait=max(
-                    runner.config.interval_seconds,
-                    self._polling.auth_failure_interval_seconds,
-                    remaining_429,
-                ),
-            )
-            if remaining_429 > 0:
-                # The 429 pause holds for every org on the key, not only this one.
-                self._gate(runner.keys.key, "usage").budget.block(monotonic_now + remaining_429)
-            if record.incidents is not None and runner.state.incidents is not None:
-                self._resume_incidents(runner, record.incidents, now, monotonic_now)
+            for route_name, each in runner.routes.items():
+                kept = record.routes.get(route_name)
+                if kept is None:
+                    continue
+                route = each.route
+                if route.expire is not None:
+                    route.expire(runner.state, asking)
+                # The loop resumes its saved schedule: no burst, no extra budget.
+                interval = route.timing(self._sections, runner.config).interval
+                remaining_429 = (kept.rate_limited_until or now) - now
+                each.first_delay = resume_delay(
+                    route.spread_key(name),
+                    kept.next_poll_at,
+                    now,
+                    interval=interval,
+                    longest_wait=max(
+                        interval, self._polling.auth_failure_interval_seconds, remaining_429
+                    ),
+                )
+                if remaining_429 > 0:
+                    # The 429 pause holds for every org on the key, not only this one.
+                    gate = self._gate(runner.keys.key, route_name)
+                    gate.budget.block(monotonic_now + remaining_429)
             restored.append(name)
         return restored
-
-    def _resume_incidents(
-        self, runner: _OrgRunner, saved: SavedIncidents, now: float, monotonic_now: float
-    ) -> None:
-        """The incidents loop resumes its saved schedule too: no burst, no extra budget."""
-        interval = self._incidents.interval_seconds
-        remaining_429 = (saved.rate_limited_until or now) - now
-        runner.incidents_first_delay = resume_delay(
-            runner.config.name + "/incidents",
-            saved.next_poll_at,
-            now,
-            interval=interval,
-            longest_wait=max(interval, self._polling.auth_failure_interval_seconds, remaining_429),
-        )
-        if remaining_429 > 0:
-            self._gate(runner.keys.key, "incidents").budget.block(monotonic_now + remaining_429)
 
     def apply(
         self,
@@ -327,25 +322,25 @@ class Scheduler:
         incidents: IncidentsSettings | None = None,
     ) -> None:
         """Adopt a new org list and settings. Unchanged orgs keep state and schedule."""
+        sections = Sections(polling, incidents or IncidentsSettings())
         if polling != self._polling:
             self._adopt_limits(polling)
-        incidents = incidents or IncidentsSettings()
-        toggled = incidents.enabled != self._incidents.enabled
-        self._incidents = incidents
+        self._budgets.set_rates(self._rates(sections))
+        self._sections = sections
         wanted = {org.name: org for org in orgs}
         for name in [name for name in self._runners if name not in wanted]:
             removed = self._runners.pop(name)
-            for task in (removed.task, removed.incidents_task):
-                if task is not None:
-                    task.cancel()
+            for each in removed.routes.values():
+                if each.task is not None:
+                    each.task.cancel()
         for org in wanted.values():
             existing = self._runners.get(org.name)
             if existing is None:
                 self._add(org)
-            elif existing.config != org:
+                continue
+            if existing.config != org:
                 self._update(existing, org)
-            if toggled and existing is not None:
-                self._toggle_incidents(existing)
+            self._toggle_routes(existing)
         used = {runner.keys.key for runner in self._runners.values()}
         self._budgets.keep_only(used)
         for pair in [pair for pair in self._locks if pair[0] not in used]:
@@ -358,26 +353,33 @@ class Scheduler:
         if polling.concurrency != self._polling.concurrency:
             # In-flight requests release the old semaphore; new ones use this one.
             self._slots = asyncio.Semaphore(polling.concurrency)
-        if polling.requests_per_minute_per_key != self._polling.requests_per_minute_per_key:
-            # In place: locks held by requests on the wire and 429 waits stay.
-            self._budgets.set_rate(polling.requests_per_minute_per_key)
-        self._polling = polling
 
-    def _toggle_incidents(self, runner: _OrgRunner) -> None:
-        """Start or stop an existing org's incidents loop after a reload."""
-        runner.state.set_incidents_polled(self._incidents.enabled)
-        if not self._incidents.enabled:
-            if runner.incidents_task is not None:
-                runner.incidents_task.cancel()
-                runner.incidents_task = None
-        elif self._group is not None and not self._stopping.is_set():
-            runner.incidents_task = self._start_incidents(runner)
+    def _toggle_routes(self, runner: _OrgRunner) -> None:
+        """Start or stop an org's routes that a reload turned on or off."""
+        for route in ROUTES:
+            polled = route.name in runner.routes
+            if route.enabled(self._sections) == polled:
+                continue
+            if polled:
+                each = runner.routes.pop(route.name)
+                runner.state.stop_route(route.name)
+                if each.task is not None:
+                    each.task.cancel()
+            else:
+                self._start_route(runner, route)
 
-    def _start_incidents(self, runner: _OrgRunner) -> asyncio.Task[None] | None:
-        if self._group is None or not self._incidents.enabled:
-            return None
+    def _start_route(self, runner: _OrgRunner, route: Route) -> None:
+        if route.new_side is not None:
+            runner.state.start_route(route.name, route.new_side())
+        each = runner.routes[route.name] = _RouteRunner(route)
+        if self._group is not None and not self._stopping.is_set():
+            each.task = self._start_task(runner, each)
+
+    def _start_task(self, runner: _OrgRunner, each: _RouteRunner) -> asyncio.Task[None]:
+        assert self._group is not None  # noqa: S101 - called only while running
+        prefix = "poll" if not each.route.names_itself_in_logs else each.route.name
         return self._group.create_task(
-            self._run_incidents(runner), name=f"incidents:{runner.config.name}"
+            self._run_route(runner, each), name=f"{prefix}:{runner.config.name}"
         )
 
     def _add(self, org: OrgConfig) -> None:
@@ -387,12 +389,11 @@ class Scheduler:
             key_source=org.key_source.describe(),
             interval_seconds=org.interval_seconds,
         )
-        state.set_incidents_polled(self._incidents.enabled)
         runner = _OrgRunner(config=org, state=state, keys=KeyHolder(org.key_source, org.key))
         self._runners[org.name] = runner
-        if self._group is not None and not self._stopping.is_set():
-            runner.task = self._group.create_task(self._run_org(runner), name=f"poll:{org.name}")
-            runner.incidents_task = self._start_incidents(runner)
+        for route in ROUTES:
+            if route.enabled(self._sections):
+                self._start_route(runner, route)
 
     def _update(self, runner: _OrgRunner, org: OrgConfig) -> None:
         key_changed = org.key != runner.keys.key or org.key_source != runner.config.key_source
@@ -409,14 +410,6 @@ class Scheduler:
     def set_fetcher(self, fetcher: Fetcher) -> None:
         """Use a new client (API settings changed) from the next request on."""
         self._fetcher = fetcher
-
-    def poll_soon(self, name: str) -> bool:
-        """Wake an org's loop so it polls as soon as its limits allow."""
-        runner = self._runners.get(name)
-        if runner is None:
-            return False
-        runner.wake.set()
-        return True
 
     # -- running -------------------------------------------------------------------
 
@@ -435,10 +428,8 @@ class Scheduler:
         async with asyncio.TaskGroup() as group:
             self._group = group
             for runner in self._runners.values():
-                runner.task = group.create_task(
-                    self._run_org(runner), name=f"poll:{runner.config.name}"
-                )
-                runner.incidents_task = self._start_incidents(runner)
+                for each in runner.routes.values():
+                    each.task = self._start_task(runner, each)
             watcher = group.create_task(self._watch_key_files(), name="watch-key-files")
             self._running.set()
             await self._stopping.wait()
@@ -453,13 +444,13 @@ class Scheduler:
         """Cancel waiting loops at once; give requests on the wire the grace period."""
         finishing = []
         for runner in self._runners.values():
-            for route, task in (("usage", runner.task), ("incidents", runner.incidents_task)):
-                if task is None:
+            for each in runner.routes.values():
+                if each.task is None:
                     continue
-                if route in runner.in_flight:
-                    finishing.append(task)
+                if each.in_flight:
+                    finishing.append(each.task)
                 else:
-                    task.cancel()
+                    each.task.cancel()
         if finishing:
             await asyncio.wait(finishing, timeout=self._polling.shutdown_grace_seconds)
         for task in finishing:
@@ -517,44 +508,54 @@ class Scheduler:
                 timer.cancel()
         wake.clear()
 
-    async def _run_org(self, runner: _OrgRunner) -> None:
-        delay = runner.first_delay
+    async def _run_route(self, runner: _OrgRunner, each: _RouteRunner) -> None:
+        """The loop of one route of one org: wait, ask, record, until stopped."""
+        route, name = each.route, each.route.name
+        delay = each.first_delay
         if delay is None:
-            delay = initial_offset(runner.config.name, runner.config.interval_seconds)
-        runner.state.schedule(self._wall() + delay)
+            interval = route.timing(self._sections, runner.config).interval
+            delay = initial_offset(route.spread_key(runner.config.name), interval)
+        runner.state.schedule(name, self._wall() + delay)
         self._on_change()
         while True:
-            await self._sleep_or_wake(runner.wake, delay)
+            await self._sleep_or_wake(each.wake, delay)
             if self._stopping.is_set():
                 return
             started = self._monotonic()
             try:
-                delay = await self._poll(runner)
+                delay = await self._poll(runner, each)
             except Exception as bug:  # noqa: BLE001 - one org's bug must not stop the others
-                delay = self._record_bug(runner, bug)
+                delay = self._record_bug(runner, route, bug)
+            if runner.routes.get(name) is not each:
+                return  # turned off by a reload while it asked
             delay = max(0.0, delay - (self._monotonic() - started))
             # Set even when stopping: the state file keeps it, and a restart resumes from it.
-            runner.state.schedule(self._wall() + delay)
+            runner.state.schedule(name, self._wall() + delay)
             self._on_change()
             if self._stopping.is_set():
                 return
 
-    def _record_bug(self, runner: _OrgRunner, bug: Exception) -> float:
+    def _record_bug(self, runner: _OrgRunner, route: Route, bug: Exception) -> float:
         state = runner.state
-        state.count_request("error")
+        interval = route.timing(self._sections, runner.config).interval
+        if route.name not in runner.routes:  # turned off by a reload meanwhile
+            return interval
+        state.count_request(route.name, "error")
         state.record_error(
-            Health.ERROR, f"internal error: {type(bug).__name__}", self._wall(), None
+            route.name, Health.ERROR, f"internal error: {type(bug).__name__}", self._wall(), None
         )
-        delay = backoff_delay(state.consecutive_failures, runner.config.interval_seconds, self._rng)
+        failures = state.side(route.name).consecutive_failures
+        delay = backoff_delay(failures, interval, self._rng)
         self._log.exception(
             "poll_crashed",
             org=state.name,
             key_fingerprint=state.key_fingerprint,
+            **route.log_fields(),
             retry_in_seconds=round(delay, 1),
         )
         return delay
 
-    def _gate(self, key: ApiKey, route: Route) -> _KeyGate:
+    def _gate(self, key: ApiKey, route: str) -> _KeyGate:
         lock = self._locks.get((key, route))
         if lock is None:
             lock = self._locks[key, route] = asyncio.Lock()
@@ -565,30 +566,13 @@ class Scheduler:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    async def _poll(self, runner: _OrgRunner) -> float:
-        """One usage poll of one org, inside every limit. Returns the delay to the next."""
+    async def _poll(self, runner: _OrgRunner, each: _RouteRunner) -> float:
+        """One request on one route of one org inside every limit, recorded under the
+        key's lock. Returns the delay to the route's next request."""
+        route = each.route
         self._refresh_key(runner)
-
-        def record(report: UsageReport | None, error: PetraError | None, duration: float) -> float:
-            return self._record(runner, report, error, duration)
-
-        def call(key: ApiKey) -> Awaitable[UsageReport]:
-            # The kept report: an unchanged answer is then not parsed again.
-            return self._fetcher.fetch_usage(key, runner.state.report)
-
-        return await self._exchange(runner, "usage", call, record)
-
-    async def _exchange(
-        self,
-        runner: _OrgRunner,
-        route: Route,
-        call: Callable[[ApiKey], Awaitable[Answer]],
-        record: Callable[[Answer | None, PetraError | None, float], float],
-    ) -> float:
-        """One request on `route` inside every limit, recorded under the key's lock.
-        Returns the delay to the route's next request."""
         key = runner.keys.key
-        gate = self._gate(key, route)
+        gate = self._gate(key, route.name)
         async with gate.lock:
             await self._wait_until(gate.budget.reserve(self._monotonic()))
             # Connection slot first, then the send slot: when a hung API frees many
@@ -597,162 +581,29 @@ class Scheduler:
                 await self._wait_until(self._pacer.reserve(self._monotonic()))
                 if self._stopping.is_set():
                     return 0.0
+                asking = Asking(self._wall(), self._sections)
                 started = self._monotonic()
-                runner.in_flight.add(route)
+                each.in_flight = True
                 try:
-                    answer: Answer | None = await call(key)
+                    answer: object = await route.ask(self._fetcher, key, runner.state, asking)
                     error: PetraError | None = None
                 except PetraError as failure:
                     answer, error = None, failure
                 finally:
-                    runner.in_flight.discard(route)
+                    each.in_flight = False
                 duration = self._monotonic() - started
             if isinstance(error, KeyRejected) and key != runner.keys.key:
                 # The key was replaced while this request was on the wire: the 401
                 # is about the old key. Say nothing of it and try the new one now.
                 return 0.0
-            delay = record(answer, error, duration)
+            if runner.routes.get(route.name) is not each:
+                # Turned off by a reload while the request was on the wire.
+                return route.timing(self._sections, runner.config).interval
+            delay = self._record(
+                runner, route, asking=asking, answer=answer, error=error, duration=duration
+            )
             if isinstance(error, RateLimited):
                 gate.budget.block(self._monotonic() + delay)
-        return delay
-
-    # -- /v1/incidents -------------------------------------------------------------
-
-    async def _run_incidents(self, runner: _OrgRunner) -> None:
-        interval = self._incidents.interval_seconds
-        delay = runner.incidents_first_delay
-        if delay is None:
-            # Spread apart from the org's usage polls, and stable across restarts.
-            delay = initial_offset(runner.config.name + "/incidents", interval)
-        while True:
-            runner.state.set_incidents_next_poll(self._wall() + delay)
-            await self._sleep_or_wake(runner.incidents_wake, delay)
-            if self._stopping.is_set():
-                return
-            started = self._monotonic()
-            try:
-                delay = await self._poll_incidents(runner)
-            except Exception as bug:  # noqa: BLE001 - one org's bug must not stop the others
-                delay = self._record_incidents_bug(runner, bug)
-            self._on_change()  # the state file keeps the incidents side too
-            if self._stopping.is_set():
-                return
-            delay = max(0.0, delay - (self._monotonic() - started))
-
-    async def _poll_incidents(self, runner: _OrgRunner) -> float:
-        """One incidents poll: those created in the last `lookback_days`, newest first."""
-        start = window_start(self._wall(), self._incidents.lookback_days)
-        start_date = start_date_param(start)
-
-        async def call(key: ApiKey) -> IncidentsReport:
-            return await self._fetcher.fetch_incidents(key, start_date=start_date, limit=MAX_LIMIT)
-
-        def record(
-            report: IncidentsReport | None, error: PetraError | None, duration: float
-        ) -> float:
-            return self._record_incidents(runner, report, error, duration, start)
-
-        return await self._exchange(runner, "incidents", call, record)
-
-    def _record_incidents_bug(self, runner: _OrgRunner, bug: Exception) -> float:
-        state = runner.state
-        if state.incidents is None:  # turned off by a reload meanwhile
-            return self._incidents.interval_seconds
-        state.count_incidents_request("error")
-        state.record_incidents_error(
-            Health.ERROR, f"internal error: {type(bug).__name__}", self._wall(), None
-        )
-        failures = state.incidents.consecutive_failures
-        delay = backoff_delay(failures, self._incidents.interval_seconds, self._rng)
-        self._log.exception(
-            "poll_crashed",
-            org=state.name,
-            key_fingerprint=state.key_fingerprint,
-            route="incidents",
-            retry_in_seconds=round(delay, 1),
-        )
-        return delay
-
-    def _record_incidents(
-        self,
-        runner: _OrgRunner,
-        report: IncidentsReport | None,
-        error: PetraError | None,
-        duration: float,
-        start: float,
-    ) -> float:
-        state = runner.state
-        side = state.incidents
-        if side is None:  # turned off by a reload while the request was on the wire
-            return self._incidents.interval_seconds
-        now = self._wall()
-        previous_failures = side.consecutive_failures
-        was_truncated = side.truncated
-        previous_notes = side.notes
-        log = _OrgLog(self._log, state)
-        delay = next_delay(
-            error,
-            interval=self._incidents.interval_seconds,
-            auth_failure_interval=self._polling.auth_failure_interval_seconds,
-            failures=0 if error is None else previous_failures + 1,
-            rng=self._rng,
-        )
-        if error is None:
-            assert report is not None  # noqa: S101 - fetch returns a report or raises
-            state.count_incidents_request("200")
-            event, fresh = state.record_incidents_success(report, now, duration, start)
-            if event is AuthEvent.RECOVERED:
-                log.info("auth_recovered", after_failures=previous_failures, route="incidents")
-                runner.wake.set()  # usage has been waiting at the slow re-check pace
-            elif previous_failures:
-                log.info("poll_recovered", after_failures=previous_failures, route="incidents")
-            if report.notes and report.notes != previous_notes:
-                log.warning("incidents_anomalies", notes=list(report.notes))
-            if side.truncated and not was_truncated:
-                log.warning(
-                    "incidents_truncated",
-                    received=report.received,
-                    lookback_days=self._incidents.lookback_days,
-                )
-            for incident in fresh:
-                log.warning(
-                    "incident_detected",
-                    tenant_id=incident.tenant_id,
-                    remediation_status=incident.remediation_status,
-                    created_at=_iso(incident.created_at),
-                    url=incident.url,
-                )
-            return delay
-        state.count_incidents_request(error.code)
-        if isinstance(error, KeyRejected):
-            event = state.record_incidents_auth_failure(
-                error.message, now, duration, self._monotonic()
-            )
-            self._log_auth_event(log, state, event, error, delay=delay, route="incidents")
-            if event is AuthEvent.FAILED:
-                runner.wake.set()  # usage sees the same key: let it say so soon
-        elif isinstance(error, RateLimited):
-            state.record_incidents_rate_limited(error.message, now, duration, now + delay)
-            log.warning(
-                "rate_limited",
-                status=429,
-                route="incidents",
-                retry_after_seconds=round(delay, 3),
-                retry_after_from_api=error.retry_after is not None,
-            )
-        else:
-            health = Health.FORBIDDEN if isinstance(error, Forbidden) else Health.ERROR
-            state.record_incidents_error(health, error.message, now, duration)
-            log.warning(
-                "poll_failed",
-                status=error.status,
-                route="incidents",
-                error=error.message,
-                error_type=type(error).__name__,
-                consecutive_failures=side.consecutive_failures,
-                retry_in_seconds=round(delay, 1),
-            )
-        state.expire_incidents(now, start, self._polling.max_staleness_seconds)
         return delay
 
     def _log_auth_event(
@@ -769,7 +620,7 @@ class Scheduler:
             log.error(
                 "auth_failed",
                 status=401,
-                route=route,
+                **route.log_fields(),
                 consecutive_failures=state.consecutive_failures,
                 message=error.api_message,
                 key_source=state.key_source,
@@ -779,7 +630,7 @@ class Scheduler:
             log.warning(
                 "auth_still_failing",
                 status=401,
-                route=route,
+                **route.log_fields(),
                 consecutive_failures=state.consecutive_failures,
                 failing_since=state.auth_failing_since,
             )
@@ -787,67 +638,64 @@ class Scheduler:
     def _record(
         self,
         runner: _OrgRunner,
-        report: UsageReport | None,
+        route: Route,
+        *,
+        asking: Asking,
+        answer: object,
         error: PetraError | None,
         duration: float,
     ) -> float:
-        state = runner.state
+        """Record one request's outcome on any route, and log what is news."""
+        state, name = runner.state, route.name
         now = self._wall()
-        previous_failures = state.consecutive_failures
-        previous_notes = state.report.notes if state.report is not None else ()
+        side = state.side(name)
+        previous_failures = side.consecutive_failures
         log = _OrgLog(self._log, state)
+        fields = route.log_fields()
         delay = next_delay(
             error,
-            interval=runner.config.interval_seconds,
+            interval=route.timing(self._sections, runner.config).interval,
             auth_failure_interval=self._polling.auth_failure_interval_seconds,
             failures=0 if error is None else previous_failures + 1,
             rng=self._rng,
         )
         if error is None:
-            assert report is not None  # noqa: S101 - fetch returns a report or raises
-            state.count_request("200")
-            event = state.record_success(report, now, duration)
+            state.count_request(name, "200")
+            event = state.record_success(name, now, duration)
             if event is AuthEvent.RECOVERED:
-                log.info("auth_recovered", after_failures=previous_failures)
-                runner.incidents_wake.set()  # incidents waited at the slow re-check pace
+                log.info("auth_recovered", after_failures=previous_failures, **fields)
+                runner.wake_others(name)  # they waited at the slow re-check pace
             elif previous_failures:
-                log.info("poll_recovered", after_failures=previous_failures)
-            if report.notes and report.notes != previous_notes:
-                log.warning("usage_anomalies", notes=list(report.notes))
+                log.info("poll_recovered", after_failures=previous_failures, **fields)
+            route.take(state, answer, asking, log)
             return delay
-        state.count_request(error.code)
+        state.count_request(name, error.code)
         if isinstance(error, KeyRejected):
-            event = state.record_auth_failure(error.message, now, duration, self._monotonic())
-            self._log_auth_event(log, state, event, error, delay=delay, route="usage")
+            event = state.record_auth_failure(name, error.message, now, duration, self._monotonic())
+            self._log_auth_event(log, state, event, error, delay=delay, route=route)
             if event is AuthEvent.FAILED:
-                runner.incidents_wake.set()  # the incidents side sees the same key
+                runner.wake_others(name)  # they see the same key: let them say so soon
         elif isinstance(error, RateLimited):
-            state.record_rate_limited(error.message, now, duration, now + delay)
+            state.record_rate_limited(name, error.message, now, duration, now + delay)
             log.warning(
                 "rate_limited",
                 status=429,
+                **fields,
                 retry_after_seconds=round(delay, 3),
                 retry_after_from_api=error.retry_after is not None,
             )
         else:
             health = Health.FORBIDDEN if isinstance(error, Forbidden) else Health.ERROR
-            state.record_error(health, error.message, now, duration)
+            state.record_error(name, health, error.message, now, duration)
             log.warning(
                 "poll_failed",
                 status=error.status,
+                **fields,
                 error=error.message,
                 error_type=type(error).__name__,
-                consecutive_failures=state.consecutive_failures,
+                consecutive_failures=side.consecutive_failures,
                 retry_in_seconds=round(delay, 1),
             )
+        if route.expire is not None:
+            route.expire(state, asking)
         return delay
-
-
-def _iso(moment: float | None) -> str | None:
-    if moment is None:
-        return None
-    return (
-        datetime.fromtimestamp(moment, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )

@@ -5,15 +5,19 @@ A JSON document, versioned, one record per org:
     {"format": "petra-collector-state", "version": 1, "written_at": <epoch s>,
      "clean_stop": <bool>, "tenant_fields": [...], "orgs": {<name>: <record>}}
 
-A record holds `key_fingerprint`, `health` and a `poll` section (times, the
-failure streak, the last error), and optional sections: `auth` (while the
-key is rejected, with the routes answered 401), `counters`, `report` (the
-last good usage report; each tenant an array in `tenant_fields` order) and
-`incidents` (while incidents are polled: that route's health and times, its
-last counts, and the incidents already announced, by id and creation time,
-bounded by the window; nothing about a user). A reader ignores sections it does
-not know, so a section can be added without a new version; a change that an
-older reader would misread needs a new version, which older readers refuse.
+A record holds `key_fingerprint`, `/v1/usage`'s outcome (`health` and a
+`poll` section: times, the failure streak, the last error), and optional
+sections: `auth` (while the key is rejected, with the routes answered 401),
+`counters`, `report` (the last good usage report; each tenant an array in
+`tenant_fields` order) and one section per other polled route, named as the
+route (`incidents`): the same outcome (`health`, `poll`), its
+`requests_by_code`, and what the route's own codec (routes.py) keeps of its
+answers (for incidents: the last counts and the incidents already announced,
+by id and creation time, bounded by the window; nothing about a user). Every
+route's outcome goes through one codec here (`_encode_outcome`,
+`_decode_outcome`). A reader ignores sections it does not know, so a section
+can be added without a new version; a change that an older reader would
+misread needs a new version, which older readers refuse.
 
 No key, nor any part of one, is written: orgs are matched by name and key
 fingerprint. Reading is strict: anything that is not exactly this shape is
@@ -27,17 +31,24 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Final
 
 import orjson
 
 from collector.config import ORG_NAME
-from collector.petra_incidents import Incident
 from collector.petra_usage import TenantUsage, UsageReport
-from collector.state import Health, IncidentsState, OrgState
+from collector.routes import ROUTES, Route
+from collector.state import USAGE, OrgState, RouteState
+from collector.state_records import (
+    Health,
+    Reader,
+    SavedOrg,
+    SavedRoute,
+    SavedState,
+    StateFileError,
+)
 
 FORMAT: Final = "petra-collector-state"
 VERSION: Final = 1
@@ -51,67 +62,6 @@ _HEALTHS: Final = {health.value: health for health in Health}
 # Where a record's tenants go, to be cut out: orjson writes a control character only
 # escaped, so this byte is nowhere else in its output.
 _TENANTS_MARK: Final = b"\x00"
-
-
-class StateFileError(Exception):
-    """The state file cannot be used; the message names the problem (never a key)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SavedIncidents:
-    """An org's `/v1/incidents` side as the file keeps it: its last counts and the
-    incidents already announced (`seen`), so `incident_detected` is not logged again."""
-
-    health: Health = Health.PENDING
-    last_poll_at: float | None = None
-    last_success_at: float | None = None
-    next_poll_at: float | None = None
-    poll_duration: float | None = None
-    consecutive_failures: int = 0
-    last_error: str | None = None
-    last_error_at: float | None = None
-    rate_limited_until: float | None = None
-    truncated: bool = False
-    notes: tuple[str, ...] = ()
-    incidents: tuple[Incident, ...] = ()
-    seen: Mapping[str, float] = field(default_factory=dict)
-    requests_by_code: Mapping[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class SavedOrg:
-    """One org as the file keeps it. Times are wall-clock epoch seconds."""
-
-    key_fingerprint: str
-    health: Health = Health.PENDING
-    last_poll_at: float | None = None
-    last_success_at: float | None = None
-    next_poll_at: float | None = None
-    poll_duration: float | None = None
-    consecutive_failures: int = 0
-    last_error: str | None = None
-    last_error_at: float | None = None
-    rate_limited_until: float | None = None
-    auth_failing_since: float | None = None  # set while the key is rejected
-    auth_failed_fingerprint: str | None = None
-    auth_warned_at: float | None = None
-    auth_rejected_routes: frozenset[str] = frozenset()  # the routes whose last answer was 401
-    requests_by_code: Mapping[str, int] | None = None  # None: no counters kept
-    auth_failures_total: int = 0
-    rate_limited_total: int = 0
-    report: UsageReport | None = None
-    incidents: SavedIncidents | None = None  # kept only while incidents are polled
-
-    @property
-    def auth_failing(self) -> bool:
-        return self.auth_failing_since is not None
-
-
-@dataclass(frozen=True, slots=True)
-class SavedState:
-    written_at: float
-    clean_stop: bool  # written at a clean stop: nothing happened after it
-    orgs: Mapping[str, SavedOrg] = field(default_factory=dict)
 
 
 # -- writing -----------------------------------------------------------------------
@@ -138,17 +88,7 @@ def encode_org_pieces(
     write), else encoded here."""
     record: dict[str, object] = {
         "key_fingerprint": state.key_fingerprint,
-        "health": state.health.value,
-        "poll": {
-            "last_poll_at": state.last_poll_at,
-            "last_success_at": state.last_success_at,
-            "next_poll_at": state.next_poll_at,
-            "poll_duration": state.poll_duration,
-            "consecutive_failures": state.consecutive_failures,
-            "last_error": state.last_error,
-            "last_error_at": state.last_error_at,
-            "rate_limited_until": state.rate_limited_until,
-        },
+        **_encode_outcome(state),
         "counters": {
             "requests_by_code": state.requests_by_code,
             "auth_failures_total": state.auth_failures_total,
@@ -173,8 +113,14 @@ def encode_org_pieces(
             "tenants": orjson.Fragment(_TENANTS_MARK),
             "notes": report.notes,
         }
-    if state.incidents is not None:
-        record["incidents"] = _encode_incidents(state.incidents)
+    for route in ROUTES:
+        side = state.sides.get(route.name)
+        if side is not None and route.encode is not None:
+            record[route.name] = {
+                **_encode_outcome(side),
+                **route.encode(side),
+                "requests_by_code": side.requests_by_code,
+            }
     encoded = orjson.dumps(state.name) + b":" + orjson.dumps(record)
     if report is None:
         return (encoded,)
@@ -182,8 +128,9 @@ def encode_org_pieces(
     return head, encode_tenants(report.tenants) if tenants is None else tenants, tail
 
 
-def _encode_incidents(side: IncidentsState) -> dict[str, object]:
-    """No user data: an `Incident` holds none (collector/petra_incidents.py drops it)."""
+def _encode_outcome(side: RouteState) -> dict[str, object]:
+    """A route's outcome, the same for every route: usage's in the record itself, every
+    other route's in its section."""
     return {
         "health": side.health.value,
         "poll": {
@@ -196,11 +143,6 @@ def _encode_incidents(side: IncidentsState) -> dict[str, object]:
             "last_error_at": side.last_error_at,
             "rate_limited_until": side.rate_limited_until,
         },
-        "truncated": side.truncated,
-        "notes": side.notes,
-        "incidents": [list(incident) for incident in side.incidents],
-        "seen": side.seen,
-        "requests_by_code": side.requests_by_code,
     }
 
 
@@ -318,7 +260,7 @@ def decode_state(data: bytes) -> SavedState:
         raise StateFileError("has no version number")
     if version != VERSION:
         raise StateFileError(f"has version {version}; this petra-collector reads version {VERSION}")
-    reader = _Reader("")
+    reader = Reader("")
     written_at = reader.timestamp(document, "written_at", required=True)
     clean_stop = document.get("clean_stop")
     if type(clean_stop) is not bool:
@@ -338,141 +280,55 @@ def decode_state(data: bytes) -> SavedState:
     return SavedState(written_at=written_at, clean_stop=clean_stop, orgs=orgs)
 
 
-class _Reader:
-    """Typed getters that name the path of what they refuse."""
-
-    __slots__ = ("path",)
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def fail(self, key: str, message: str) -> StateFileError:
-        where = f"{self.path}.{key}" if self.path else key
-        return StateFileError(f"{where}: {message}")
-
-    def section(self, record: dict[str, object], key: str) -> dict[str, object] | None:
-        value = record.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise self.fail(key, "must be an object")
-        return value
-
-    def number(self, record: dict[str, object], key: str) -> float | None:
-        value = record.get(key)
-        if value is None:
-            return None
-        if type(value) is float:  # never NaN or infinite: orjson refuses those as it parses
-            return value
-        if type(value) is int:
-            return float(value)
-        raise self.fail(key, "must be a number")
-
-    def timestamp(
-        self, record: dict[str, object], key: str, *, required: bool = False
-    ) -> float | None:
-        value = self.number(record, key)
-        if value is None:
-            if required:
-                raise self.fail(key, "is missing")
-            return None
-        if value < 0:
-            raise self.fail(key, "must not be negative")
-        return value
-
-    def count(self, record: dict[str, object], key: str) -> int:
-        value = record.get(key, 0)
-        if type(value) is not int or value < 0:
-            raise self.fail(key, "must be a whole number, 0 or more")
-        return value
-
-    def text(self, record: dict[str, object], key: str, *, required: bool = False) -> str | None:
-        value = record.get(key)
-        if value is None:
-            if required:
-                raise self.fail(key, "is missing")
-            return None
-        if type(value) is not str:
-            raise self.fail(key, "must be a string")
-        return value
-
-
 def _decode_org(name: str, raw: object) -> SavedOrg:
-    org = _Reader(f"orgs.{name}")
+    org = Reader(f"orgs.{name}")
     if not isinstance(raw, dict):
         raise StateFileError(f"orgs.{name}: must be an object")
     fingerprint = org.text(raw, "key_fingerprint", required=True)
-    health_text = org.text(raw, "health", required=True)
-    health = _HEALTHS.get(health_text or "")
-    if health is None or fingerprint is None:
-        raise org.fail("health", "is not a known health")
-    poll = org.section(raw, "poll") or {}
-    polls = _Reader(f"orgs.{name}.poll")
     auth = org.section(raw, "auth")
-    auths = _Reader(f"orgs.{name}.auth")
+    auths = Reader(f"orgs.{name}.auth")
     counters = org.section(raw, "counters")
     report = org.section(raw, "report")
-    incidents = org.section(raw, "incidents")
     by_code, auth_failures, rate_limited = _decode_counters(
-        _Reader(f"orgs.{name}.counters"), counters
+        Reader(f"orgs.{name}.counters"), counters
     )
+    assert fingerprint is not None  # noqa: S101 - required=True never returns None
+    routes = {
+        USAGE: _decode_outcome(
+            org,
+            raw,
+            by_code,
+            None if report is None else _decode_report(Reader(f"orgs.{name}.report"), report),
+        )
+    }
+    for route in ROUTES:
+        section = org.section(raw, route.name) if route.decode is not None else None
+        if section is not None:
+            routes[route.name] = _decode_route(Reader(f"orgs.{name}.{route.name}"), route, section)
     return SavedOrg(
         key_fingerprint=fingerprint,
-        health=health,
-        last_poll_at=polls.timestamp(poll, "last_poll_at"),
-        last_success_at=polls.timestamp(poll, "last_success_at"),
-        next_poll_at=polls.timestamp(poll, "next_poll_at"),
-        poll_duration=polls.timestamp(poll, "poll_duration"),
-        consecutive_failures=polls.count(poll, "consecutive_failures"),
-        last_error=polls.text(poll, "last_error"),
-        last_error_at=polls.timestamp(poll, "last_error_at"),
-        rate_limited_until=polls.timestamp(poll, "rate_limited_until"),
+        routes=routes,
         auth_failing_since=None
         if auth is None
         else auths.timestamp(auth, "failing_since", required=True),
         auth_failed_fingerprint=None if auth is None else auths.text(auth, "failed_fingerprint"),
         auth_warned_at=None if auth is None else auths.timestamp(auth, "warned_at"),
         auth_rejected_routes=frozenset() if auth is None else _routes(auths, auth),
-        requests_by_code=by_code,
         auth_failures_total=auth_failures,
         rate_limited_total=rate_limited,
-        report=None if report is None else _decode_report(_Reader(f"orgs.{name}.report"), report),
-        incidents=None
-        if incidents is None
-        else _decode_incidents(_Reader(f"orgs.{name}.incidents"), incidents),
     )
 
 
-_ROUTES: Final = frozenset({"usage", "incidents"})
-
-
-def _routes(reader: _Reader, auth: dict[str, object]) -> frozenset[str]:
-    raw = auth.get("rejected_routes", [])
-    if not isinstance(raw, list) or not all(route in _ROUTES for route in raw):
-        raise reader.fail("rejected_routes", "must be a list of routes (usage, incidents)")
-    return frozenset(raw)
-
-
-def _decode_incidents(reader: _Reader, raw: dict[str, object]) -> SavedIncidents:
+def _decode_outcome(
+    reader: Reader, raw: dict[str, object], by_code: dict[str, int] | None, data: object
+) -> SavedRoute:
+    """A route's outcome, the same for every route (see `_encode_outcome`)."""
     health = _HEALTHS.get(reader.text(raw, "health", required=True) or "")
     if health is None:
         raise reader.fail("health", "is not a known health")
     poll = reader.section(raw, "poll") or {}
-    polls = _Reader(f"{reader.path}.poll")
-    truncated = raw.get("truncated", False)
-    if type(truncated) is not bool:
-        raise reader.fail("truncated", "must be true or false")
-    notes = raw.get("notes", [])
-    if not isinstance(notes, list) or not all(type(note) is str for note in notes):
-        raise reader.fail("notes", "must be a list of strings")
-    raw_list = raw.get("incidents", [])
-    if not isinstance(raw_list, list):
-        raise reader.fail("incidents", "must be a list")
-    seen_raw = reader.section(raw, "seen") or {}
-    seen_reader = _Reader(f"{reader.path}.seen")
-    codes_raw = reader.section(raw, "requests_by_code") or {}
-    codes = _Reader(f"{reader.path}.requests_by_code")
-    return SavedIncidents(
+    polls = Reader(f"{reader.path}.poll")
+    return SavedRoute(
         health=health,
         last_poll_at=polls.timestamp(poll, "last_poll_at"),
         last_success_at=polls.timestamp(poll, "last_success_at"),
@@ -482,37 +338,33 @@ def _decode_incidents(reader: _Reader, raw: dict[str, object]) -> SavedIncidents
         last_error=polls.text(poll, "last_error"),
         last_error_at=polls.timestamp(poll, "last_error_at"),
         rate_limited_until=polls.timestamp(poll, "rate_limited_until"),
-        truncated=truncated,
-        notes=tuple(notes),
-        incidents=tuple(_decode_incident(reader, i, item) for i, item in enumerate(raw_list)),
-        seen={key: _seen_time(seen_reader, seen_raw, key) for key in seen_raw},
-        requests_by_code={code: codes.count(codes_raw, code) for code in codes_raw},
+        requests_by_code=by_code,
+        data=data,
     )
 
 
-def _seen_time(reader: _Reader, seen: dict[str, object], key: str) -> float:
-    moment = reader.number(seen, key)
-    if moment is None:
-        raise reader.fail(key, "must be a number")
-    return moment
+def _decode_route(reader: Reader, route: Route, raw: dict[str, object]) -> SavedRoute:
+    """A route's section: its outcome, its counters and what its own codec reads."""
+    codes_raw = reader.section(raw, "requests_by_code") or {}
+    codes = Reader(f"{reader.path}.requests_by_code")
+    by_code = {code: codes.count(codes_raw, code) for code in codes_raw}
+    assert route.decode is not None  # noqa: S101 - only routes with a codec have a section
+    return _decode_outcome(reader, raw, by_code, route.decode(reader, raw))
 
 
-def _decode_incident(reader: _Reader, index: int, item: object) -> Incident:
-    where = f"incidents[{index}]"
-    if type(item) is not list or len(item) != len(Incident._fields):
-        raise reader.fail(where, f"must be a list of {len(Incident._fields)} fields")
-    key, tenant_id, status, created_at, url = item
-    if not (type(key) is str and type(tenant_id) is str and type(status) is str):
-        raise reader.fail(where, "key, tenant_id and remediation_status must be strings")
-    if created_at is not None and type(created_at) not in (int, float):
-        raise reader.fail(where, "created_at must be a number or null")
-    if url is not None and type(url) is not str:
-        raise reader.fail(where, "url must be a string or null")
-    return Incident(key, tenant_id, status, None if created_at is None else float(created_at), url)
+_ROUTE_NAMES: Final = frozenset(route.name for route in ROUTES)
+
+
+def _routes(reader: Reader, auth: dict[str, object]) -> frozenset[str]:
+    raw = auth.get("rejected_routes", [])
+    if not isinstance(raw, list) or not all(route in _ROUTE_NAMES for route in raw):
+        names = ", ".join(route.name for route in ROUTES)
+        raise reader.fail("rejected_routes", f"must be a list of routes ({names})")
+    return frozenset(raw)
 
 
 def _decode_counters(
-    reader: _Reader, counters: dict[str, object] | None
+    reader: Reader, counters: dict[str, object] | None
 ) -> tuple[dict[str, int] | None, int, int]:
     if counters is None:
         return None, 0, 0
@@ -521,7 +373,7 @@ def _decode_counters(
     for code in raw:
         if not code or len(code) > 16:
             raise reader.fail("requests_by_code", "has a code that is not a status")
-        by_code[code] = _Reader(f"{reader.path}.requests_by_code").count(raw, code)
+        by_code[code] = Reader(f"{reader.path}.requests_by_code").count(raw, code)
     return (
         by_code,
         reader.count(counters, "auth_failures_total"),
@@ -529,7 +381,7 @@ def _decode_counters(
     )
 
 
-def _decode_report(reader: _Reader, report: dict[str, object]) -> UsageReport:
+def _decode_report(reader: Reader, report: dict[str, object]) -> UsageReport:
     raw_tenants = report.get("tenants")
     if not isinstance(raw_tenants, list):
         raise reader.fail("tenants", "must be a list")
@@ -560,13 +412,13 @@ _TENANT_SHAPES: Final = frozenset(
 )
 
 
-def _decode_tenant(reader: _Reader, index: int, item: object) -> TenantUsage:
+def _decode_tenant(reader: Reader, index: int, item: object) -> TenantUsage:
     if type(item) is list and tuple(map(type, item)) in _TENANT_SHAPES and item[0]:
         return TenantUsage._make(item)
     return _decode_odd_tenant(reader, index, item)
 
 
-def _decode_odd_tenant(reader: _Reader, index: int, item: object) -> TenantUsage:
+def _decode_odd_tenant(reader: Reader, index: int, item: object) -> TenantUsage:
     """The slow path: whole numbers to convert, or a problem to name."""
     if type(item) is not list or len(item) != len(TENANT_FIELDS):
         raise reader.fail(f"tenants[{index}]", f"must be a list of {len(TENANT_FIELDS)} fields")

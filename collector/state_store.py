@@ -24,14 +24,13 @@ import structlog
 from collector.petra_usage import TenantUsage
 from collector.state import OrgState
 from collector.state_file import (
-    SavedState,
-    StateFileError,
     encode_document_pieces,
     encode_org_pieces,
     read_state_file,
     set_aside,
     write_atomically,
 )
+from collector.state_records import SavedState, StateFileError
 
 # Work between two yields to the event loop, in orgs looked at: encoding one costs about
 # as much as looking at eight unchanged ones, so a yield comes after 100 encodings, or

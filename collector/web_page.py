@@ -29,7 +29,7 @@ from types import MappingProxyType
 from typing import Final
 from urllib.parse import quote
 
-from collector.state import Health
+from collector.state_records import Health
 from collector.web_status import (
     HEALTH_LABELS,
     IncidentsStatus,

@@ -15,7 +15,9 @@ from typing import Final, TypedDict
 
 from collector.petra_incidents import REMEDIATED
 from collector.petra_usage import TenantUsage
-from collector.state import Health, IncidentsState, OrgState
+from collector.routes import IncidentsSide, incidents_side
+from collector.state import OrgState
+from collector.state_records import Health
 
 # Failing orgs first: what an operator opened the page for.
 HEALTH_ORDER: Final[Mapping[Health, int]] = {
@@ -186,11 +188,11 @@ def org_status(state: OrgState, now: float, max_staleness: float) -> OrgStatus:
         "key_fingerprint": state.key_fingerprint,
         "key_source": state.key_source,
         "requests": dict(sorted(state.requests_by_code.items())),
-        "incidents": incidents_status(state.incidents),
+        "incidents": incidents_status(incidents_side(state)),
     }
 
 
-def incidents_status(side: IncidentsState | None) -> IncidentsStatus | None:
+def incidents_status(side: IncidentsSide | None) -> IncidentsStatus | None:
     if side is None:
         return None
     tenants = side.tenants or ()
@@ -229,11 +231,11 @@ def org_detail(state: OrgState, now: float, max_staleness: float) -> OrgDetail:
         "report_generated_at": iso(report.report_generated_at) if report else None,
         "tenant_list": [_tenant(t) for t in report.tenants] if report else [],
         "report_notes": list(report.notes) if report else [],
-        "incident_tenants": _incident_tenants(state.incidents),
+        "incident_tenants": _incident_tenants(incidents_side(state)),
     }
 
 
-def _incident_tenants(side: IncidentsState | None) -> list[TenantIncidentsStatus]:
+def _incident_tenants(side: IncidentsSide | None) -> list[TenantIncidentsStatus]:
     if side is None or side.tenants is None:
         return []
     return [

@@ -37,11 +37,13 @@ from collector.exposition import Exposition
 from collector.metrics import PetraCollector
 from collector.petra_simulator import SimulatedOrg, Simulator, StatusFault, sim_key
 from collector.petra_usage import TenantUsage, UsageReport
-from collector.state import Health, OrgState
+from collector.state import OrgState
+from collector.state_records import Health
 from collector.web_app import PAGE_SECURITY_HEADERS, make_web_app
 from collector.web_status import HEALTH_LABELS
 from tests.integration.harness import Running, running_daemon
 from tests.leaks import assert_no_key_material
+from tests.outcomes import succeed
 from tests.tools import require_tool
 from tests.webtls import TlsFiles, basic_auth, bcrypt_hash, write_web_config
 
@@ -375,19 +377,23 @@ class FixedDaemon:
             2.0,
             (_tenant("t1", XSS, 118.0), _tenant("t2", "B", 0.5)),
         )
-        ok.record_success(report, now - 70, 0.2)
+        succeed(ok, report, now - 70, 0.2)
         rejected = OrgState("umbrella", "sha256:ba9876543210", "env $PETRA_KEY", 300.0)
         message = "key rejected (401): <script>alert(2)</script>"
-        rejected.record_auth_failure(message, now - 5, 0.1, 0)
-        rejected.record_auth_failure(message, now - 4, 0.1, 1)
+        rejected.record_auth_failure("usage", message, now - 5, 0.1, 0)
+        rejected.record_auth_failure("usage", message, now - 4, 0.1, 1)
         limited = OrgState("initech", "sha256:aaaaaaaaaaaa", "inline in the config file", 300.0)
-        limited.record_success(report, now - 90_000, 0.3)
-        limited.record_rate_limited("rate limited (429), retry after 30 s", now - 1, 0.1, now + 29)
+        succeed(limited, report, now - 90_000, 0.3)
+        limited.record_rate_limited(
+            "usage", "rate limited (429), retry after 30 s", now - 1, 0.1, now + 29
+        )
         pending = OrgState("waiting", "sha256:bbbbbbbbbbbb", "file keys/waiting", 300.0)
         forbidden = OrgState("hooli", "sha256:dddddddddddd", "file keys/hooli", 300.0)
-        forbidden.record_error(Health.FORBIDDEN, "forbidden (403)", now - 60, None)
+        forbidden.record_error("usage", Health.FORBIDDEN, "forbidden (403)", now - 60, None)
         broken = OrgState("globex", "sha256:cccccccccccc", "file keys/globex", 300.0)
-        broken.record_error(Health.ERROR, 'HTTP 502 "<i>bad gateway</i>"', now - 3000, None)
+        broken.record_error(
+            "usage", Health.ERROR, 'HTTP 502 "<i>bad gateway</i>"', now - 3000, None
+        )
         self.states = [ok, rejected, limited, pending, forbidden, broken]
         self.exposition = Exposition(PetraCollector(self.org_states, lambda: self.max_staleness))
 

@@ -17,7 +17,7 @@ from collector.petra_simulator import (
     sim_key,
     start_simulator,
 )
-from collector.state import Health
+from collector.state_records import Health
 from tests.integration.harness import write_config
 
 NAMES = ("fine", "forbidden", "limited", "down")

@@ -17,6 +17,7 @@ from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_si
 from collector.state_file import TEMP_SUFFIX, read_state_file
 from tests.integration.harness import write_config
 from tests.integration.test_cli import free_port, spawn_daemon
+from tests.outcomes import saved_report
 
 pytestmark = pytest.mark.slow
 
@@ -99,8 +100,9 @@ async def test_sigkill_during_writes_never_leaves_a_torn_state_file(tmp_path: Pa
                 continue
             written_before = True
             assert set(saved.orgs) == {o.name for o in orgs}
-            polled = [s for s in saved.orgs.values() if s.report is not None]
-            assert all(len(s.report.tenants) == TENANTS for s in polled if s.report)
+            reports = [saved_report(s) for s in saved.orgs.values()]
+            polled = [report for report in reports if report is not None]
+            assert all(len(report.tenants) == TENANTS for report in polled)
         names = await asyncio.to_thread(lambda: [p.name for p in tmp_path.iterdir()])
         assert not [name for name in names if name.startswith("state.json.corrupt-")]
         # Not luck: some kills did land between the temp file's creation and its rename.

@@ -18,6 +18,7 @@ from collector.petra_simulator import HangFault, SimulatedOrg, Simulator, sim_ke
 from collector.state_file import TEMP_SUFFIX, read_state_file
 from tests.integration.harness import Running, running_daemon, value
 from tests.leaks import assert_no_key_material
+from tests.outcomes import saved_report
 
 pytestmark = pytest.mark.slow
 
@@ -185,7 +186,7 @@ async def test_an_unwritable_state_directory_never_stops_polling(tmp_path: Path,
         await running.wait_for(recovered, 15, "a write once the directory is writable")
     saved = read_state_file(state_path)
     assert saved is not None
-    assert saved.orgs["acme"].report is not None
+    assert saved_report(saved.orgs["acme"]) is not None
 
 
 async def _more(sim: Simulator, name: str, before: int) -> bool:

@@ -49,7 +49,12 @@ LAYERS: tuple[Layer, ...] = (
     layer("settings", "config"),
     # The per-org snapshot, and its only writer; the state file that keeps it across
     # restarts (its format, and the task that writes it).
-    layer("state", "state", "state_file", "state_store"),
+    layer("state", "state_records", "state"),
+    # Petra's routes, each described once (path, timing, what a good answer leaves in
+    # state, its state-file section): below the arms, which all read the descriptions.
+    layer("routes", "routes"),
+    # The state file's format (every route's section through one codec), and its writer.
+    layer("storing", "state_file", "state_store"),
     # The three arms the daemon wires together.
     layer("client", "petra_client", arm="client"),
     layer("polling", "scheduler", arm="polling"),
@@ -156,6 +161,33 @@ def test_only_the_entry_points_import_the_wiring() -> None:
         for wiring, allowed in ALLOWED_IMPORTERS.items():
             if wiring in imported:
                 assert module in allowed, f"{module} imports {wiring}"
+
+
+def import_cycles() -> list[list[str]]:
+    """Every cycle in the package's import graph (lazy and TYPE_CHECKING imports too),
+    each as the modules along it, found by a depth-first search."""
+    graph = {module: sorted(collector_imports(module) - {module}) for module in package_modules()}
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            cycles.append([*path[path.index(module) :], module])
+            return
+        if module in done:
+            return
+        for imported in graph.get(module, []):
+            visit(imported, [*path, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    return cycles
+
+
+def test_there_is_no_import_cycle() -> None:
+    """No module imports, however indirectly or lazily, a module that imports it."""
+    assert not import_cycles(), f"import cycles: {import_cycles()}"
 
 
 def test_the_rules_catch_what_they_forbid() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from collector.check import OrgSummary, ProbeResult, probe_answer, render_check
 from collector.cli import EXIT_OK, EXIT_USAGE, _check, build_parser, main
-from collector.state import Health
+from collector.state_records import Health
 from tests.leaks import assert_no_key_material
 
 UNIT_TEST_KEY: Final = "petra_unit_test_key_0123456789"

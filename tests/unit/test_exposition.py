@@ -19,6 +19,7 @@ from collector.metrics import CollectorMetrics, PetraCollector, tenant_families
 from collector.petra_usage import TenantUsage, UsageReport
 from collector.state import OrgState
 from collector.web_app import make_web_app
+from tests.outcomes import succeed
 from tests.tools import require_tool
 
 NOW = 10_000.0
@@ -50,18 +51,18 @@ def nasty_states() -> list[OrgState]:
     """Fresh, stale, failing and never-polled orgs with awkward labels and None fields."""
     fresh = OrgState("acme", "sha256:1", "file", 60)
     for code in ("200", "429", "error", "503"):
-        fresh.count_request(code)
-    fresh.record_success(_report('Acme "MSP"\\\n', NASTY, PLAIN), NOW - 5, 0.125)
+        fresh.count_request("usage", code)
+    succeed(fresh, _report('Acme "MSP"\\\n', NASTY, PLAIN), NOW - 5, 0.125)
     stale = OrgState("old.org-1", "sha256:2", "env", 60)
-    stale.count_request("200")
-    stale.record_success(_report("Old", PLAIN), NOW - MAX_STALENESS - 1, 0.5)
-    stale.count_request("401")
-    stale.record_auth_failure("rejected", NOW - 10, 0.01, 1.0)
+    stale.count_request("usage", "200")
+    succeed(stale, _report("Old", PLAIN), NOW - MAX_STALENESS - 1, 0.5)
+    stale.count_request("usage", "401")
+    stale.record_auth_failure("usage", "rejected", NOW - 10, 0.01, 1.0)
     limited = OrgState("rate_limited", "sha256:3", "file", 60)
-    limited.count_request("200")
-    limited.record_success(_report(None, PLAIN), NOW - 100, 0.2)
-    limited.count_request("429")
-    limited.record_rate_limited("429", NOW - 1, 0.05, NOW + 30)
+    limited.count_request("usage", "200")
+    succeed(limited, _report(None, PLAIN), NOW - 100, 0.2)
+    limited.count_request("usage", "429")
+    limited.record_rate_limited("usage", "429", NOW - 1, 0.05, NOW + 30)
     pending = OrgState("pending", "sha256:4", "file", 60)
     return [fresh, stale, limited, pending]
 
@@ -126,7 +127,7 @@ def test_cached_pieces_follow_every_change() -> None:
     """After polls, a vanished tenant, a removed org and stale orgs: still the stock body."""
     states = nasty_states() + [OrgState(f"org-{i:04d}", "fp", "file", 60) for i in range(600)]
     for index, state in enumerate(states[4:]):
-        state.record_success(_report("Bulk", PLAIN._replace(tenant_id=f"t{index}")), NOW, 0.1)
+        succeed(state, _report("Bulk", PLAIN._replace(tenant_id=f"t{index}")), NOW, 0.1)
     clock = [NOW]
     collector = PetraCollector(lambda: states, lambda: MAX_STALENESS, lambda: clock[0])
     exposition = Exposition(collector)
@@ -138,8 +139,8 @@ def test_cached_pieces_follow_every_change() -> None:
         assert gzip.decompress(exposition.body_gzip("text")) == stock_body
 
     check()
-    states[0].record_success(_report("Acme", NASTY), NOW, 0.3)  # PLAIN vanished
-    states[300].record_error(states[300].health, "timeout", NOW, None)
+    succeed(states[0], _report("Acme", NASTY), NOW, 0.3)  # PLAIN vanished
+    states[300].record_error("usage", states[300].health, "timeout", NOW, None)
     check()
     del states[2]  # an org left the config
     check()
@@ -366,16 +367,16 @@ async def test_an_escaping_the_fast_path_does_not_make_gets_the_stock_encoder() 
 def test_a_report_with_the_same_tenants_keeps_the_old_tuple() -> None:
     """Equal tenants in a new report: one tuple lives on, and /metrics still follows values."""
     state = OrgState("acme", "fp", "file", 60)
-    state.record_success(_report("Acme", PLAIN, NASTY), NOW - 60, 0.1)
+    succeed(state, _report("Acme", PLAIN, NASTY), NOW - 60, 0.1)
     first = state.report
     assert first is not None
     exposition = make_exposition([state])
     exposition.body_gzip("text")
-    state.record_success(_report("Acme", PLAIN, NASTY), NOW, 0.2)  # equal, not the same
+    succeed(state, _report("Acme", PLAIN, NASTY), NOW, 0.2)  # equal, not the same
     assert state.report is not None
     assert state.report.tenants is first.tenants
     assert exposition.body("text") == stock(exposition, "text")
-    state.record_success(_report("Acme", PLAIN._replace(licensed_users=7.0), NASTY), NOW, 0.3)
+    succeed(state, _report("Acme", PLAIN._replace(licensed_users=7.0), NASTY), NOW, 0.3)
     assert state.report.tenants is not first.tenants
     body = gzip.decompress(exposition.body_gzip("text"))
     assert body == stock(exposition, "text")
@@ -388,8 +389,8 @@ def test_numbers_that_look_alike_keep_their_own_text(fmt: FastFormat) -> None:
     values = (0.0, -0.0, math.nan, math.inf, -math.inf, 7, 7.0, 1e21, 12345678901.5, -0.0)
     tenants = [PLAIN._replace(tenant_id=f"t{i}", licensed_users=v) for i, v in enumerate(values)]
     state = OrgState("numbers", "sha256:5", "file", 60)
-    state.count_request("200")
-    state.record_success(_report("Numbers", *tenants), NOW - 5, 0.1)
+    state.count_request("usage", "200")
+    succeed(state, _report("Numbers", *tenants), NOW - 5, 0.1)
     exposition = make_exposition([state])
     for _ in range(2):  # the second time from the remembered texts
         assert exposition.body(fmt) == stock(exposition, fmt)
@@ -398,8 +399,8 @@ def test_numbers_that_look_alike_keep_their_own_text(fmt: FastFormat) -> None:
 def _fleet(count: int) -> list[OrgState]:
     states = nasty_states() + [OrgState(f"org-{i:04d}", "fp", "file", 60) for i in range(count)]
     for index, state in enumerate(states[4:]):
-        state.count_request("200")
-        state.record_success(_report("Bulk", PLAIN._replace(tenant_id=f"t{index}")), NOW, 0.1)
+        state.count_request("usage", "200")
+        succeed(state, _report("Bulk", PLAIN._replace(tenant_id=f"t{index}")), NOW, 0.1)
     return states
 
 
@@ -411,29 +412,29 @@ def _act(
     now = NOW + step
     kind = rng.choice(kinds)
     if kind == 0:  # the same report again: only times, duration and a counter move
-        state.count_request("200")
+        state.count_request("usage", "200")
         if state.report is not None:
-            state.record_success(state.report, now, rng.choice((0.1, 0.0, -0.0, 0.25)))
+            succeed(state, state.report, now, rng.choice((0.1, 0.0, -0.0, 0.25)))
     elif kind == 1:  # tenants changed
         tenant = PLAIN._replace(tenant_id=f"n{step}", licensed_users=rng.choice((0.0, -0.0, 7.0)))
-        state.record_success(_report("Changed", tenant, NASTY), now, 0.2)
+        succeed(state, _report("Changed", tenant, NASTY), now, 0.2)
     elif kind == 2:  # a failed poll
-        state.count_request("error")
-        state.record_error(state.health, "timeout", now, None)
+        state.count_request("usage", "error")
+        state.record_error("usage", state.health, "timeout", now, None)
     elif kind == 3:
-        state.count_request("401")
-        state.record_auth_failure("rejected", now, 0.01, 1.0)
+        state.count_request("usage", "401")
+        state.record_auth_failure("usage", "rejected", now, 0.01, 1.0)
     elif kind == 4:
-        state.count_request("429")
-        state.record_rate_limited("429", now, 0.05, now + 30)
+        state.count_request("usage", "429")
+        state.record_rate_limited("usage", "429", now, 0.05, now + 30)
     elif kind == 5 and len(states) > 10:  # an org left the config
         states.remove(state)
     elif kind == 6:  # an org joined
         fresh = OrgState(f"new-{step}-{rng.randrange(10**9)}", "fp", "file", 60)
-        fresh.record_success(_report(None, PLAIN), now, 0.3)
+        succeed(fresh, _report(None, PLAIN), now, 0.3)
         states.insert(rng.randrange(len(states) + 1), fresh)
     else:  # no tenants at all
-        state.record_success(_report("Empty"), now, 0.1)
+        succeed(state, _report("Empty"), now, 0.1)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -488,11 +489,11 @@ def test_a_render_given_up_halfway_leaves_the_next_one_right(
 def test_a_duration_from_zero_to_minus_zero_changes_its_text() -> None:
     """0.0 and -0.0 compare equal but are written differently: the org line follows."""
     state = OrgState("zero", "fp", "file", 60)
-    state.count_request("200")
-    state.record_success(_report("Zero", PLAIN), NOW, 0.0)
+    state.count_request("usage", "200")
+    succeed(state, _report("Zero", PLAIN), NOW, 0.0)
     exposition = make_exposition([state])
     assert exposition.body("text") == stock(exposition, "text")
-    state.record_success(_report("Zero", PLAIN), NOW, -0.0)
+    succeed(state, _report("Zero", PLAIN), NOW, -0.0)
     body = exposition.body("text")
     assert body == stock(exposition, "text")
     assert b'petra_poll_duration_seconds{org="zero"} -0.0' in body

@@ -45,17 +45,6 @@ def test_pacer_burst_refills_over_time() -> None:
     assert [pacer.reserve(10.0) for _ in range(3)] == [10.0, 10.0, 11.0]
 
 
-def test_pacer_next_free_does_not_claim() -> None:
-    """next_free says when a slot would start without using it up."""
-    pacer = Pacer(rate_per_second=2.0)
-    assert pacer.next_free(5.0) == 5.0
-    assert pacer.reserve(5.0) == 5.0
-    assert pacer.next_free(5.0) == 5.5
-    assert pacer.next_free(5.0) == 5.5
-    assert pacer.next_free(7.0) == 7.0
-    assert pacer.reserve(5.0) == 5.5
-
-
 def test_pacer_rate_over_a_long_run() -> None:
     """Requests reserved as soon as each is granted average exactly the configured rate."""
     pacer = Pacer(rate_per_second=20.0)
@@ -85,7 +74,6 @@ def test_key_budget_blocks_after_a_429() -> None:
     budget = KeyBudget(requests_per_minute=6.0)
     assert budget.reserve(0.0) == 0.0
     budget.block(until=100.0)
-    assert budget.next_free(20.0) == 100.0
     assert budget.reserve(20.0) == 100.0
     assert budget.reserve(20.0) == 110.0  # spacing continues after the block
 
@@ -104,7 +92,7 @@ def test_key_budget_block_in_the_past_changes_nothing() -> None:
     budget = KeyBudget(requests_per_minute=60.0)
     budget.block(until=5.0)
     assert budget.reserve(10.0) == 10.0
-    assert budget.next_free(10.5) == 11.0
+    assert budget.reserve(10.5) == 11.0
 
 
 def test_key_budget_rejects_a_zero_budget() -> None:
@@ -126,7 +114,7 @@ class FakeClock:
 
 def test_each_route_of_a_key_has_its_own_budget() -> None:
     """Usage and incidents of one key are spaced independently, each at the full rate."""
-    budgets: RouteBudgets[str] = RouteBudgets(requests_per_minute=5.0)
+    budgets: RouteBudgets[str] = RouteBudgets({"usage": 5.0, "incidents": 5.0})
     clock = FakeClock()
     usage = [budgets.budget("key-a", "usage").reserve(clock.now) for _ in range(2)]
     incidents = [budgets.budget("key-a", "incidents").reserve(clock.now) for _ in range(2)]
@@ -138,31 +126,31 @@ def test_each_route_of_a_key_has_its_own_budget() -> None:
 
 def test_a_429_on_one_route_never_delays_the_other() -> None:
     """A block on incidents leaves usage free, and the other way round; other keys too."""
-    budgets: RouteBudgets[str] = RouteBudgets(requests_per_minute=6.0)
+    budgets: RouteBudgets[str] = RouteBudgets({"usage": 6.0, "incidents": 6.0})
     clock = FakeClock()
     budgets.budget("key-a", "incidents").block(until=clock.now + 600)
     assert budgets.budget("key-a", "usage").reserve(clock.now) == clock.now
     assert budgets.budget("key-b", "incidents").reserve(clock.now) == clock.now
     assert budgets.budget("key-a", "incidents").reserve(clock.advance(30)) == 1600.0
     budgets.budget("key-a", "usage").block(until=clock.now + 60)
-    assert budgets.budget("key-a", "incidents").next_free(clock.advance(600)) == clock.now
+    assert budgets.budget("key-a", "incidents").reserve(clock.advance(600)) == clock.now
 
 
 def test_set_rate_reaches_every_route_and_keeps_waits() -> None:
-    budgets: RouteBudgets[str] = RouteBudgets(requests_per_minute=6.0)
+    budgets: RouteBudgets[str] = RouteBudgets({"usage": 6.0, "incidents": 6.0})
     clock = FakeClock()
     budgets.budget("key-a", "usage").reserve(clock.now)
     budgets.budget("key-a", "incidents").block(until=clock.now + 100)
-    budgets.set_rate(2.0)
+    budgets.set_rates({"usage": 2.0, "incidents": 2.0})
     usage = budgets.budget("key-a", "usage")
     assert usage.reserve(clock.now) == clock.now + 10  # the slot already promised stays
-    assert usage.next_free(clock.now) == clock.now + 40  # then 30 s apart
-    assert budgets.budget("key-a", "incidents").next_free(clock.now) == clock.now + 100
+    assert usage.reserve(clock.now) == clock.now + 40  # then 30 s apart
+    assert budgets.budget("key-a", "incidents").reserve(clock.now) == clock.now + 100
     assert budgets.budget("key-new", "usage").requests_per_minute == 2.0
 
 
 def test_keep_only_forgets_keys_no_longer_used() -> None:
-    budgets: RouteBudgets[str] = RouteBudgets(requests_per_minute=6.0)
+    budgets: RouteBudgets[str] = RouteBudgets({"usage": 6.0, "incidents": 6.0})
     for key in ("key-a", "key-b"):
         for route in ("usage", "incidents"):
             budgets.budget(key, route).block(until=5000.0)
@@ -170,3 +158,14 @@ def test_keep_only_forgets_keys_no_longer_used() -> None:
     assert len(budgets) == 2
     assert budgets.budget("key-b", "usage").blocked_until == 5000.0
     assert budgets.budget("key-a", "usage").blocked_until == float("-inf")
+
+
+def test_each_route_has_its_own_rate_below_one_a_minute_too() -> None:
+    """Routes of one key keep their own rates: half a request a minute is two minutes apart."""
+    budgets: RouteBudgets[str] = RouteBudgets({"usage": 6.0, "slow": 0.5})
+    slow = [budgets.budget("key-a", "slow").reserve(0.0) for _ in range(3)]
+    assert slow == [0.0, 120.0, 240.0]
+    assert budgets.budget("key-a", "usage").reserve(0.0) == 0.0
+    budgets.set_rates({"usage": 6.0, "slow": 1.0})
+    assert budgets.budget("key-a", "slow").reserve(0.0) == 360.0  # the promised slot stays
+    assert budgets.budget("key-a", "slow").reserve(0.0) == 420.0  # then a minute apart

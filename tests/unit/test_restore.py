@@ -11,8 +11,9 @@ from collector.metrics import PetraCollector
 from collector.petra_incidents import IncidentsReport
 from collector.petra_usage import TenantUsage, UsageReport
 from collector.scheduler import Scheduler, initial_offset, resume_delay
-from collector.state import Health, OrgState
-from collector.state_file import SavedOrg
+from collector.state import OrgState
+from collector.state_records import Health, SavedOrg
+from tests.outcomes import saved_org, succeed
 from tests.unit.test_scheduler_virtual_time import (
     KEY_A,
     KEY_B,
@@ -93,7 +94,7 @@ def scheduler_with(*orgs: OrgConfig) -> Scheduler:
 
 
 def saved_ok(key: ApiKey) -> SavedOrg:
-    return SavedOrg(
+    return saved_org(
         key.fingerprint,
         Health.OK,
         last_poll_at=NOW - 100,
@@ -129,7 +130,7 @@ async def test_same_name_and_fingerprint_is_restored_others_start_fresh() -> Non
 async def test_a_restored_rejected_key_stays_rejected() -> None:
     """auth_failing and the fingerprint it failed with survive, so no second auth_failed."""
     scheduler = scheduler_with(org("acme", ACME_KEY))
-    saved = SavedOrg(
+    saved = saved_org(
         ACME_KEY.fingerprint,
         Health.AUTH_FAILED,
         last_poll_at=NOW - 10,
@@ -146,7 +147,7 @@ async def test_a_restored_rejected_key_stays_rejected() -> None:
     assert state.consecutive_failures == 4
     # The next 401 is the same rejection: no FAILED event, so no `auth_failed` line.
     event = state.record_auth_failure(
-        "key rejected (401)", NOW, 0.1, state.auth_warned_monotonic + 60
+        "usage", "key rejected (401)", NOW, 0.1, state.auth_warned_monotonic + 60
     )
     assert event.name == "NONE"
 
@@ -180,9 +181,9 @@ def test_a_pending_org_has_no_up_or_auth_failure_sample() -> None:
 @pytest.mark.parametrize(
     ("record", "up"),
     [
-        (lambda s: s.record_success(REPORT, NOW, 0.1), 1.0),
-        (lambda s: s.record_error(Health.ERROR, "503", NOW, 0.1), 0.0),
-        (lambda s: s.record_auth_failure("401", NOW, 0.1, 0.0), 0.0),
+        (lambda s: succeed(s, REPORT, NOW, 0.1), 1.0),
+        (lambda s: s.record_error("usage", Health.ERROR, "503", NOW, 0.1), 0.0),
+        (lambda s: s.record_auth_failure("usage", "401", NOW, 0.1, 0.0), 0.0),
     ],
 )
 def test_the_first_outcome_brings_petra_up(record: object, up: float) -> None:
@@ -208,7 +209,7 @@ def test_a_restored_org_is_served_as_before() -> None:
 def test_staleness_counts_from_the_real_last_success() -> None:
     """A file kept over max_staleness_seconds brings back no usage series, only health."""
     state = OrgState("acme", ACME_KEY.fingerprint, "env $KEY", 300.0)
-    old = SavedOrg(ACME_KEY.fingerprint, Health.OK, last_success_at=NOW - 4000, report=REPORT)
+    old = saved_org(ACME_KEY.fingerprint, Health.OK, last_success_at=NOW - 4000, report=REPORT)
     state.restore(old, wall_now=NOW, monotonic_now=0.0, counters=True)
     shown = samples(state)
     assert ("petra_tenant_licensed_users", "acme") not in shown
@@ -242,7 +243,7 @@ def test_a_restored_org_polls_when_it_was_due() -> None:
     """Due 12 s after the restart: polled at 12 s, then every interval; not at its
     first-poll offset (30.5 s), which would cut the interval short."""
     acme = virtual_org("acme", KEY_A)
-    saved = {"acme": SavedOrg(acme.key_fingerprint, Health.OK, next_poll_at=at(12.0))}
+    saved = {"acme": saved_org(acme.key_fingerprint, Health.OK, next_poll_at=at(12.0))}
     fetcher = restored_run(saved, [acme], 150.0)
     assert fetcher.starts(KEY_A) == pytest.approx([12.0, 72.0, 132.0])
 
@@ -250,7 +251,7 @@ def test_a_restored_org_polls_when_it_was_due() -> None:
 def test_overdue_orgs_are_spread_not_sent_at_once() -> None:
     """Both were due while the collector was down: each goes at its first-poll offset."""
     orgs = [virtual_org("acme", KEY_A), virtual_org("globex", KEY_B)]
-    saved = {o.name: SavedOrg(o.key_fingerprint, Health.OK, next_poll_at=at(-50.0)) for o in orgs}
+    saved = {o.name: saved_org(o.key_fingerprint, Health.OK, next_poll_at=at(-50.0)) for o in orgs}
     fetcher = restored_run(saved, orgs, 59.0)
     assert fetcher.starts(KEY_A) == pytest.approx([initial_offset("acme", 60.0)])
     assert fetcher.starts(KEY_B) == pytest.approx([initial_offset("globex", 60.0)])
@@ -260,8 +261,8 @@ def test_a_restored_429_wait_holds_for_every_org_on_the_key() -> None:
     """globex was told to wait until 40 s; acme, on the same key and due at 5 s, waits too."""
     acme, globex = virtual_org("acme", KEY_A), virtual_org("globex", KEY_A)
     saved = {
-        "acme": SavedOrg(acme.key_fingerprint, Health.OK, next_poll_at=at(5.0)),
-        "globex": SavedOrg(
+        "acme": saved_org(acme.key_fingerprint, Health.OK, next_poll_at=at(5.0)),
+        "globex": saved_org(
             globex.key_fingerprint,
             Health.RATE_LIMITED,
             next_poll_at=at(40.0),
@@ -276,7 +277,7 @@ def test_a_restored_rejected_key_keeps_its_recheck_pace() -> None:
     """Rejected, next re-check due at 100 s: not re-checked at once after the restart."""
     acme = virtual_org("acme", KEY_A)
     saved = {
-        "acme": SavedOrg(
+        "acme": saved_org(
             acme.key_fingerprint,
             Health.AUTH_FAILED,
             next_poll_at=at(100.0),

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import pairwise
+
+import pytest
 
 from collector.apikey import ApiKey
 from collector.config import IncidentsSettings, OrgConfig, PollingSettings
 from collector.petra_errors import KeyRejected, RateLimited, Unavailable
 from collector.petra_incidents import IncidentsReport
+from collector.petra_usage import UsageReport
+from collector.routes import ROUTES, incidents_side
 from collector.scheduler import Scheduler, initial_offset
-from collector.state import Health
+from collector.state_records import Health
+from tests.outcomes import incidents_of
 from tests.unit.test_scheduler_virtual_time import (
     KEY_A,
     KEY_B,
@@ -60,9 +66,9 @@ def test_incidents_are_polled_on_their_own_schedule() -> None:
     assert first_start_date.startswith("2026-10-27T")  # 30 days before 2026-11-26
     state = scheduler.state("acme")
     assert state is not None
-    assert state.incidents is not None
-    assert state.incidents.health is Health.OK
-    assert state.incidents.requests_by_code["200"] == len(starts)
+    assert incidents_side(state) is not None
+    assert incidents_of(state).health is Health.OK
+    assert incidents_of(state).requests_by_code["200"] == len(starts)
 
 
 def test_off_means_no_incidents_request() -> None:
@@ -73,7 +79,7 @@ def test_off_means_no_incidents_request() -> None:
     assert fetcher.starts(KEY_A)
     state = scheduler.state("acme")
     assert state is not None
-    assert state.incidents is None
+    assert incidents_side(state) is None
 
 
 def test_a_429_on_incidents_never_delays_usage() -> None:
@@ -153,29 +159,45 @@ def test_incidents_failures_keep_usage_up() -> None:
     state = scheduler.state("acme")
     assert state is not None
     assert state.up
-    assert state.incidents is not None
-    assert state.incidents.health is Health.ERROR
-    assert state.incidents.requests_by_code.get("503", 0) >= 2
+    assert incidents_side(state) is not None
+    assert incidents_of(state).health is Health.ERROR
+    assert incidents_of(state).requests_by_code.get("503", 0) >= 2
 
 
-class Crashing(ScriptedFetcher):
+@dataclass
+class CrashingOn(ScriptedFetcher):
+    """A bug on one route (`route`), whatever was asked; the other answers as scripted."""
+
+    route: str = "usage"
+
+    async def fetch_usage(self, key: ApiKey, previous: UsageReport | None = None) -> UsageReport:
+        if self.route == "usage":
+            raise ZeroDivisionError
+        return await super().fetch_usage(key, previous)
+
     async def fetch_incidents(
         self, key: ApiKey, *, start_date: str, limit: int = 500, tenant_id: str | None = None
     ) -> IncidentsReport:
-        del key, start_date, limit, tenant_id  # a bug, whatever was asked
-        raise ZeroDivisionError
+        if self.route == "incidents":
+            raise ZeroDivisionError
+        return await super().fetch_incidents(
+            key, start_date=start_date, limit=limit, tenant_id=tenant_id
+        )
 
 
-def test_a_bug_on_the_incidents_route_is_recorded_and_retried() -> None:
-    fetcher = Crashing()
+@pytest.mark.parametrize("route", [route.name for route in ROUTES])
+def test_a_bug_on_any_route_is_recorded_and_retried_and_spares_the_others(route: str) -> None:
+    """One recorder for every route: the bug is the route's error, retried with backoff,
+    and the other route stays up."""
+    fetcher = CrashingOn(route=route)
     scheduler = scheduler_of(fetcher, [org("acme", KEY_A)])
     run_virtual(run_for(scheduler, 300.0))
     state = scheduler.state("acme")
     assert state is not None
-    assert state.incidents is not None
-    assert state.incidents.last_error == "internal error: ZeroDivisionError"
-    assert state.incidents.requests_by_code["error"] >= 2
-    assert state.up
+    side = state.side(route)
+    assert side.last_error == "internal error: ZeroDivisionError"
+    assert side.requests_by_code["error"] >= 2
+    assert all(state.side(other.name).up for other in ROUTES if other.name != route)
 
 
 def test_reload_starts_and_stops_the_incidents_loops() -> None:
@@ -196,7 +218,7 @@ def test_reload_starts_and_stops_the_incidents_loops() -> None:
         assert len(fetcher.incident_calls) == asked
         state = scheduler.state("acme")
         assert state is not None
-        assert state.incidents is None
+        assert incidents_side(state) is None
         scheduler.stop()
         await running
 
@@ -211,8 +233,8 @@ def test_stop_lets_an_incidents_request_on_the_wire_finish() -> None:
     assert round(ended - ACME_INCIDENTS_FIRST, 6) == 3.0
     state = scheduler.state("acme")
     assert state is not None
-    assert state.incidents is not None
-    assert state.incidents.health is Health.OK
+    assert incidents_side(state) is not None
+    assert incidents_of(state).health is Health.OK
 
 
 def test_an_org_removed_by_a_reload_stops_asking_for_incidents() -> None:

@@ -25,7 +25,7 @@ from collector.petra_errors import KeyRejected, PetraError, RateLimited, Unavail
 from collector.petra_incidents import IncidentsReport
 from collector.petra_usage import UsageReport
 from collector.scheduler import Scheduler, initial_offset
-from collector.state import Health
+from collector.state_records import Health
 from tests.virtualtime import run_virtual
 
 WALL_AT_START = 1_795_671_116.0

@@ -10,6 +10,7 @@ from collector import sharedvalues
 from collector.petra_usage import TenantUsage, UsageReport, parse_usage_body, shared_tenants
 from collector.sharedvalues import FLOATS_OF_INTS, shared_number, shared_text
 from collector.state import OrgState
+from tests.outcomes import succeed
 
 
 def _body(service: str, users: int) -> bytes:
@@ -82,10 +83,10 @@ def test_an_int_too_large_for_a_float_is_kept_nowhere() -> None:
 def test_an_unchanged_report_keeps_the_kept_tuple() -> None:
     """An answer with the same tenants keeps the kept report's tuple."""
     state = OrgState("a", "fp", "file", 60)
-    state.record_success(parse_usage_body(_body("X", 1)), 1.0, 0.1)
+    succeed(state, parse_usage_body(_body("X", 1)), 1.0, 0.1)
     assert state.report is not None
     kept = state.report.tenants
-    state.record_success(parse_usage_body(_body("X", 1)), 2.0, 0.1)
+    succeed(state, parse_usage_body(_body("X", 1)), 2.0, 0.1)
     assert state.report.tenants is kept
-    state.record_success(UsageReport(None, None, None, None, ()), 3.0, 0.1)
+    succeed(state, UsageReport(None, None, None, None, ()), 3.0, 0.1)
     assert state.report.tenants == ()

@@ -11,14 +11,12 @@ import pytest
 
 from collector.apikey import ApiKey
 from collector.petra_usage import TenantUsage, UsageReport
-from collector.state import Health, OrgState
+from collector.state import OrgState
 from collector.state_file import (
     FORMAT,
     TEMP_SUFFIX,
     VERSION,
     WRITEV_PIECES,
-    SavedOrg,
-    StateFileError,
     decode_state,
     encode_document,
     encode_org,
@@ -26,7 +24,9 @@ from collector.state_file import (
     set_aside,
     write_atomically,
 )
+from collector.state_records import Health, SavedOrg, StateFileError
 from tests.leaks import assert_no_key_material
+from tests.outcomes import saved_report, succeed
 
 T0 = 1_795_671_116.0
 M0 = 10_000.0
@@ -57,18 +57,18 @@ def report() -> UsageReport:
 
 def polled_state(name: str = "acme") -> OrgState:
     state = OrgState(name, KEY.fingerprint, "file /keys/acme", 300.0)
-    state.count_request("200")
-    state.record_success(report(), T0, 0.25)
-    state.count_request("503")
-    state.record_error(Health.ERROR, "Petra answered 503", T0 + 300, 0.5)
+    state.count_request("usage", "200")
+    succeed(state, report(), T0, 0.25)
+    state.count_request("usage", "503")
+    state.record_error("usage", Health.ERROR, "Petra answered 503", T0 + 300, 0.5)
     state.next_poll_at = T0 + 310
     return state
 
 
 def rejected_state(name: str = "globex") -> OrgState:
     state = OrgState(name, KEY.fingerprint, "env $KEY", 300.0)
-    state.count_request("401")
-    state.record_auth_failure("key rejected (401)", T0, 0.1, M0 - 100)
+    state.count_request("usage", "401")
+    state.record_auth_failure("usage", "key rejected (401)", T0, 0.1, M0 - 100)
     state.next_poll_at = T0 + 900
     return state
 
@@ -154,7 +154,7 @@ def test_unknown_sections_are_ignored() -> None:
     data = orjson.loads(document(polled_state()))
     data["orgs"]["acme"]["failed_attacks"] = {"seen": ["attack-1"]}
     data["something_new"] = 1
-    assert decode_state(orjson.dumps(data)).orgs["acme"].health is Health.ERROR
+    assert decode_state(orjson.dumps(data)).orgs["acme"].usage.health is Health.ERROR
 
 
 def _edited(path: str, value: object) -> bytes:
@@ -233,8 +233,9 @@ def test_infinite_numbers_are_refused() -> None:
 def test_whole_numbers_are_read_as_floats() -> None:
     """A hand-edited `10` where `10.0` was written is the same value, as a float."""
     saved = decode_state(_edited(f"{REPORT}.tenants.0.6", 10))
-    assert saved.orgs["acme"].report is not None
-    assert type(saved.orgs["acme"].report.tenants[0].licensed_users) is float
+    report = saved_report(saved.orgs["acme"])
+    assert report is not None
+    assert type(report.tenants[0].licensed_users) is float
 
 
 def test_no_file_is_no_state(tmp_path: Path) -> None:
@@ -301,7 +302,7 @@ def test_a_short_write_is_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_saved_org_defaults_are_a_pending_org() -> None:
     saved = SavedOrg(KEY.fingerprint)
-    assert saved.health is Health.PENDING
+    assert saved.usage.health is Health.PENDING
     assert not saved.auth_failing
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import orjson
 import pytest
 
 from collector.apikey import ApiKey
 from collector.petra_incidents import SECONDS_PER_DAY, Incident, IncidentsReport, window_start
-from collector.state import Health, OrgState
-from collector.state_file import StateFileError, decode_state, encode_document, encode_org
+from collector.routes import incidents_side
+from collector.state import OrgState
+from collector.state_file import decode_state, encode_document, encode_org
+from collector.state_records import Health, StateFileError
+from tests.outcomes import expire_incidents, incidents_of, poll_incidents, succeed_incidents
 
 T0 = 1_795_671_116.0
 M0 = 10_000.0
@@ -24,17 +28,17 @@ def incident(key: str, tenant: str, status: str, age: float) -> Incident:
 
 def polled() -> OrgState:
     state = OrgState("acme", KEY.fingerprint, "env $KEY", 300.0)
-    state.set_incidents_polled(True)
-    state.count_incidents_request("200")
+    poll_incidents(state, polled=True)
+    state.count_request("incidents", "200")
     answer = (
         incident("a", "t1", "IN_PROGRESS", 60),
         incident("b", "t2", "REMEDIATED", 29 * SECONDS_PER_DAY),
         Incident("c", "t2", "UNKNOWN", None, None),
     )
-    state.record_incidents_success(IncidentsReport(answer, 500, ("a note",)), T0, 0.2, START)
-    state.count_incidents_request("503")
-    state.record_incidents_error(Health.ERROR, "server error (503)", T0 + 300, 0.1)
-    state.set_incidents_next_poll(T0 + 310)
+    succeed_incidents(state, IncidentsReport(answer, 500, ("a note",)), T0, 0.2, START)
+    state.count_request("incidents", "503")
+    state.record_error("incidents", Health.ERROR, "server error (503)", T0 + 300, 0.1)
+    state.schedule("incidents", T0 + 310)
     return state
 
 
@@ -45,9 +49,10 @@ def document(state: OrgState) -> bytes:
 
 def restored(data: bytes, *, polled_now: bool = True, start: float = START) -> OrgState:
     fresh = OrgState("acme", KEY.fingerprint, "env $KEY", 300.0)
-    fresh.set_incidents_polled(polled_now)
+    poll_incidents(fresh, polled=polled_now)
     saved = decode_state(data).orgs["acme"]
-    fresh.restore(saved, wall_now=T0 + 500, monotonic_now=M0, counters=True, incidents_start=start)
+    fresh.restore(saved, wall_now=T0 + 500, monotonic_now=M0, counters=True)
+    expire_incidents(fresh, T0 + 500, start, math.inf)
     return fresh
 
 
@@ -55,9 +60,9 @@ def test_round_trip_keeps_the_incidents_side() -> None:
     """Counts, the seen incidents, the route's health, times and counters come back."""
     state = polled()
     back = restored(document(state))
-    assert back.incidents is not None
-    assert state.incidents is not None
-    assert dataclasses.asdict(back.incidents) == dataclasses.asdict(state.incidents)
+    assert incidents_side(back) is not None
+    assert incidents_side(state) is not None
+    assert dataclasses.asdict(incidents_of(back)) == dataclasses.asdict(incidents_of(state))
 
 
 def test_no_user_data_and_no_more_than_an_incident_holds() -> None:
@@ -78,9 +83,9 @@ def test_the_window_moves_while_the_process_is_down() -> None:
     """An incident that left the window during the downtime is not counted after it."""
     later = T0 + 2 * SECONDS_PER_DAY
     back = restored(document(polled()), start=window_start(later, 30))
-    assert back.incidents is not None
-    assert back.incidents.tenants is not None
-    assert [(t.tenant_id, t.by_status) for t in back.incidents.tenants] == [
+    tenants = incidents_of(back).tenants
+    assert tenants is not None
+    assert [(t.tenant_id, t.by_status) for t in tenants] == [
         ("t1", (("IN_PROGRESS", 1),)),
         ("t2", (("UNKNOWN", 1),)),
     ]
@@ -88,13 +93,13 @@ def test_the_window_moves_while_the_process_is_down() -> None:
 
 def test_incidents_turned_off_meanwhile_are_not_restored() -> None:
     back = restored(document(polled()), polled_now=False)
-    assert back.incidents is None
+    assert incidents_side(back) is None
 
 
 def test_a_key_rejected_on_the_incidents_route_stays_rejected() -> None:
     state = OrgState("acme", KEY.fingerprint, "env $KEY", 300.0)
-    state.set_incidents_polled(True)
-    state.record_incidents_auth_failure("key rejected (401)", T0, 0.1, M0)
+    poll_incidents(state, polled=True)
+    state.record_auth_failure("incidents", "key rejected (401)", T0, 0.1, M0)
     back = restored(document(state))
     assert back.auth_failing
     assert back.auth_rejected_routes == {"incidents"}
@@ -133,7 +138,7 @@ def test_a_broken_incidents_section_is_refused_by_path(
 
 def test_rejected_routes_must_be_routes() -> None:
     state = OrgState("acme", KEY.fingerprint, "env $KEY", 300.0)
-    state.record_auth_failure("401", T0, 0.1, M0)
+    state.record_auth_failure("usage", "401", T0, 0.1, M0)
     data = orjson.loads(document(state))
     data["orgs"]["acme"]["auth"]["rejected_routes"] = ["billing"]
     with pytest.raises(StateFileError, match="rejected_routes: must be a list of routes"):

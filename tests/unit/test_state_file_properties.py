@@ -11,15 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector.petra_usage import TenantUsage, UsageReport
-from collector.state import Health, OrgState
-from collector.state_file import (
-    SavedState,
-    StateFileError,
-    decode_state,
-    encode_document,
-    encode_org,
-)
+from collector.state import OrgState
+from collector.state_file import decode_state, encode_document, encode_org
+from collector.state_records import Health, SavedState, StateFileError
 from collector.state_store import load_state
+from tests.outcomes import saved_report, succeed
 
 T0 = 1_795_671_116.0
 
@@ -62,8 +58,8 @@ def test_any_json_gives_a_state_or_a_reason(value: object) -> None:
 def valid_document() -> dict[str, Any]:
     state = OrgState("acme", "sha256:aaaaaaaaaaaa", "env $K", 300.0)
     tenant = TenantUsage("t1", "m", "T", "EDR", "billable", False, 1.0, 2.0, 0.5, T0, None)
-    state.record_success(UsageReport("2026-11-26", T0, "Acme", 1.0, (tenant,)), T0, 0.1)
-    state.record_auth_failure("401", T0 + 1, 0.1, 5.0)
+    succeed(state, UsageReport("2026-11-26", T0, "Acme", 1.0, (tenant,)), T0, 0.1)
+    state.record_auth_failure("usage", "401", T0 + 1, 0.1, 5.0)
     parts = [encode_org(state, wall_now=T0 + 2, monotonic_now=6.0)]
     document: dict[str, Any] = orjson.loads(
         b"".join(encode_document(parts, written_at=T0 + 2, clean_stop=True))
@@ -149,23 +145,24 @@ def test_every_state_round_trips(
 ) -> None:
     (moment, failures), (health, rejected) = timing, outcome
     state = OrgState("org-1", "sha256:aaaaaaaaaaaa", "env $K", 300.0)
-    state.record_success(UsageReport(None, moment, None, None, tuple(tenant_list)), moment, 0.1)
+    succeed(state, UsageReport(None, moment, None, None, tuple(tenant_list)), moment, 0.1)
     if rejected:
-        state.record_auth_failure("401", moment + 1, 0.2, 100.0)
+        state.record_auth_failure("usage", "401", moment + 1, 0.2, 100.0)
     state.health = health
     state.consecutive_failures = failures
     state.requests_by_code = requests
     parts = [encode_org(state, wall_now=moment + 2, monotonic_now=101.0)]
     saved = decode_state(b"".join(encode_document(parts, written_at=moment + 2, clean_stop=True)))
     back = saved.orgs["org-1"]
-    assert back.report is not None
-    assert back.report.tenants == tuple(tenant_list)
-    assert (back.health, back.consecutive_failures, back.auth_failing) == (
+    back_report = saved_report(back)
+    assert back_report is not None
+    assert back_report.tenants == tuple(tenant_list)
+    assert (back.usage.health, back.usage.consecutive_failures, back.auth_failing) == (
         health,
         failures,
         rejected,
     )
-    assert back.requests_by_code == requests
+    assert back.usage.requests_by_code == requests
 
 
 @settings(

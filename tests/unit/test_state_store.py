@@ -16,6 +16,7 @@ from collector.petra_usage import TenantUsage, UsageReport
 from collector.state import OrgState
 from collector.state_file import TEMP_SUFFIX, decode_state, read_state_file, write_atomically
 from collector.state_store import ENCODE_BATCH, StateWriter, load_state
+from tests.outcomes import saved_report, succeed
 
 T0 = 1_795_671_116.0
 
@@ -26,7 +27,7 @@ def org(name: str) -> OrgState:
         TenantUsage(f"t{i}", None, "Tenant", "EDR", None, False, 10.0, 5.0, 1.0, None, None)
         for i in range(10)
     )
-    state.record_success(UsageReport(None, None, name, 10.0, tenants), T0, 0.1)
+    succeed(state, UsageReport(None, None, name, 10.0, tenants), T0, 0.1)
     return state
 
 
@@ -76,15 +77,15 @@ async def test_only_changed_orgs_are_encoded_again(tmp_path: Path) -> None:
     assert await saver.write(clean_stop=False)
     assert saver.last_write is not None
     assert saver.last_write.encoded == 20
-    states[3].record_success(states[3].report or UsageReport(None, None, None, None, ()), T0, 1.0)
+    succeed(states[3], states[3].report or UsageReport(None, None, None, None, ()), T0, 1.0)
     states[7].next_poll_at = T0 + 5  # a new due time alone is a change too
     assert await saver.write(clean_stop=False)
     assert saver.last_write.encoded == 2
     assert saver.last_write.orgs == 20
     saved = read_state_file(tmp_path / "state.json")
     assert saved is not None
-    assert saved.orgs["org-3"].poll_duration == 1.0
-    assert saved.orgs["org-7"].next_poll_at == T0 + 5
+    assert saved.orgs["org-3"].usage.poll_duration == 1.0
+    assert saved.orgs["org-7"].usage.next_poll_at == T0 + 5
 
 
 async def test_unchanged_tenants_of_a_changed_org_are_not_encoded_again(
@@ -107,18 +108,18 @@ async def test_unchanged_tenants_of_a_changed_org_are_not_encoded_again(
     assert same.report is not None
     assert changed.report is not None
     equal = tuple(TenantUsage(*tenant) for tenant in same.report.tenants)  # a new answer
-    same.record_success(same.report._replace(tenants=equal), T0 + 60, 0.2)
+    succeed(same, same.report._replace(tenants=equal), T0 + 60, 0.2)
     fewer = changed.report.tenants[:3]
-    changed.record_success(changed.report._replace(tenants=fewer), T0 + 60, 0.2)
+    succeed(changed, changed.report._replace(tenants=fewer), T0 + 60, 0.2)
     assert await saver.write(clean_stop=False)
     assert saver.last_write is not None
     assert saver.last_write.encoded == 2
     assert encoded == [3]  # only the org whose tenants changed
     saved = read_state_file(tmp_path / "state.json")
     assert saved is not None
-    assert saved.orgs["same"].report == same.report
-    assert saved.orgs["same"].poll_duration == 0.2
-    assert saved.orgs["changed"].report == changed.report
+    assert saved_report(saved.orgs["same"]) == same.report
+    assert saved.orgs["same"].usage.poll_duration == 0.2
+    assert saved_report(saved.orgs["changed"]) == changed.report
 
 
 async def test_encoding_yields_to_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,7 +213,7 @@ def test_load_reads_what_was_written(tmp_path: Path) -> None:
     asyncio.run(writer(path, [org("acme")]).write(clean_stop=True))
     result = load_state(path, T0)
     assert result.state is not None
-    assert result.state.orgs["acme"].report is not None
+    assert saved_report(result.state.orgs["acme"]) is not None
     assert result.state == decode_state(path.read_bytes())
 
 

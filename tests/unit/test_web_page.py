@@ -10,8 +10,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from collector.exposition import Exposition
 from collector.metrics import PetraCollector
 from collector.petra_usage import TenantUsage, UsageReport
-from collector.state import Health, OrgState
+from collector.state import OrgState
+from collector.state_records import Health
 from collector.web_app import PAGE_SECURITY_HEADERS, make_web_app
+from tests.outcomes import succeed
 
 CSP: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -29,9 +31,9 @@ class _FakeDaemon:
     def __init__(self) -> None:
         acme = OrgState("acme", "sha256:0123456789ab", "env $KEY", 300.0)
         tenant = TenantUsage("t1", None, "<b>T</b>", None, None, None, 1.0, 1.0, 1.0, None, None)
-        acme.record_success(UsageReport(None, None, "Acme", 1.0, (tenant,)), 1e9, 0.1)
+        succeed(acme, UsageReport(None, None, "Acme", 1.0, (tenant,)), 1e9, 0.1)
         umbrella = OrgState("umbrella", "sha256:ba9876543210", "env $OTHER", 300.0)
-        umbrella.record_error(Health.ERROR, "HTTP 500", 1e9, None)
+        umbrella.record_error("usage", Health.ERROR, "HTTP 500", 1e9, None)
         self.states = [acme, umbrella]
         self.exposition = Exposition(PetraCollector(self.org_states, lambda: self.max_staleness))
 

@@ -12,8 +12,8 @@ from typing import Final
 import pytest
 
 from collector.petra_usage import TenantUsage, UsageReport
-from collector.state import Health, OrgState
-from collector.state_file import SavedOrg
+from collector.state import OrgState
+from collector.state_records import Health
 from collector.web_page import (
     COLUMNS,
     DEFAULT_REFRESH_SECONDS,
@@ -32,6 +32,7 @@ from collector.web_status import (
     org_detail,
     status_document,
 )
+from tests.outcomes import saved_org, succeed
 
 NOW = 1_790_000_000.0
 HOSTILE = "<img src=x onerror=alert(1)>\"'&"
@@ -46,9 +47,9 @@ def _tenant(tenant_id: str, name: str | None, billable: float, paused: bool | No
 def states() -> list[OrgState]:
     ok = OrgState("acme", "sha256:0123456789ab", f"file /keys/{HOSTILE}", 300.0)
     tenants = (_tenant("t1", f"Zed {HOSTILE}", 8.0, False), _tenant("t2", "alpha", 2.5, None))
-    ok.record_success(UsageReport("2026-09-21", None, HOSTILE, 1.0, tenants), NOW - 10, 0.1)
+    succeed(ok, UsageReport("2026-09-21", None, HOSTILE, 1.0, tenants), NOW - 10, 0.1)
     failing = OrgState("umbrella", "sha256:ba9876543210", "env $KEY", 300.0)
-    failing.record_error(Health.ERROR, f"HTTP 500: {HOSTILE}", NOW - 5, None)
+    failing.record_error("usage", Health.ERROR, f"HTTP 500: {HOSTILE}", NOW - 5, None)
     never = OrgState("waiting", "sha256:cccccccccccc", "env $OTHER", 300.0)
     return [ok, failing, never]
 
@@ -142,8 +143,8 @@ def test_failing_orgs_come_first_and_never_polled_is_not_stale() -> None:
 def test_usage_older_than_max_staleness_is_stale() -> None:
     """Usage from a success longer ago than max_staleness is marked stale, on page and JSON."""
     state = OrgState("acme", "sha256:0123456789ab", "env $KEY", 300.0)
-    state.record_success(UsageReport(None, None, "Acme", 0.0, ()), NOW - 7200, 0.1)
-    state.record_error(Health.ERROR, "timeout", NOW - 1, None)
+    succeed(state, UsageReport(None, None, "Acme", 0.0, ()), NOW - 7200, 0.1)
+    state.record_error("usage", Health.ERROR, "timeout", NOW - 1, None)
     doc = status_document([state], NOW, 3600.0, shard=None, version="0.1.0")
     assert doc["orgs"][0]["stale"] is True
     assert doc["summary"]["stale"] == 1
@@ -280,13 +281,13 @@ def test_static_files_are_package_data_with_etags() -> None:
 def test_restored_orgs_are_marked_until_their_first_poll() -> None:
     """An org served from the state file says so on the page and in the JSON, until polled."""
     state = OrgState("acme", "sha256:0123456789ab", "env $KEY", 300.0)
-    saved = SavedOrg("sha256:0123456789ab", Health.OK, last_success_at=NOW - 60)
+    saved = saved_org("sha256:0123456789ab", Health.OK, last_success_at=NOW - 60)
     state.restore(saved, wall_now=NOW, monotonic_now=0.0, counters=False)
     doc = status_document([state], NOW, 3600.0, shard=None, version="0.1.0")
     assert doc["orgs"][0]["restored"] is True
     assert doc["summary"]["restored"] == 1
     assert ">OK (restored)<" in render_status_page(doc)
-    state.record_success(UsageReport(None, None, "Acme", 0.0, ()), NOW, 0.1)
+    succeed(state, UsageReport(None, None, "Acme", 0.0, ()), NOW, 0.1)
     doc = status_document([state], NOW, 3600.0, shard=None, version="0.1.0")
     assert doc["orgs"][0]["restored"] is False
     assert ">OK<" in render_status_page(doc)

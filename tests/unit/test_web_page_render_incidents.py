@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collector.petra_incidents import Incident, IncidentsReport, window_start
 from collector.petra_usage import TenantUsage, UsageReport
-from collector.state import Health, OrgState
+from collector.state import OrgState
+from collector.state_records import Health
 from collector.web_page import incidents_cell, render_detail_row, render_status_page
 from collector.web_status import org_detail, org_status, status_document
+from tests.outcomes import poll_incidents, succeed, succeed_incidents
 
 T0 = 1_795_671_116.0
 START = window_start(T0, 30)
@@ -18,11 +20,11 @@ def state_with(*incidents: Incident, polled: bool = True, received: int | None =
     tenant = TenantUsage(
         "t1", None, "Northwind Dental", None, None, None, 5.0, 5.0, 1.0, None, None
     )
-    state.record_success(UsageReport("2026-11-26", T0, "Acme", 1.0, (tenant,)), T0, 0.1)
-    state.set_incidents_polled(polled)
+    succeed(state, UsageReport("2026-11-26", T0, "Acme", 1.0, (tenant,)), T0, 0.1)
+    poll_incidents(state, polled=polled)
     if incidents or received is not None:
         count = len(incidents) if received is None else received
-        state.record_incidents_success(IncidentsReport(incidents, count), T0, 0.1, START)
+        succeed_incidents(state, IncidentsReport(incidents, count), T0, 0.1, START)
     return state
 
 
@@ -50,7 +52,7 @@ def test_column_when_off_pending_remediated_failing_and_full() -> None:
     assert (pending.text, pending.small) == ("", "PENDING")
     done = state_with(incident("a", "t1", "REMEDIATED"))
     assert incidents_cell(org_status(done, T0, 3600)["incidents"]).text == "all remediated"
-    done.record_incidents_error(Health.ERROR, "server error (503)", T0 + 1, 0.1)
+    done.record_error("incidents", Health.ERROR, "server error (503)", T0 + 1, 0.1)
     failing = incidents_cell(org_status(done, T0, 3600)["incidents"])
     assert failing.small == "1 in the window, ERROR"
     full = state_with(incident("a", "t1", "REMEDIATED"), received=500)
