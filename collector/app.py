@@ -19,9 +19,9 @@ from collector import __version__, memory_gc
 from collector.config import (
     NO_OVERRIDES,
     CliOverrides,
-    HostPort,
     LoadedConfig,
     OrgConfig,
+    ServerSettings,
     Settings,
     iter_orgs_in_shard,
     load_config,
@@ -30,6 +30,7 @@ from collector.config_reader import ConfigError
 from collector.exposition import Exposition
 from collector.logs import REDACTOR, configure_logging, get_logger
 from collector.metrics import CollectorMetrics, PetraCollector, tenant_families
+from collector.open_files import OpenFilesLimit, connection_cap, raise_open_files_limit
 from collector.petra_client import new_client, new_session
 from collector.scheduler import Scheduler
 from collector.sdnotify import SystemdNotifier
@@ -38,6 +39,7 @@ from collector.state_store import StateWriter, load_state, log_load_problem
 from collector.web_app import make_web_app
 from collector.web_config import WebConfig
 from collector.web_guard import CHECK_SECONDS, WebGuard
+from collector.web_listener import Listener
 
 WEB_SHUTDOWN_SECONDS: Final = 2.0
 
@@ -101,6 +103,14 @@ class Daemon:
             registry=own,
         ).set_function(self._task_count)
         self._guard = WebGuard(web_config, own, self._log, check_seconds=web_config_check_seconds)
+        self._listener = Listener(
+            own,
+            self._log,
+            header_timeout=self._settings.server.header_timeout_seconds,
+            ssl_context=self._guard.ssl_context,
+            answer_headers=lambda: self._guard.answer_headers,
+        )
+        self._open_files: OpenFilesLimit | None = None
 
     # -- what the web side reads ---------------------------------------------------
 
@@ -151,7 +161,7 @@ class Daemon:
             self._adopt(settings)
             self._log_loaded(self._start_warnings, settings, "start")
             await self._restore_state(scheduler, settings)
-            await self._start_web(settings.server.listen)
+            await self._start_web(settings.server)
             async with asyncio.TaskGroup() as group:
                 writer = self._state_writer
                 saving = None if writer is None else group.create_task(writer.run(), name="state")
@@ -221,6 +231,7 @@ class Daemon:
             self._state_writer.notify()
 
     async def _close(self) -> None:
+        await self._listener.close()
         if self._web_runner is not None:
             await self._web_runner.cleanup()
             self._web_runner = None
@@ -229,29 +240,31 @@ class Daemon:
             self._session = None
         self._guard.close()
 
-    async def _start_web(self, listen: HostPort) -> None:
+    async def _start_web(self, server: ServerSettings) -> None:
+        self._open_files = raise_open_files_limit()
+        app = make_web_app(self, self._guard)
+        app.middlewares.insert(0, self._listener.middleware)  # outermost: auth is busy too
         runner = web.AppRunner(
-            make_web_app(self, self._guard),
+            app,
             access_log=None,
             handle_signals=False,
             shutdown_timeout=WEB_SHUTDOWN_SECONDS,
         )
         await runner.setup()
-        site = web.TCPSite(
-            runner,
-            listen.host,
-            listen.port,
-            reuse_address=True,
-            ssl_context=self._guard.ssl_context,
-        )
+        assert runner.server is not None  # noqa: S101 - setup() made it
+        listen = server.listen
         try:
-            await site.start()
+            port = self._listener.start(
+                runner.server,
+                listen.host,
+                listen.port,
+                max_connections=connection_cap(server.max_connections, self._open_files.now),
+            )
         except OSError as error:
             await runner.cleanup()
             raise StartupError(f"cannot listen on {listen}: {error.strerror or error}") from None
         self._web_runner = runner
-        address = runner.addresses[0]
-        self.bound_port = int(address[1])
+        self.bound_port = port
         self.serving.set()
 
     def _announce_ready(self) -> None:
@@ -265,8 +278,25 @@ class Daemon:
             basic_auth=bool(self._guard.config and self._guard.config.users),
             orgs=owned,
             shard=self.shard,
+            **self._connection_limits(),
         )
         self._notifier.ready(f"polling {owned} orgs")
+
+    def _connection_limits(self) -> dict[str, object]:
+        """What the `started` event says of the listener's limits (see web_listener)."""
+        files = self._open_files
+        assert files is not None  # noqa: S101 - _start_web ran before
+        limits: dict[str, object] = {
+            "open_files_limit": files.now,
+            "max_connections": self._listener.max_connections,
+            "header_timeout_seconds": self._settings.server.header_timeout_seconds,
+        }
+        if files.before != files.now:
+            limits["open_files_limit_raised_from"] = files.before
+        configured = self._settings.server.max_connections
+        if configured != self._listener.max_connections:
+            limits["max_connections_configured"] = configured
+        return limits
 
     async def _watchdog(self) -> None:
         interval = self._notifier.watchdog_interval
@@ -345,6 +375,12 @@ class Daemon:
         for setting, running, configured in (
             ("server.listen", old.server.listen, settings.server.listen),
             ("server.web_config_file", old.server.web_config_file, settings.server.web_config_file),
+            ("server.max_connections", old.server.max_connections, settings.server.max_connections),
+            (
+                "server.header_timeout_seconds",
+                old.server.header_timeout_seconds,
+                settings.server.header_timeout_seconds,
+            ),
             (
                 "metrics.tenant_name_labels",
                 old.metrics.tenant_name_labels,

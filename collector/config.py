@@ -90,6 +90,8 @@ class IncidentsSettings:
 class ServerSettings:
     listen: HostPort = HostPort("127.0.0.1", DEFAULT_PORT)
     web_config_file: str | None = None  # absolute: a relative one is resolved at parse time
+    max_connections: int = 512  # Prometheus' --web.max-connections default
+    header_timeout_seconds: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,8 +348,16 @@ def _parse_server(section: Section, base_dir: Path) -> ServerSettings:
     web_config_file = section.string("web_config_file", "") or None
     if web_config_file is not None and not Path(web_config_file).is_absolute():
         web_config_file = str(base_dir / web_config_file)
+    defaults = ServerSettings()
+    max_connections = int(section.number("max_connections", defaults.max_connections, integer=True))
+    header_timeout = section.number("header_timeout_seconds", defaults.header_timeout_seconds)
     section.finish()
-    return ServerSettings(listen=listen, web_config_file=web_config_file)
+    return ServerSettings(
+        listen=listen,
+        web_config_file=web_config_file,
+        max_connections=max_connections,
+        header_timeout_seconds=header_timeout,
+    )
 
 
 def _parse_metrics(section: Section) -> MetricsSettings:

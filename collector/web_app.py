@@ -19,6 +19,7 @@ from collector.exposition import (
 )
 from collector.gzipstream import LEVEL as GZIP_LEVEL
 from collector.state import OrgState
+from collector.web_encoding import accepts_gzip
 from collector.web_guard import OWN_HEADERS, WebGuard
 from collector.web_page import (
     Asset,
@@ -98,7 +99,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     exposition = request.app[DAEMON].exposition
     negotiated = negotiate(request.headers.get("Accept", ""))
     headers = {"Content-Type": negotiated.content_type}
-    gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
+    gzipped = accepts_gzip(request.headers.get("Accept-Encoding"))
     if gzipped:
         headers["Content-Encoding"] = "gzip"
     if negotiated.fast is None:

@@ -30,7 +30,9 @@ CHECK_SECONDS: Final = 2.0
 # They reveal nothing, and kubelet probes carry no credentials.
 PROBE_PATHS: Final = frozenset({"/healthz", "/readyz", "/-/healthy", "/-/ready"})
 REALM: Final = 'Basic realm="petra-collector", charset="UTF-8"'
-OWN_HEADERS: Final = {"X-Content-Type-Options": "nosniff"}
+# On every answer; `Server` names the product only (aiohttp's default tells scanners the
+# Python and aiohttp versions).
+OWN_HEADERS: Final = {"X-Content-Type-Options": "nosniff", "Server": "petra-collector"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FilesSignature = tuple[Signature | None, ...]
@@ -105,6 +107,11 @@ class WebGuard:
     @property
     def config(self) -> WebConfig | None:
         return self._config
+
+    @property
+    def answer_headers(self) -> dict[str, str]:
+        """The headers every answer carries: the web config's and ours."""
+        return dict(self._headers)
 
     def _new_auth(self, config: WebConfig | None) -> BasicAuth | None:
         if config is None or not config.users:
@@ -185,7 +192,7 @@ class WebGuard:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         auth = self._auth
-        if auth is None or request.path in PROBE_PATHS:
+        if auth is None or _is_probe(request):
             return await handler(request)
         verdict = await auth.check(request.headers.get("Authorization"))
         if verdict is Verdict.OK:
@@ -200,6 +207,13 @@ class WebGuard:
         for name, value in self._headers.items():
             if name in OWN_HEADERS or name not in response.headers:
                 response.headers[name] = value
+
+
+def _is_probe(request: web.Request) -> bool:
+    """Whether the route the router matched is a probe's: decided by the route, not by a
+    second reading of the path (`/-%2Fhealthy` decodes to a probe path but matches none)."""
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical in PROBE_PATHS
 
 
 def _signature(config: WebConfig | None) -> FilesSignature:

@@ -20,6 +20,7 @@ stands under each one.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +45,7 @@ from collector.web_status import (
 
 DEFAULT_REFRESH_SECONDS: Final = 15
 MAX_REFRESH_SECONDS: Final = 3600
+ASCII_DIGITS: Final = re.compile(r"[0-9]+")
 DOCS_URL: Final = "https://github.com/petra-collector/petra-collector/tree/main/docs"
 TROUBLESHOOTING_URL: Final = (
     "https://github.com/petra-collector/petra-collector/blob/main/docs/troubleshooting.md"
@@ -77,10 +79,17 @@ TENANT_COLUMNS: Final = (
 
 
 def refresh_seconds(query_value: str | None) -> int:
-    """The `?refresh=N` query parameter: whole seconds 0..3600 (0: no refresh), else 15."""
-    if query_value is None or not query_value.strip().isdigit():
+    """The `?refresh=N` query parameter: whole seconds 0..3600 (0: no refresh), else 15.
+
+    ASCII digits only (`str.isdigit` also takes `²`, which `int` refuses); a number of
+    any length is read, so thousands of digits are not handed to `int` either."""
+    digits = "" if query_value is None else query_value.strip()
+    if not ASCII_DIGITS.fullmatch(digits):
         return DEFAULT_REFRESH_SECONDS
-    return min(int(query_value), MAX_REFRESH_SECONDS)
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(MAX_REFRESH_SECONDS)):
+        return MAX_REFRESH_SECONDS
+    return min(int(significant), MAX_REFRESH_SECONDS)
 
 
 def _text(value: object) -> str:
