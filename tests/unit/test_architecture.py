@@ -41,7 +41,7 @@ LAYERS: tuple[Layer, ...] = (
     layer(
         "foundation",
         *("__init__", "apikey", "petra_errors", "sharding", "logs", "sdnotify"),
-        *("config_reader", "gzipstream", "memory_gc", "memory_trim", "bounded"),
+        *("config_reader", "gzipstream", "memory_gc", "memory_trim", "bounded", "open_files"),
     ),
     # Outside input made typed (Petra's JSON, key files), and limiter arithmetic.
     layer("parsing", "petra_usage", "petra_incidents", "keys", "ratelimit", "sharedvalues"),
@@ -61,9 +61,13 @@ LAYERS: tuple[Layer, ...] = (
     layer("reading", "metrics", "web_status", "web_page", arm="serving"),
     # Above the readers, so `metrics` stays the table of families and knows no cache.
     layer("rendering", "exposition", arm="serving"),
-    # The listener's lock (web config, TLS, basic auth) beside the routes it guards.
+    # The listener's lock (web config, TLS, basic auth) beside the routes it guards, and
+    # the listener itself (connection cap, header deadline, its own error answers).
     layer(
-        "serving", "web_app", "web_config", "web_guard", "web_tls", "web_basicauth", arm="serving"
+        "serving",
+        *("web_app", "web_config", "web_guard", "web_tls", "web_basicauth", "web_encoding"),
+        *("web_listener", "web_errors"),
+        arm="serving",
     ),
     # Start-up, reload and shutdown: the one module that knows all three arms.
     layer("wiring", "app"),
