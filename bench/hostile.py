@@ -5,9 +5,10 @@
 The simulator runs in this process; the daemon as `python -m collector run` with a
 soft/hard open-file limit of `--nofile` (default 1024: the connection cap is then the
 default 512), 10 orgs polled every 2 s, a state file, with and without TLS. For each of
-`idle` and `slowloris` (one header line every second per connection), 1.2x the cap of
-such connections are held open for `--hold-seconds`: a connection the daemon closes is
-opened again on the next tick (each second), as slowloris tools do. Meanwhile
+`idle` and `slowloris` (one header line every second per connection; over TLS after
+the handshake), 1.2x the cap of such connections are held open for `--hold-seconds` by
+a process of their own: a connection the daemon closes is opened again on the next
+tick (each second), as slowloris tools do. Meanwhile
 `/healthz` is asked every 0.2 s on a new connection (as kubelet does) and timed, and
 the gaps between one org's polls are read from the simulator (lateness: a gap minus
 the 2 s interval). Last, `--bad` malformed requests are sent and the log lines the
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import ssl
 import statistics
@@ -30,6 +32,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +65,7 @@ class Collector:
     client_ssl: ssl.SSLContext | None
     log: Path
     state: Path
+    ca_file: Path | None  # what `client_ssl` trusts
 
     @property
     def url(self) -> str:
@@ -122,11 +126,13 @@ async def limited_collector(
     config = write_config(directory, simulator_url, orgs, server or {})
     command = ["run", "--config", str(config)]
     client_ssl = None
+    ca_file = None
     if tls:
         files = TlsFiles(directory / "tls")
         web = write_web_config(directory / "tls" / "web.yml", tls=files.tls_section())
         command += ["--web.config.file", str(web)]
         client_ssl = files.client_context()
+        ca_file = files.ca_file
     port = free_port()
     log = directory / "collector.log"
     with log.open("wb") as output:
@@ -142,7 +148,7 @@ async def limited_collector(
             stdout=output,
             stderr=output,
         )
-    running = Collector(process, port, client_ssl, log, directory / "state.json")
+    running = Collector(process, port, client_ssl, log, directory / "state.json", ca_file)
     try:
         await wait_ready(running)
         yield running
@@ -234,6 +240,42 @@ class Holder:
             await asyncio.sleep(TICK_SECONDS)
 
 
+def _hold_forever(
+    port: int, count: int, slowloris: bool, ca_file: str | None, opened: Synchronized[int]
+) -> None:
+    """A Holder in a process of its own, until terminated; `opened` counts connections."""
+    client_ssl = None if ca_file is None else ssl.create_default_context(cafile=ca_file)
+    holder = Holder(port, count, slowloris, client_ssl)
+
+    async def run() -> None:
+        holder.start()
+        while True:
+            await asyncio.sleep(0.5)
+            opened.value = holder.opened
+
+    asyncio.run(run())
+
+
+@contextlib.asynccontextmanager
+async def holding(
+    running: Collector, count: int, *, slowloris: bool
+) -> AsyncIterator[Synchronized[int]]:
+    """`count` connections held by a child process (its CPU is not the prober's) while the
+    block runs; yields the shared count of connections it opened."""
+    spawn = multiprocessing.get_context("spawn")
+    opened = spawn.Value("i", 0)
+    ca_file = None if running.ca_file is None else str(running.ca_file)
+    child = spawn.Process(
+        target=_hold_forever, args=(running.port, count, slowloris, ca_file, opened), daemon=True
+    )
+    child.start()
+    try:
+        yield opened
+    finally:
+        child.terminate()
+        await asyncio.to_thread(child.join, 10)
+
+
 async def probe_latencies(running: Collector, seconds: float) -> tuple[list[float], int]:
     """`/healthz` latencies, one every PROBE_EVERY_SECONDS for `seconds`; and how many
     got no answer within PROBE_TIMEOUT_SECONDS."""
@@ -276,14 +318,11 @@ async def hold(
     """`count` connections held for `seconds` while /healthz is timed."""
     lines_before = len(running.log_lines())
     state_before = running.state.stat().st_mtime_ns if running.state.exists() else 0
-    holder = Holder(running.port, count, slowloris, running.client_ssl)
     start = time.monotonic()
-    holder.start()
-    try:
-        await asyncio.sleep(TICK_SECONDS)  # every connection opened
+    async with holding(running, count, slowloris=slowloris) as opened:
+        await asyncio.sleep(TICK_SECONDS * 2)  # every connection opened
         latencies, failures = await probe_latencies(running, seconds)
-    finally:
-        await holder.stop()
+        opened_count = int(opened.value)
     end = time.monotonic()
     await asyncio.sleep(POLL_INTERVAL_SECONDS * 1.5)  # the poll that closes the last gap
     state_after = running.state.stat().st_mtime_ns if running.state.exists() else 0
@@ -294,7 +333,7 @@ async def hold(
             gap - POLL_INTERVAL_SECONDS
             for gap in gaps(simulator.request_times(org), start, end + POLL_INTERVAL_SECONDS)
         ],
-        opened=holder.opened,
+        opened=opened_count,
         log_lines=len(running.log_lines()) - lines_before,
         state_writes=state_after > state_before,
     )
