@@ -23,6 +23,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 LOG_EVERY_SECONDS: Final = 60.0
+SHOWN_FROM_START: Final = (400, 500)  # at 0 before the first, so rate() sees the first
 
 
 class ErrorAnswers(Collector):
@@ -39,7 +40,7 @@ class ErrorAnswers(Collector):
         self._log = logger
         self._headers = headers
         self._clock = clock
-        self._counts: Counter[int] = Counter()
+        self._counts: Counter[int] = Counter(dict.fromkeys(SHOWN_FROM_START, 0))
         self._unlogged: Counter[int] = Counter()
         self._logged_at = float("-inf")
         registry.register(self)
