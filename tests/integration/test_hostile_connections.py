@@ -117,7 +117,7 @@ async def test_idle_and_slowloris_connections_are_closed_at_the_header_deadline(
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 async def test_hundreds_of_idle_connections_cost_nothing_visible(tmp_path: Path, tls: bool) -> None:
-    server = {"header_timeout_seconds": 60}  # only the cap frees places during the test
+    server: dict[str, float] = {"header_timeout_seconds": 60}  # only the cap frees places
     async with daemon(tmp_path, tls=tls, server=server) as (running, simulator):
         (started,) = running.events("started")
         assert started["open_files_limit"] == HARD
