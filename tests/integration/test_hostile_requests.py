@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from collector.petra_simulator import SimulatedOrg, sim_key
 from tests.integration.harness import Running, parse_metrics, running_daemon, value
@@ -182,3 +183,51 @@ async def test_an_authorized_client_still_gets_everything(tmp_path: Path) -> Non
                 assert response.status == 200
                 assert response.headers["Server"] == "petra-collector"
         assert isinstance(run.http.connector, aiohttp.BaseConnector)
+
+
+async def test_a_kept_alive_connection_outlives_the_header_deadline(tmp_path: Path) -> None:
+    """The header deadline is for a request's header; between answers, keep-alive lasts."""
+    extra = "server:\n  header_timeout_seconds: 0.5\n"
+    async with running_daemon(tmp_path, [ACME], extra_config=extra) as run:
+        port = run.daemon.bound_port
+        assert port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for _ in range(2):
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                await writer.drain()
+                answer = await asyncio.wait_for(reader.readuntil(b"ok\n"), timeout=10)
+                assert answer.startswith(b"HTTP/1.1 200"), answer
+                await asyncio.sleep(1.5)  # three header deadlines, idle between answers
+        finally:
+            writer.close()
+        samples = await counter(
+            run, "petra_collector_http_connections_closed_total", reason="header_timeout"
+        )
+        assert samples == 0
+
+
+async def test_at_the_cap_the_longest_idle_connection_makes_room(tmp_path: Path) -> None:
+    extra = "server:\n  max_connections: 3\n"
+    async with running_daemon(tmp_path, [ACME], extra_config=extra) as run:
+        port = run.daemon.bound_port
+        assert port is not None
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        await asyncio.sleep(0.2)  # all three accepted
+        try:
+            request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            assert head(await exchange(run, request))[0] == 200
+            oldest = await asyncio.wait_for(held[0][0].read(), timeout=10)
+            assert oldest == b""  # closed to make room, without an answer
+            for reader, _writer in held[1:]:
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(reader.read(), timeout=0.2)
+        finally:
+            for _reader, writer in held:
+                writer.close()
+        evicted = await counter(
+            run, "petra_collector_http_connections_closed_total", reason="evicted"
+        )
+        assert evicted is not None
+        assert evicted >= 1
+        assert await counter(run, "petra_collector_http_connections_limit") == 3
