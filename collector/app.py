@@ -24,6 +24,7 @@ from collector.config import (
     ServerSettings,
     Settings,
     iter_orgs_in_shard,
+    listen_text,
     load_config,
 )
 from collector.config_reader import ConfigError
@@ -129,6 +130,10 @@ class Daemon:
         return self._settings.polling.max_staleness_seconds
 
     @property
+    def telemetry_path(self) -> str:
+        return self._settings.server.telemetry_path
+
+    @property
     def shard(self) -> str | None:
         return None if self._settings.shard is None else str(self._settings.shard)
 
@@ -136,7 +141,7 @@ class Daemon:
         return [] if self._scheduler is None else self._scheduler.states()
 
     def owned_orgs(self, settings: Settings) -> tuple[OrgConfig, ...]:
-        return tuple(iter_orgs_in_shard(settings.orgs, settings.shard))
+        return tuple(iter_orgs_in_shard(settings.orgs, settings.shard, settings.sharding.copies))
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -252,17 +257,15 @@ class Daemon:
         )
         await runner.setup()
         assert runner.server is not None  # noqa: S101 - setup() made it
-        listen = server.listen
         try:
             port = self._listener.start(
                 runner.server,
-                listen.host,
-                listen.port,
+                server.listen,
                 max_connections=connection_cap(server.max_connections, self._open_files.now),
             )
         except OSError as error:
             await runner.cleanup()
-            raise StartupError(f"cannot listen on {listen}: {error.strerror or error}") from None
+            raise StartupError(f"cannot listen on {error.strerror or error}") from None
         self._web_runner = runner
         self.bound_port = port
         self.serving.set()
@@ -273,7 +276,8 @@ class Daemon:
         self._log.info(
             "started",
             version=__version__,
-            listen=f"{settings.server.listen.host}:{self.bound_port}",
+            listen=listen_text(settings.server.listen, first_port=self.bound_port),
+            telemetry_path=settings.server.telemetry_path,
             tls=self._guard.ssl_context is not None,
             basic_auth=bool(self._guard.config and self._guard.config.users),
             orgs=owned,
@@ -373,7 +377,8 @@ class Daemon:
         # The listener, the web config it was opened with and the metric families stay
         # until a restart (the web config's own files are watched and re-read by the guard).
         for setting, running, configured in (
-            ("server.listen", old.server.listen, settings.server.listen),
+            ("server.listen", listen_text(old.server.listen), listen_text(settings.server.listen)),
+            ("server.telemetry_path", old.server.telemetry_path, settings.server.telemetry_path),
             ("server.web_config_file", old.server.web_config_file, settings.server.web_config_file),
             ("server.max_connections", old.server.max_connections, settings.server.max_connections),
             (

@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
-from collector.config import IncidentsSettings, OrgConfig, Settings, iter_orgs_in_shard
+from collector.config import (
+    IncidentsSettings,
+    OrgConfig,
+    Settings,
+    iter_orgs_in_shard,
+    org_owners,
+)
 from collector.petra_client import PetraClient, new_client, new_session
 from collector.petra_errors import Forbidden, KeyRejected, PetraError, RateLimited
 from collector.petra_incidents import MAX_LIMIT, start_date_param, window_start
@@ -59,10 +65,12 @@ class OrgSummary:
     key_fingerprint: str
     interval_seconds: float
     in_this_shard: bool
+    shards: tuple[int, ...] = ()  # the shards that poll it, best first; () when not sharded
 
 
 def describe_config(settings: Settings) -> list[OrgSummary]:
-    owned = {org.name for org in iter_orgs_in_shard(settings.orgs, settings.shard)}
+    copies = settings.sharding.copies
+    owned = {org.name for org in iter_orgs_in_shard(settings.orgs, settings.shard, copies)}
     return [
         OrgSummary(
             org=org.name,
@@ -70,6 +78,7 @@ def describe_config(settings: Settings) -> list[OrgSummary]:
             key_fingerprint=org.key_fingerprint,
             interval_seconds=org.interval_seconds,
             in_this_shard=org.name in owned,
+            shards=org_owners(settings, org.name),
         )
         for org in settings.orgs
     ]
@@ -158,7 +167,7 @@ async def _probe_incidents(
 async def probe(settings: Settings) -> list[ProbeResult]:
     """One `/v1/usage` call (and one `/v1/incidents` call when incidents are enabled) per
     org of this shard, `concurrency` orgs at a time."""
-    orgs = list(iter_orgs_in_shard(settings.orgs, settings.shard))
+    orgs = list(iter_orgs_in_shard(settings.orgs, settings.shard, settings.sharding.copies))
     slots = asyncio.Semaphore(settings.polling.concurrency)
     async with new_session() as session:
         client = new_client(session, settings.api)
@@ -216,7 +225,10 @@ def render_check(
     style: Style,
     colour: bool = False,
 ) -> str:
-    """The text `check` prints: an aligned table with a summary, or TSV lines with a header."""
+    """The text `check` prints: an aligned table with a summary, or TSV lines with a header.
+
+    When sharded, each org's row names the shards that poll it.
+    """
     if style == "tsv":
         return _tsv(orgs, results)
     return _table(source, shard, orgs, results, colour=colour)
@@ -231,6 +243,10 @@ def _tsv(orgs: Sequence[OrgSummary], results: Sequence[ProbeResult]) -> str:
         header += ["outcome", "answer", "seconds", "detail"]
     if with_incidents:
         header += ["incidents_outcome", "incidents_answer"]
+    # Last, so the columns before it keep their places for scripts written without it.
+    sharded = any(org.shards for org in orgs)
+    if sharded:
+        header.append("shards")
     lines = [header]
     for org in orgs:
         row = [
@@ -254,6 +270,8 @@ def _tsv(orgs: Sequence[OrgSummary], results: Sequence[ProbeResult]) -> str:
             if with_incidents:
                 side = None if result is None else result.incidents
                 row += ["-", ""] if side is None else [side.outcome, incidents_answer(side)]
+        if sharded:
+            row.append(",".join(str(index) for index in org.shards))
         lines.append(row)
     clean = [[cell.replace("\t", " ").replace("\n", " ") for cell in row] for row in lines]
     return "".join("\t".join(row) + "\n" for row in clean)
@@ -279,7 +297,8 @@ def _table(
     for org in orgs:
         row = [org.org, org.key_source, org.key_fingerprint, f"{org.interval_seconds:g} s"]
         if shard:
-            row.append("this" if org.in_this_shard else "other")
+            owners = ", ".join(str(index) for index in org.shards)
+            row.append(f"{'this' if org.in_this_shard else 'other'} ({owners})")
         result = probed.get(org.org)
         if results:
             row += _probe_cells(result, with_incidents=with_incidents)
@@ -297,7 +316,9 @@ def _table(
         return "  ".join(padded).rstrip()
 
     here = sum(1 for org in orgs if org.in_this_shard)
-    scope = f"shard {shard}: {here} polled here" if shard else "all polled by this instance"
+    copies = max((len(org.shards) for org in orgs), default=1)
+    copied = f", {copies} copies" if copies > 1 else ""
+    scope = f"shard {shard}{copied}: {here} polled here" if shard else "all polled by this instance"
     lines = [f"{source}: valid, {len(orgs)} org(s) ({scope})", "", line(heading, None)]
     lines += [line(row, outcome) for row, outcome in rows]
     if results:

@@ -20,6 +20,7 @@ import orjson
 from collector import __version__
 from collector.config import (
     DEFAULT_PORT,
+    DEFAULT_TELEMETRY_PATH,
     LOG_LEVELS,
     CliOverrides,
     HostPort,
@@ -29,6 +30,7 @@ from collector.config import (
     load_config,
     parse_listen,
     parse_shard,
+    parse_telemetry_path,
 )
 from collector.config_reader import ConfigError
 
@@ -93,6 +95,13 @@ def _listen(text: str) -> HostPort:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _telemetry_path(text: str) -> str:
+    try:
+        return parse_telemetry_path(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _shard(text: str) -> Shard:
     try:
         return parse_shard(text)
@@ -141,8 +150,10 @@ def build_parser() -> Parser:
         "2 for a bad config or arguments.",
         epilog="Examples:\n"
         "  petra-collector run --config config.yaml\n"
-        "  petra-collector run --config config.yaml --listen 0.0.0.0:9865 --shard 0/3 "
-        "--log-format console",
+        "  petra-collector run --config config.yaml --web.listen-address 0.0.0.0:9865 "
+        "--shard 0/3 --log-format console\n"
+        "  petra-collector run --config config.yaml --web.listen-address 127.0.0.1:9865 "
+        "--web.listen-address [::1]:9865 --web.telemetry-path /internal/metrics",
         formatter_class=HelpFormatter,
     )
     run.add_argument(
@@ -152,11 +163,23 @@ def build_parser() -> Parser:
         help="YAML config file, e.g. /etc/petra-collector/config.yaml",
     )
     run.add_argument(
+        "--web.listen-address",
         "--listen",
+        dest="listen",
+        action="append",
         type=_listen,
         metavar="HOST:PORT",
-        help=f"where to serve HTTP, overriding server.listen (default 127.0.0.1:{DEFAULT_PORT}; "
-        f"e.g. 0.0.0.0:{DEFAULT_PORT} in a container, :{DEFAULT_PORT} for all interfaces)",
+        help=f"where to serve HTTP, overriding server.listen (default 127.0.0.1:{DEFAULT_PORT}); "
+        "repeat it to listen on several addresses; --listen is the same option. "
+        f"E.g. 0.0.0.0:{DEFAULT_PORT} in a container, :{DEFAULT_PORT} for all interfaces",
+    )
+    run.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        type=_telemetry_path,
+        metavar="PATH",
+        help=f"where to serve the metrics, overriding server.telemetry_path (default "
+        f"{DEFAULT_TELEMETRY_PATH}), e.g. /internal/metrics",
     )
     run.add_argument(
         "--web.config.file",
@@ -380,7 +403,8 @@ def _run(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     overrides = CliOverrides(
-        listen=args.listen,
+        listen=None if args.listen is None else tuple(args.listen),
+        telemetry_path=args.telemetry_path,
         shard=args.shard,
         log_format=args.log_format,
         log_level=args.log_level,
@@ -420,6 +444,7 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         document = {
             "config": settings.source,
             "shard": shard,
+            "copies": settings.sharding.copies,
             "orgs": [asdict(o) for o in orgs],
             "probes": [asdict(r) for r in results],
         }

@@ -29,13 +29,17 @@ from collector.config_reader import (
     type_name,
 )
 from collector.keys import KeyLoadError, KeySource, permission_warning
-from collector.sharding import owns
+from collector.sharding import owners_of, owns
 
 DEFAULT_BASE_URL: Final = "https://api.petrasecurity.com"
 DEFAULT_PORT: Final = 9865
 PETRA_PUBLISHED_REQUESTS_PER_MINUTE: Final = 10
 ORG_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+DEFAULT_TELEMETRY_PATH: Final = "/metrics"
+# The daemon's other routes (web_app.py), which the metrics path must not shadow.
+RESERVED_PATHS: Final = ("/", "/healthz", "/readyz", "/-/healthy", "/-/ready", "/-/reload")
+RESERVED_PREFIXES: Final = ("/api/", "/page/", "/static/")
 
 LogFormat = Literal["json", "console"]
 
@@ -56,6 +60,13 @@ class Shard:
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True, slots=True)
+class ShardingSettings:
+    """How many of the N shards own each org (with `shard`); more than N means all of them."""
+
+    copies: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +99,10 @@ class IncidentsSettings:
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
-    listen: HostPort = HostPort("127.0.0.1", DEFAULT_PORT)
+    # Every address serves the same routes; the first is the one logs and the page name.
+    listen: tuple[HostPort, ...] = (HostPort("127.0.0.1", DEFAULT_PORT),)
     web_config_file: str | None = None  # absolute: a relative one is resolved at parse time
+    telemetry_path: str = DEFAULT_TELEMETRY_PATH
     max_connections: int = 512  # Prometheus' --web.max-connections default
     header_timeout_seconds: float = 10.0
 
@@ -134,6 +147,7 @@ class Settings:
     state: StateSettings = StateSettings()
     metrics: MetricsSettings = MetricsSettings()
     shard: Shard | None = None
+    sharding: ShardingSettings = ShardingSettings()
     source: str = "<built-in>"
 
 
@@ -144,7 +158,8 @@ class CliOverrides:
     Applied at start and again to every reloaded file, so a reload never undoes them.
     """
 
-    listen: HostPort | None = None
+    listen: tuple[HostPort, ...] | None = None
+    telemetry_path: str | None = None
     shard: Shard | None = None
     log_format: LogFormat | None = None
     log_level: str | None = None
@@ -154,6 +169,8 @@ class CliOverrides:
         server, logging, shard = settings.server, settings.logging, settings.shard
         if self.listen is not None:
             server = replace(server, listen=self.listen)
+        if self.telemetry_path is not None:
+            server = replace(server, telemetry_path=self.telemetry_path)
         if self.web_config_file is not None:
             server = replace(server, web_config_file=self.web_config_file)
         if self.shard is not None:
@@ -174,6 +191,15 @@ class LoadedConfig:
     warnings: tuple[str, ...]
 
 
+def listen_text(addresses: tuple[HostPort, ...], first_port: int | None = None) -> str:
+    """`a:1, b:2` for logs; `first_port` is the first address's port as bound (for :0)."""
+    shown = [
+        HostPort(address.host, first_port) if index == 0 and first_port is not None else address
+        for index, address in enumerate(addresses)
+    ]
+    return ", ".join(str(address) for address in shown)
+
+
 def parse_listen(text: str) -> HostPort:
     """`HOST:PORT`, `[IPv6]:PORT` or `:PORT` (all interfaces). Raises ValueError."""
     host, sep, port_text = text.rpartition(":")
@@ -185,6 +211,17 @@ def parse_listen(text: str) -> HostPort:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return HostPort(host or "0.0.0.0", port)  # noqa: S104 - ":PORT" asks for all interfaces
+
+
+def parse_telemetry_path(text: str) -> str:
+    """An absolute URL path that none of the daemon's other routes uses. Raises ValueError."""
+    if not text.startswith("/") or text.startswith("//"):
+        raise ValueError(f"{text!r} is not a path starting with one '/' (for example /metrics)")
+    if any(char.isspace() or char in "?#%{}" for char in text):
+        raise ValueError(f"{text!r} may not contain blanks, '?', '#', '%', '{{' or '}}'")
+    if text in RESERVED_PATHS or text.startswith(RESERVED_PREFIXES):
+        raise ValueError(f"{text!r} is taken by another of the collector's pages")
+    return text
 
 
 def parse_shard(text: str) -> Shard:
@@ -242,6 +279,7 @@ def parse_config(
             return None
 
     shard = top.get("shard", None, convert_shard)
+    sharding = _parse_sharding(top.section("sharding"))
     orgs = _parse_orgs(problems, top.value("orgs"), polling, base_dir or Path.cwd(), env)
     if incidents.enabled:
         _check_incidents_budgets(problems, orgs, polling, incidents)
@@ -257,6 +295,7 @@ def parse_config(
         state=state,
         metrics=metrics,
         shard=shard,
+        sharding=sharding,
         source=source,
     )
     return LoadedConfig(settings, tuple(problems.warnings))
@@ -344,20 +383,46 @@ def _parse_server(section: Section, base_dir: Path) -> ServerSettings:
             section.problems.error(path, str(error))
             return None
 
-    listen = section.get("listen", ServerSettings().listen, convert)
+    def convert_all(path: str, value: object) -> tuple[HostPort, ...] | None:
+        if not isinstance(value, list):
+            one = convert(path, value)
+            return None if one is None else (one,)
+        if not value:
+            section.problems.error(path, "is empty: give at least one HOST:PORT")
+            return None
+        found = [convert(f"{path}[{index}]", item) for index, item in enumerate(value)]
+        return tuple(address for address in found if address is not None) or None
+
+    def convert_path(path: str, value: object) -> str | None:
+        try:
+            return parse_telemetry_path(str(value))
+        except ValueError as error:
+            section.problems.error(path, str(error))
+            return None
+
+    defaults = ServerSettings()
+    listen = section.get("listen", defaults.listen, convert_all)
     web_config_file = section.string("web_config_file", "") or None
     if web_config_file is not None and not Path(web_config_file).is_absolute():
         web_config_file = str(base_dir / web_config_file)
-    defaults = ServerSettings()
+    telemetry_path = section.get("telemetry_path", defaults.telemetry_path, convert_path)
     max_connections = int(section.number("max_connections", defaults.max_connections, integer=True))
     header_timeout = section.number("header_timeout_seconds", defaults.header_timeout_seconds)
     section.finish()
     return ServerSettings(
         listen=listen,
         web_config_file=web_config_file,
+        telemetry_path=telemetry_path,
         max_connections=max_connections,
         header_timeout_seconds=header_timeout,
     )
+
+
+def _parse_sharding(section: Section) -> ShardingSettings:
+    # A whole number greater than 0: `number` says so when it is not.
+    copies = int(section.number("copies", ShardingSettings().copies, integer=True))
+    section.finish()
+    return ShardingSettings(copies=copies)
 
 
 def _parse_metrics(section: Section) -> MetricsSettings:
@@ -624,8 +689,17 @@ def _check_incidents_budgets(
         )
 
 
-def iter_orgs_in_shard(orgs: tuple[OrgConfig, ...], shard: Shard | None) -> Iterator[OrgConfig]:
+def iter_orgs_in_shard(
+    orgs: tuple[OrgConfig, ...], shard: Shard | None, copies: int = 1
+) -> Iterator[OrgConfig]:
     """The orgs this instance owns. Sharding lives here so `check` and `run` agree."""
     for org in orgs:
-        if shard is None or owns(shard.index, shard.count, org.name):
+        if shard is None or owns(shard.index, shard.count, org.name, copies):
             yield org
+
+
+def org_owners(settings: Settings, name: str) -> tuple[int, ...]:
+    """The shards that poll org `name` (best first); empty when this instance is not sharded."""
+    if settings.shard is None:
+        return ()
+    return owners_of(name, settings.shard.count, settings.sharding.copies)

@@ -69,7 +69,7 @@ def demo_settings(simulator_port: int, listen: HostPort) -> Settings:
         incidents=IncidentsSettings(
             enabled=True, interval_seconds=DEMO_INCIDENTS_INTERVAL_SECONDS, lookback_days=30.0
         ),
-        server=ServerSettings(listen=listen),
+        server=ServerSettings(listen=(listen,)),
         logging=LoggingSettings(),
         source="<demo>",
     )

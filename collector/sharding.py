@@ -1,8 +1,11 @@
-"""Which instance owns which org when organizations are sharded across replicas.
+"""Which instances own which org when organizations are sharded across replicas.
 
-Rendezvous (highest-random-weight) hashing: every org goes to exactly one
-shard, the answer depends only on the org's name and the shard count, and
-growing from N to N+1 shards moves only about 1/(N+1) of the orgs.
+Rendezvous (highest-random-weight) hashing: every shard gets a score per org
+from the org's name and the shard's index alone, and the org belongs to the
+`copies` shards with the highest scores. So the answer depends only on the
+name, the shard count and the copies, the owners are distinct shards, and
+growing from N to N+1 shards moves an org only where the new shard enters its
+top `copies` (about copies/(N+1) of the orgs lose one owner to the new shard).
 """
 
 from __future__ import annotations
@@ -10,17 +13,27 @@ from __future__ import annotations
 import hashlib
 
 
-def shard_of(name: str, count: int) -> int:
-    """The index (0..count-1) of the shard that owns the org `name`."""
+def owners_of(name: str, count: int, copies: int = 1) -> tuple[int, ...]:
+    """The indexes (0..count-1) of the shards that own `name`, best score first.
+
+    `copies` above `count` means every shard: there are no more owners to give.
+    """
     if count < 1:
         raise ValueError("shard count must be at least 1")
-    best_index, best_score = 0, b""
-    for index in range(count):
-        score = hashlib.sha256(f"{index}\x00{name}".encode()).digest()
-        if score > best_score:
-            best_index, best_score = index, score
-    return best_index
+    if copies < 1:
+        raise ValueError("copies must be at least 1")
+    ranked = sorted(range(count), key=lambda index: _score(index, name), reverse=True)
+    return tuple(ranked[:copies])
 
 
-def owns(index: int, count: int, name: str) -> bool:
-    return shard_of(name, count) == index
+def shard_of(name: str, count: int) -> int:
+    """The index of the one shard that owns `name` when there is one copy."""
+    return owners_of(name, count)[0]
+
+
+def owns(index: int, count: int, name: str, copies: int = 1) -> bool:
+    return index in owners_of(name, count, copies)
+
+
+def _score(index: int, name: str) -> bytes:
+    return hashlib.sha256(f"{index}\x00{name}".encode()).digest()

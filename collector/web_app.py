@@ -58,6 +58,11 @@ class Daemon(Protocol):
     @property
     def shard(self) -> str | None: ...
 
+    @property
+    def telemetry_path(self) -> str:
+        """Where /metrics is served (`--web.telemetry-path`); fixed until a restart."""
+        ...
+
     def org_states(self) -> list[OrgState]: ...
 
     async def reload(self, reason: str) -> list[str]:
@@ -164,7 +169,11 @@ async def org_json(request: web.Request) -> web.Response:
 async def index(request: web.Request) -> web.Response:
     refresh = refresh_seconds(request.query.get("refresh"))
     query = request.query.get("q", "")
-    return _html(render_status_page(_document(request.app[DAEMON]), refresh=refresh, query=query))
+    daemon = request.app[DAEMON]
+    page = render_status_page(
+        _document(daemon), refresh=refresh, query=query, metrics_path=daemon.telemetry_path
+    )
+    return _html(page)
 
 
 async def page_rows(request: web.Request) -> web.Response:
@@ -211,7 +220,7 @@ def make_web_app(daemon: Daemon, guard: WebGuard | None = None) -> web.Applicati
     app.on_response_prepare.append(_own_headers if guard is None else guard.on_prepare)
     app[DAEMON] = daemon
     app[ASSETS] = load_assets()
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get(daemon.telemetry_path, metrics)
     for path in ("/healthz", "/-/healthy"):
         app.router.add_get(path, healthz)
     for path in ("/readyz", "/-/ready"):

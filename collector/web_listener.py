@@ -27,7 +27,7 @@ import errno
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -38,6 +38,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from collector.config import HostPort
 from collector.web_errors import ErrorAnswers
 from collector.web_guard import Handler
 
@@ -125,12 +126,23 @@ class Listener:
     def max_connections(self) -> int:
         return self._max
 
-    def start(self, server: web.Server, host: str, port: int, *, max_connections: int) -> int:
-        """Serve `server` on every address of `host`; returns the port (the one chosen for
-        0). Raises OSError when an address cannot be bound."""
+    def start(
+        self, server: web.Server, addresses: Sequence[HostPort], *, max_connections: int
+    ) -> int:
+        """Serve `server` on every address each of `addresses` resolves to; returns the
+        first one's port (the one chosen for 0). Raises OSError, naming the address, when
+        one cannot be bound; nothing stays bound then."""
         self._server = server
         self._max = max_connections
-        self._sockets = bind(host, port)
+        sockets: list[socket.socket] = []
+        for address in addresses:
+            try:
+                sockets.extend(bind(address.host, address.port))
+            except OSError as error:
+                for sock in sockets:
+                    sock.close()
+                raise OSError(error.errno, f"{address}: {error.strerror or error}") from None
+        self._sockets = sockets
         loop = asyncio.get_running_loop()
         self._accepting = [
             loop.create_task(self._accept(sock), name="web-accept") for sock in self._sockets

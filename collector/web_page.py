@@ -30,6 +30,7 @@ from types import MappingProxyType
 from typing import Final
 from urllib.parse import quote
 
+from collector.config import DEFAULT_TELEMETRY_PATH
 from collector.state_records import Health
 from collector.web_status import (
     HEALTH_LABELS,
@@ -400,9 +401,15 @@ def render_detail_fragment(detail: OrgDetail) -> str:
 
 
 def render_status_page(
-    document: StatusDocument, *, refresh: int = DEFAULT_REFRESH_SECONDS, query: str = ""
+    document: StatusDocument,
+    *,
+    refresh: int = DEFAULT_REFRESH_SECONDS,
+    query: str = "",
+    metrics_path: str = DEFAULT_TELEMETRY_PATH,
 ) -> str:
-    """The page for web_status.py's document; `refresh` in seconds (0: never), `query` filters."""
+    """The page for web_status.py's document; `refresh` in seconds (0: never), `query` filters.
+
+    `metrics_path` is where this daemon serves /metrics (`--web.telemetry-path`)."""
     live = _live(document, query)
     head = "".join(f"<th scope=col>{escape(title)}</th>" for title in COLUMNS)
     every = f"refreshes every {refresh} s" if refresh else "does not refresh (refresh=0)"
@@ -421,7 +428,8 @@ def render_status_page(
 <title>{_text(_title(document["summary"]))}</title></head>
 <body data-refresh="{refresh}">
 <h1>petra-collector <small class="muted">{_text(document["version"])}</small></h1>
-<nav><a href="metrics">/metrics</a><a href="api/v1/status">/api/v1/status</a>\
+<nav><a href="{escape(metrics_path.lstrip("/"))}">{escape(metrics_path)}</a>\
+<a href="api/v1/status">/api/v1/status</a>\
 <a href="{DOCS_URL}">docs</a><a href="{TROUBLESHOOTING_URL}">troubleshooting</a></nav>
 {live.summary}
 <form class="tools" id="filter-form" method="get" action="" role="search">

@@ -366,6 +366,7 @@ class FixedDaemon:
     ready = True
     max_staleness = 3600.0
     shard = "1/3"
+    telemetry_path = "/metrics"
 
     def __init__(self) -> None:
         now = time.time()

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 BASE = KUBERNETES / "base"
 SHARDED = KUBERNETES / "overlays" / "sharded"
+REPLICAS = KUBERNETES / "overlays" / "replicas"
 SECRET_EXAMPLE = BASE / "secret.example.yaml"
 WEB_SECRETS_EXAMPLE = BASE / "secret-web.example.yaml"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -35,7 +36,10 @@ CONFIG_MOUNT = "/etc/petra-collector"
 # The oldest Kubernetes the manifests support (pod-index label: 1.28) and the
 # newest the validator knows.
 KUBERNETES_VERSIONS = ("1.28.0", kubernetes_validate.latest_version())
-RENDERS = {"base": BASE, "sharded": SHARDED}
+RENDERS = {"base": BASE, "replicas": REPLICAS, "sharded": SHARDED}
+# Petra's own limit is 10 a minute per key and route; the shipped configs keep to 5 per key
+# between all the pods that poll an org.
+KEY_BUDGET_PER_ORG = 5.0
 
 
 def render(name: str) -> list[Obj]:
@@ -67,9 +71,11 @@ def container(obj: Obj) -> dict[str, Any]:
 
 @pytest.mark.parametrize("name", sorted(RENDERS))
 def test_render_has_the_expected_objects(name: str) -> None:
-    """base renders a Deployment; sharded swaps it for a StatefulSet behind a headless Service."""
+    """base renders a Deployment; replicas adds a PodDisruptionBudget; sharded swaps the
+    Deployment for a StatefulSet behind a headless Service, with a PodDisruptionBudget."""
     kinds = sorted(obj["kind"] for obj in render(name))
-    workload_kind = "Deployment" if name == "base" else "StatefulSet"
+    workload_kind = "StatefulSet" if name == "sharded" else "Deployment"
+    budget = [] if name == "base" else ["PodDisruptionBudget"]
     assert kinds == sorted(
         [
             "ServiceAccount",
@@ -79,6 +85,7 @@ def test_render_has_the_expected_objects(name: str) -> None:
             workload_kind,
             "ServiceMonitor",
             "PrometheusRule",
+            *budget,
         ]
     )
 
@@ -142,7 +149,7 @@ def test_container_runs_the_daemon_with_probes(name: str) -> None:
     args = spec["args"]
     assert args[0] == "run"
     assert args[args.index("--config") + 1] == f"{CONFIG_MOUNT}/config.yaml"
-    assert args[args.index("--listen") + 1] == "0.0.0.0:9865"
+    assert args[args.index("--web.listen-address") + 1] == "0.0.0.0:9865"
     assert args[args.index("--web.config.file") + 1] == f"{WEB_CONFIG_MOUNT}/web.yml"
     assert spec["ports"] == [{"name": "metrics", "containerPort": 9865, "protocol": "TCP"}]
     # The port speaks TLS only; the probe paths need no credentials.
@@ -201,6 +208,54 @@ def test_configmap_config_is_valid_and_matches_the_secret(tmp_path: Path) -> Non
     assert loaded.warnings == ()
 
 
+def test_each_orgs_pods_share_one_key_budget(tmp_path: Path) -> None:
+    """Every render's config loads with the base's orgs; the pods that poll an org (the
+    replicas, or the copies when sharded) together spend the base's budget of each key."""
+    secret = yaml.safe_load(SECRET_EXAMPLE.read_text())
+    for key, value in secret["stringData"].items():
+        (tmp_path / key).write_text(value)
+    for name in RENDERS:
+        objects = render(name)
+        text = one(objects, "ConfigMap")["data"]["config.yaml"]
+        settings = parse_config(text.replace(KEYS_MOUNT, str(tmp_path)), source=name).settings
+        replicas = workload(objects)["spec"].get("replicas", 1)
+        pollers = settings.sharding.copies if name == "sharded" else replicas
+        assert pollers == (1 if name == "base" else 2), name
+        budget = settings.polling.requests_per_minute_per_key
+        assert budget * pollers == KEY_BUDGET_PER_ORG, name
+        orgs = [(org.name, org.key_source, org.interval_seconds) for org in settings.orgs]
+        if name == "base":
+            base_orgs = orgs
+        assert orgs == base_orgs, name
+
+
+@pytest.mark.parametrize("name", ["replicas", "sharded"])
+def test_disruption_budget_lets_one_pod_go_at_a_time(name: str) -> None:
+    """The PodDisruptionBudget selects the pods and lets one of them be evicted at a time."""
+    objects = render(name)
+    pdb = one(objects, "PodDisruptionBudget")
+    labels = workload(objects)["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"] == {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": pdb["spec"]["selector"]["matchLabels"]},
+    }
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_replicas_are_two_base_pods_on_different_nodes() -> None:
+    """The replicas overlay: 2 of the base's pod, never two on a node (required anti-affinity
+    on the hostname), replaced one at a time (no surge pod that could not be scheduled)."""
+    deployment = workload(render("replicas"))
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    pod = copy.deepcopy(deployment["spec"]["template"])
+    affinity = pod["spec"].pop("affinity")
+    (term,) = affinity["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert pod == workload(render("base"))["spec"]["template"]
+
+
 def test_sharded_statefulset_gets_its_shard_from_the_pod_index() -> None:
     """Pod N runs --shard N/R with R = replicas, N from the pod-index label."""
     objects = render("sharded")
@@ -247,7 +302,7 @@ def test_the_state_file_is_on_the_state_volume() -> None:
         assert state_path.parent == Path(mounts["state"]["mountPath"])
         assert not mounts["state"].get("readOnly", False)
         volumes = {v["name"]: v for v in obj["spec"]["template"]["spec"]["volumes"]}
-        if name == "base":
+        if obj["kind"] == "Deployment":
             assert "emptyDir" in volumes["state"]
             assert "medium" not in volumes["state"]["emptyDir"]  # not in the pod's memory
         else:

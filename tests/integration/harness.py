@@ -178,7 +178,7 @@ async def running_daemon(
     configure_logging("json", "debug", stream=stream)
     daemon = Daemon(
         load_config(config_path),
-        overrides=CliOverrides(listen=HostPort("127.0.0.1", 0), shard=shard),
+        overrides=CliOverrides(listen=(HostPort("127.0.0.1", 0),), shard=shard),
         config_path=str(config_path),
         environ=environ or {},
         install_signal_handlers=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
@@ -151,6 +152,66 @@ async def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             process.kill()
             await process.wait()
         await runner.cleanup()
+
+
+async def test_web_flags_as_exporters_spell_them(tmp_path: Path) -> None:
+    """--web.listen-address twice (once by its alias --listen) and --web.telemetry-path: the
+    metrics are on every address at that path, and /metrics is gone."""
+    runner, port = await start_simulator(Simulator([ACME]), "127.0.0.1", 0)
+    first, second = free_port(), free_port()
+    config = write_config(tmp_path, f"http://127.0.0.1:{port}", {"acme": ACME.key})
+    process = await asyncio.create_subprocess_exec(
+        *COMMAND,
+        "run",
+        "--config",
+        str(config),
+        "--web.listen-address",
+        f"127.0.0.1:{first}",
+        "--listen",
+        f"127.0.0.1:{second}",
+        "--web.telemetry-path",
+        "/internal/metrics",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            for listen in (first, second):
+                url = f"http://127.0.0.1:{listen}/internal/metrics"
+                deadline = time.monotonic() + 15
+                body = ""
+                while 'petra_up{org="acme"} 1.0' not in body:
+                    assert time.monotonic() < deadline, f"no acme on {url}"
+                    await asyncio.sleep(0.2)
+                    with contextlib.suppress(aiohttp.ClientConnectionError):
+                        async with http.get(url) as response:
+                            body = await response.text()
+            async with http.get(f"http://127.0.0.1:{first}/metrics") as response:
+                assert response.status == 404
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=10)
+        assert process.returncode == 0, stderr.decode()
+        started = next(
+            line
+            for line in map(json.loads, stdout.decode().splitlines())
+            if line["event"] == "started"
+        )
+        assert started["listen"] == f"127.0.0.1:{first}, 127.0.0.1:{second}"
+        assert started["telemetry_path"] == "/internal/metrics"
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await runner.cleanup()
+
+
+def test_a_telemetry_path_another_page_uses_is_refused(tmp_path: Path) -> None:
+    """--web.telemetry-path must be a path no other route takes: exit 2 saying why."""
+    config = write_config(tmp_path, "http://127.0.0.1:9", {"acme": ACME.key})
+    for path, why in (("/healthz", "is taken by another"), ("metrics", "starting with one '/'")):
+        result = run_command("run", "--config", str(config), "--web.telemetry-path", path)
+        assert result.returncode == 2
+        assert why in result.stderr
 
 
 def test_demo_runs_with_no_arguments_but_ports() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
@@ -88,6 +89,24 @@ def test_table_columns_line_up_with_a_summary() -> None:
         "2 of 3 probe(s) failed: umbrella-corporation (KEY REJECTED), initech (RATE LIMITED)"
     )
     assert "\x1b[" not in text
+
+
+def test_sharded_rows_name_the_shards_that_poll_each_org() -> None:
+    """With copies, the table says how many and each row lists its org's shards; TSV carries
+    them in a last `shards` column, after the ones scripts already cut."""
+    sharded = [
+        replace(ORGS[0], shards=(0, 2)),
+        replace(ORGS[3], in_this_shard=False, shards=(1, 2)),
+    ]
+    table = render_check("config.yaml", "0/3", sharded, [], style="table").splitlines()
+    assert table[0] == "config.yaml: valid, 2 org(s) (shard 0/3, 2 copies: 1 polled here)"
+    assert table[3].endswith("this (0, 2)")
+    assert table[4].endswith("other (1, 2)")
+    tsv = [
+        line.split("\t") for line in render_check("c", "0/3", sharded, [], style="tsv").splitlines()
+    ]
+    assert tsv[0][4:] == ["in_this_shard", "shards"]
+    assert [row[4:] for row in tsv[1:]] == [["yes", "0,2"], ["no", "1,2"]]
 
 
 def test_table_without_probe_or_shard_is_narrow() -> None:
@@ -179,7 +198,8 @@ def test_json_output_keeps_its_shape(tmp_path: Path) -> None:
     args = build_parser().parse_args(["check", "--config", str(config), "--output", "json"])
     assert _check(args, out, io.StringIO()) == EXIT_OK
     document = json.loads(out.getvalue())
-    assert set(document) == {"config", "shard", "orgs", "probes"}
+    assert set(document) == {"config", "shard", "copies", "orgs", "probes"}
+    assert document["copies"] == 1
     assert document["orgs"][0]["org"] == "acme"
     assert document["probes"] == []
 

@@ -26,7 +26,9 @@ from collector.config import (
     Settings,
     Shard,
     iter_orgs_in_shard,
+    listen_text,
     load_config,
+    org_owners,
     parse_config,
 )
 from collector.config_reader import ConfigError
@@ -140,6 +142,27 @@ BAD_FILES = [
             ("orgs[1].name: duplicate org name 'acme' (first used at orgs[0])",),
         ),
         id="duplicate-org-name",
+    ),
+    pytest.param(
+        Bad(
+            "sharding: {copies: 0}\norgs:\n  - {name: acme, api_key_file: acme.key}\n",
+            ("sharding.copies: must be greater than 0, got 0",),
+        ),
+        id="sharding-copies-zero",
+    ),
+    pytest.param(
+        Bad(
+            "sharding: {copies: 1.5}\norgs:\n  - {name: acme, api_key_file: acme.key}\n",
+            ("sharding.copies: must be a whole number, got 1.5",),
+        ),
+        id="sharding-copies-fraction",
+    ),
+    pytest.param(
+        Bad(
+            "sharding: {copy: 2}\norgs:\n  - {name: acme, api_key_file: acme.key}\n",
+            ("sharding.copy",),
+        ),
+        id="sharding-unknown-key",
     ),
     pytest.param(
         Bad(
@@ -418,7 +441,7 @@ BAD_FILES = [
                 (
                     "colour: unknown key "
                     "(known here: api, incidents, logging, metrics, orgs, polling, server, shard, "
-                    "state)"
+                    "sharding, state)"
                 ),
             ),
         ),
@@ -651,7 +674,7 @@ def test_minimal_file_gets_the_documented_defaults(config_dir: Path) -> None:
             max_staleness_seconds=3600.0,
             shutdown_grace_seconds=5.0,
         ),
-        server=ServerSettings(listen=HostPort("127.0.0.1", DEFAULT_PORT)),
+        server=ServerSettings(listen=(HostPort("127.0.0.1", DEFAULT_PORT),)),
         logging=LoggingSettings(format="json", level="info"),
         shard=None,
         source=str(config_dir / "config.yaml"),
@@ -712,8 +735,8 @@ orgs:
     )
     assert isinstance(settings.polling.concurrency, int)
     assert isinstance(settings.api.max_response_bytes, int)
-    assert settings.server.listen == HostPort("::1", 9999)
-    assert str(settings.server.listen) == "[::1]:9999"
+    assert settings.server.listen == (HostPort("::1", 9999),)
+    assert listen_text(settings.server.listen) == "[::1]:9999"
     assert settings.logging == LoggingSettings(format="console", level="debug")
     assert settings.shard == Shard(1, 3)
     assert [(o.name, o.interval_seconds) for o in settings.orgs] == [
@@ -747,7 +770,7 @@ orgs:
 def test_listen_forms(config_dir: Path, listen: str, expected: HostPort) -> None:
     """Each documented listen form parses into the right host and port."""
     loaded = write_and_load(config_dir, f"server: {{listen: '{listen}'}}\n{ONE_ORG}")
-    assert loaded.settings.server.listen == expected
+    assert loaded.settings.server.listen == (expected,)
 
 
 @pytest.mark.parametrize(
@@ -892,13 +915,37 @@ def test_iter_orgs_in_shard_splits_the_org_list(config_dir: Path) -> None:
     ]
 
 
+def test_sharding_copies_put_each_org_in_that_many_shards(config_dir: Path) -> None:
+    """sharding.copies: 2 over 3 shards: every org is polled by two instances, named by
+    org_owners in the order the hash ranks them."""
+    lines = "".join(
+        f"  - {{name: org{i}, api_key_env: PETRA_KEY_GLOBEX, interval_seconds: 3600}}\n"
+        for i in range(30)
+    )
+    settings = write_and_load(config_dir, "sharding:\n  copies: 2\norgs:\n" + lines).settings
+    assert settings.sharding.copies == 2
+    per_shard = [
+        {org.name for org in iter_orgs_in_shard(settings.orgs, Shard(i, 3), copies=2)}
+        for i in range(3)
+    ]
+    for org in settings.orgs:
+        holders = [i for i in range(3) if org.name in per_shard[i]]
+        assert holders == sorted(org_owners(replace(settings, shard=Shard(0, 3)), org.name))
+        assert len(holders) == 2
+    assert org_owners(settings, "org0") == ()  # not sharded: no owners to name
+    assert write_and_load(config_dir, "orgs:\n" + lines).settings.sharding.copies == 1
+
+
 def test_command_line_overrides_win() -> None:
     """CliOverrides.apply replaces only what is given, and changes nothing else."""
-    base = Settings(orgs=(), server=ServerSettings(HostPort("127.0.0.2", 9)), shard=Shard(1, 3))
+    base = Settings(orgs=(), server=ServerSettings((HostPort("127.0.0.2", 9),)), shard=Shard(1, 3))
     changed = CliOverrides(
-        listen=HostPort("127.0.0.1", 1), shard=Shard(0, 2), log_format="console", log_level="error"
+        listen=(HostPort("127.0.0.1", 1),),
+        shard=Shard(0, 2),
+        log_format="console",
+        log_level="error",
     ).apply(base)
-    assert changed.server.listen == HostPort("127.0.0.1", 1)
+    assert changed.server.listen == (HostPort("127.0.0.1", 1),)
     assert changed.shard == Shard(0, 2)
     assert changed.logging == LoggingSettings(format="console", level="error")
     assert replace(changed, server=base.server, shard=base.shard, logging=base.logging) == base

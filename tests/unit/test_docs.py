@@ -23,6 +23,7 @@ from collector.config import (
     MetricsSettings,
     PollingSettings,
     ServerSettings,
+    ShardingSettings,
     StateSettings,
     parse_config,
 )
@@ -38,6 +39,7 @@ SECTIONS: Final = {
     "logging": LoggingSettings,
     "state": StateSettings,
     "metrics": MetricsSettings,
+    "sharding": ShardingSettings,
 }
 ONE_ORG: Final = "orgs:\n  - name: acme\n    api_key: petra_docs_test_key_0123456789\n"
 NOT_A_VALUE: Final = object()
@@ -86,7 +88,10 @@ def documented_default(cell: str) -> object:
 
 
 def model_default(value: object) -> object:
-    """A dataclass default as it is written in YAML (HostPort -> "127.0.0.1:9865")."""
+    """A dataclass default as it is written in YAML (HostPort -> "127.0.0.1:9865"; a list of
+    one address as that address, the form the docs show)."""
+    if isinstance(value, tuple) and len(value) == 1:
+        return model_default(value[0])
     return value if value is None or isinstance(value, str | int | float | bool) else str(value)
 
 

@@ -186,6 +186,7 @@ class _FakeDaemon:
     ready = True
     max_staleness = MAX_STALENESS
     shard = None
+    telemetry_path = "/metrics"
 
     def __init__(self, exposition: Exposition) -> None:
         self.exposition = exposition

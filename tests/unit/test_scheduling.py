@@ -24,7 +24,7 @@ from collector.scheduler import (
     initial_offset,
     next_delay,
 )
-from collector.sharding import owns, shard_of
+from collector.sharding import owners_of, owns, shard_of
 
 NAMES = [f"org-{i:04d}" for i in range(1000)]
 
@@ -198,6 +198,32 @@ def test_growing_by_one_shard_moves_only_a_fraction(count: int) -> None:
     assert 0.5 / (count + 1) <= share <= 1.5 / (count + 1)
 
 
+@pytest.mark.parametrize(("count", "copies"), [(2, 2), (3, 2), (5, 2), (6, 3)])
+def test_copies_spread_evenly_and_survive_a_lost_shard(count: int, copies: int) -> None:
+    """With copies, each shard carries about copies/N of the orgs, and any copies-1 lost shards
+    leave every org with an owner."""
+    load = Counter(index for name in NAMES for index in owners_of(name, count, copies))
+    expected = len(NAMES) * copies / count
+    assert all(0.8 * expected <= load[index] <= 1.2 * expected for index in range(count))
+    for lost in range(count):
+        assert all(set(owners_of(name, count, copies)) - {lost} for name in NAMES)
+
+
+@pytest.mark.parametrize(("count", "copies"), [(2, 2), (3, 2), (8, 2), (6, 3)])
+def test_growing_by_one_shard_with_copies_moves_only_a_fraction(count: int, copies: int) -> None:
+    """From N to N+1 shards with copies, about copies/(N+1) of the orgs hand one of their
+    owners to the new shard; no other owner changes."""
+    moved = [
+        name
+        for name in NAMES
+        if owners_of(name, count, copies) != owners_of(name, count + 1, copies)
+    ]
+    assert all(count in owners_of(name, count + 1, copies) for name in moved)
+    share = len(moved) / len(NAMES)
+    expected = copies / (count + 1)
+    assert 0.7 * expected <= share <= 1.3 * expected
+
+
 def test_shard_of_is_deterministic() -> None:
     """The owner depends only on the name and the count."""
     assert [shard_of(name, 5) for name in NAMES] == [shard_of(name, 5) for name in NAMES]
@@ -207,6 +233,8 @@ def test_shard_count_must_be_positive() -> None:
     """A shard count below 1 is refused."""
     with pytest.raises(ValueError, match="at least 1"):
         shard_of("acme", 0)
+    with pytest.raises(ValueError, match="copies must be at least 1"):
+        owners_of("acme", 3, 0)
 
 
 async def test_a_wake_set_before_or_during_the_wait_ends_it_and_clear_rearms_it() -> None:

@@ -27,6 +27,7 @@ class _FakeDaemon:
     ready = True
     max_staleness = 3600.0
     shard = None
+    telemetry_path = "/metrics"
 
     def __init__(self) -> None:
         acme = OrgState("acme", "sha256:0123456789ab", "env $KEY", 300.0)
@@ -104,3 +105,17 @@ async def test_assets_are_revalidated_by_etag() -> None:
         assert changed.status == 200
         assert (await client.get("/static/nothing.js")).status == 404
         assert (await client.get("/static/..%2fpage.py")).status == 404
+
+
+async def test_telemetry_path_moves_metrics_and_the_pages_link() -> None:
+    """With `--web.telemetry-path /internal/metrics` the metrics are there, not at /metrics,
+    and the page links to them."""
+    daemon = _FakeDaemon()
+    daemon.telemetry_path = "/internal/metrics"
+    async with TestClient(TestServer(make_web_app(daemon))) as client:
+        moved = await client.get("/internal/metrics")
+        assert moved.status == 200
+        assert "petra_up" in await moved.text()
+        assert (await client.get("/metrics")).status == 404
+        page = await (await client.get("/")).text()
+        assert '<a href="internal/metrics">/internal/metrics</a>' in page
