@@ -1,5 +1,6 @@
-"""The Dockerfile and .dockerignore, read statically (no image is built in the
-tests): multi-stage, non-root, the documented entrypoint, a minimal context."""
+"""The Dockerfile and .dockerignore, read statically: multi-stage, non-root, the documented
+entrypoint, a minimal context, the OCI labels. The image is built and run in
+tests/integration/test_container_image.py."""
 
 from __future__ import annotations
 
@@ -37,18 +38,34 @@ def stages() -> list[list[tuple[str, str]]]:
     return result
 
 
-def test_multi_stage_build_on_python_312_slim() -> None:
-    """A build stage makes the wheel; the final stage is python:3.12-slim and copies from it."""
+def test_multi_stage_build_on_one_base_python_312_slim_by_default() -> None:
+    """A build stage installs the package into a venv; the final stage, on the same base
+    (python:3.12-slim unless BASE_IMAGE says otherwise), copies the venv from it."""
     all_stages = stages()
     assert len(all_stages) >= 2
     assert ("ARG", "PYTHON_VERSION=3.12") in instructions()
+    assert ("ARG", "BASE_IMAGE=python:${PYTHON_VERSION}-slim") in instructions()
     for stage in all_stages:
-        assert stage[0][1].startswith("python:${PYTHON_VERSION}-slim")
+        assert stage[0][1].startswith("${BASE_IMAGE}")
     assert all_stages[0][0][1].endswith(" AS build")
     build_steps = " ".join(rest for keyword, rest in all_stages[0] if keyword == "RUN")
-    assert "pip wheel" in build_steps
+    assert "${PIP_INSTALL_OPTIONS} --find-links /src/wheels" in build_steps
+    assert ("ARG", "PIP_INSTALL_OPTIONS=") in all_stages[0]
     final = all_stages[-1]
     assert any(k == "COPY" and rest.startswith("--from=build ") for k, rest in final)
+
+
+def test_oci_labels_carry_version_revision_and_created_from_build_args() -> None:
+    """org.opencontainers.image.version, .revision and .created come from build arguments."""
+    final = stages()[-1]
+    labels = " ".join(rest for keyword, rest in final if keyword == "LABEL")
+    for label, argument in (
+        ("version", "VERSION"),
+        ("revision", "REVISION"),
+        ("created", "CREATED"),
+    ):
+        assert f'org.opencontainers.image.{label}="${{{argument}}}"' in labels
+        assert ("ARG", f"{argument}=unknown") in final
 
 
 def test_final_stage_has_no_build_tools() -> None:
@@ -81,7 +98,7 @@ def test_entrypoint_cmd_and_port() -> None:
         "run",
         "--config",
         "/etc/petra-collector/config.yaml",
-        "--listen",
+        "--web.listen-address",
         "0.0.0.0:9865",
     ]
     assert final["EXPOSE"] == "9865"
@@ -89,7 +106,8 @@ def test_entrypoint_cmd_and_port() -> None:
 
 
 def test_dockerignore_is_an_allow_list() -> None:
-    """The build context is only pyproject, README/LICENSE and collector: never keys or .git."""
+    """The build context is only pyproject, README/LICENSE, collector and wheels (for a build
+    without a registry): never keys or .git."""
     lines = [
         line.strip()
         for line in DOCKERIGNORE.read_text().splitlines()
@@ -97,6 +115,6 @@ def test_dockerignore_is_an_allow_list() -> None:
     ]
     assert lines[0] == "*"
     allowed = {line[1:] for line in lines if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README*", "LICENSE*", "collector/"}
+    assert allowed == {"pyproject.toml", "README*", "LICENSE*", "collector/", "wheels/"}
     copied = [rest for keyword, rest in stages()[0] if keyword == "COPY"]
-    assert copied == ["pyproject.toml README* LICENSE* ./", "collector ./collector"]
+    assert copied == [". ./"]
