@@ -40,6 +40,13 @@ FROM ${BASE_IMAGE}
 # The venv's python is a symlink to this image's python3, which is why both
 # stages use the same base image.
 COPY --from=build /opt/petra-collector /opt/petra-collector
+# Set by the build (docs/operations.md shows how): the package version, the git
+# commit and the build time (RFC 3339), for the labels below. Declared before the
+# RUN, which makes new values a new layer there: buildah (podman 4) keys its cache
+# of a LABEL on the unexpanded text, and would keep the labels of an older build.
+ARG VERSION=unknown
+ARG REVISION=unknown
+ARG CREATED=unknown
 # /var/lib/petra-collector is the state directory (state.path); owned by the
 # runtime user, so a named volume mounted there starts out writable too.
 # The base's own pip, where it has one, goes too.
@@ -52,11 +59,6 @@ RUN if python3 -m pip --version >/dev/null 2>&1; then \
 ENV PATH=/opt/petra-collector/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
-# Set by the build (docs/operations.md shows how): the package version, the git
-# commit and the build time (RFC 3339). Last, so a new time reuses the layers above.
-ARG VERSION=unknown
-ARG REVISION=unknown
-ARG CREATED=unknown
 LABEL org.opencontainers.image.title="petra-collector" \
       org.opencontainers.image.description="Prometheus exporter for Petra Security usage and API-key health" \
       org.opencontainers.image.version="${VERSION}" \

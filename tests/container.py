@@ -61,6 +61,7 @@ class ImageBuildError(Exception):
 @dataclass(frozen=True, slots=True)
 class Built:
     image: str
+    created: str  # the CREATED build argument (RFC 3339, to the second)
     base_seconds: float  # making (or finding) the base image
     wheels_seconds: float
     build_seconds: float  # `podman build` alone
@@ -273,4 +274,4 @@ def build_image(podman: Podman, directory: Path) -> Built:
     # day, which keeps the layer cache of today's builds and bounds the storage.
     podman.run("image", "prune", "--force", "--filter", "until=24h")
     size = int(podman.run("image", "inspect", "--format", "{{.Size}}", IMAGE).strip())
-    return Built(IMAGE, based - started, fetched - based, built - fetched, size)
+    return Built(IMAGE, created, based - started, fetched - based, built - fetched, size)
