@@ -51,7 +51,10 @@ def _require_podman() -> None:
 
 
 def _port_is_free() -> bool:
+    """No one listens on it (connections of an earlier run left in TIME_WAIT do not count:
+    the daemon binds with SO_REUSEADDR too)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", PORT))
         except OSError:
