@@ -14,17 +14,25 @@ inputs: the base tarball and image (apt sources, release, packages), the wheels
 (requirements, Python version) and podman's own storage (so the layer cache
 makes a second build quick). podman's settings come from a containers.conf of
 the caller's, passed in CONTAINERS_CONF: nothing on the machine is changed.
+
+`python -m tests.container` makes the base and the wheels ahead of the test:
+.ci/run starts it beside the linters. A lock makes the test wait for it
+rather than make them a second time.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,8 +70,7 @@ class ImageBuildError(Exception):
 class Built:
     image: str
     created: str  # the CREATED build argument (RFC 3339, to the second)
-    base_seconds: float  # making (or finding) the base image
-    wheels_seconds: float
+    prepare_seconds: float  # making (or finding) the base image and the wheels
     build_seconds: float  # `podman build` alone
     size_bytes: int
 
@@ -219,6 +226,22 @@ def wheels(podman: Podman, base: str) -> Path:
     return directory
 
 
+@contextmanager
+def _cache_lock() -> Iterator[None]:
+    """One maker of the base and the wheels at a time, across processes."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def prepare(podman: Podman) -> tuple[str, Path]:
+    """The base image and the wheel directory, made unless cached."""
+    with _cache_lock():
+        base = base_image(podman)
+        return base, wheels(podman, base)
+
+
 def build_context(directory: Path, wheel_dir: Path) -> Path:
     """What .dockerignore lets in, plus wheels/: the repository's build context."""
     context = directory / "context"
@@ -242,9 +265,7 @@ def git_revision() -> str:
 def build_image(podman: Podman, directory: Path) -> Built:
     """The Dockerfile built on the Debian base with no network, tagged IMAGE."""
     started = time.monotonic()
-    base = base_image(podman)
-    based = time.monotonic()
-    wheel_dir = wheels(podman, base)
+    base, wheel_dir = prepare(podman)
     context = build_context(directory, wheel_dir)
     fetched = time.monotonic()
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -274,4 +295,9 @@ def build_image(podman: Podman, directory: Path) -> Built:
     # day, which keeps the layer cache of today's builds and bounds the storage.
     podman.run("image", "prune", "--force", "--filter", "until=24h")
     size = int(podman.run("image", "inspect", "--format", "{{.Size}}", IMAGE).strip())
-    return Built(IMAGE, created, based - started, fetched - based, built - fetched, size)
+    return Built(IMAGE, created, fetched - started, built - fetched, size)
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory() as scratch:
+        prepare(Podman.in_directory(Path(scratch)))
