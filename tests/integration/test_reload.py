@@ -74,6 +74,21 @@ async def test_command_line_overrides_outlive_a_reload(tmp_path: Path) -> None:
         assert not run.events("config_needs_restart")  # the --listen port 0 still holds
 
 
+async def test_a_reload_with_copies_takes_on_the_orgs_it_now_shares(tmp_path: Path) -> None:
+    """Shard 0/2 with sharding.copies 2 loaded by a reload owns every org: the ones it gains
+    are polled, and none is asked to restart."""
+    async with running_daemon(tmp_path, [ACME, GLOBEX, HOOLI], shard=Shard(0, 2)) as run:
+        owned = {state.name for state in run.daemon.org_states()}
+        assert 0 < len(owned) < 3
+        config = tmp_path / "config.yaml"
+        config.write_text(config.read_text() + "sharding:\n  copies: 2\n")
+        assert (await run.post("/-/reload"))[0] == 200
+        assert {state.name for state in run.daemon.org_states()} == {"acme", "globex", "hooli"}
+        for name in {"acme", "globex", "hooli"} - owned:
+            await run.wait_metric("petra_up", 1, org=name)
+        assert not run.events("config_needs_restart")
+
+
 async def test_a_bad_reload_changes_nothing_and_says_why(tmp_path: Path) -> None:
     """An invalid file is rejected whole: 400 with reasons, metric 0, log line, old config runs."""
     async with running_daemon(tmp_path, [ACME, GLOBEX]) as run:
