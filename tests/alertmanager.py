@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import copy
 import shutil
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
@@ -20,8 +19,9 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.integration.test_prometheus_e2e import LOOPBACK, free_port, start_process, stop_process
+from tests.processes import LOOPBACK, free_port, start_process, stop_process
 from tests.tools import require_tool
+from tests.waiting import eventually
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 SHIPPED_CONFIG: Final = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
@@ -116,15 +116,19 @@ def _read(log: Path) -> str:
 
 
 async def _wait_ready(url: str, process: asyncio.subprocess.Process, log: Path) -> None:
-    deadline = time.monotonic() + 20
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-        while True:
+
+        async def ready() -> bool:
             if process.returncode is not None:
                 pytest.fail(f"alertmanager exited with {process.returncode}:\n{_read(log)}")
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with http.get(f"{url}/-/ready") as response:
-                    if response.status == 200:
-                        return
-            if time.monotonic() > deadline:
-                pytest.fail(f"alertmanager not ready within 20 s:\n{_read(log)}")
-            await asyncio.sleep(0.1)
+            async with http.get(f"{url}/-/ready") as response:
+                return response.status == 200
+
+        await eventually(
+            ready,
+            "alertmanager's /-/ready",
+            within=60,
+            every=0.1,
+            ignore=(aiohttp.ClientError, TimeoutError),
+            details=lambda: _read(log),
+        )

@@ -25,7 +25,7 @@ from tests.alertmanager import (
     webhook_urls,
 )
 from tests.deploy.test_prometheus_rules import WATCHDOG, alert_rules, duration
-from tests.integration.test_prometheus_e2e import LOOPBACK, free_port
+from tests.processes import LOOPBACK, free_port
 from tests.tools import require_tool
 
 OPERATIONS_DOC = ROOT / "docs" / "operations.md"

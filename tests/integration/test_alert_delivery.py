@@ -26,6 +26,7 @@ nothing else:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sys
 import time
@@ -39,17 +40,10 @@ from aiohttp import ClientSession, ClientTimeout, web
 
 from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_simulator
 from tests.alertmanager import fast_copy, running_alertmanager
-from tests.integration.test_prometheus_e2e import (
-    LOOPBACK,
-    PROMETHEUS_DIR,
-    eventually,
-    free_port,
-    query,
-    start_process,
-    stop_process,
-)
+from tests.integration.test_prometheus_e2e import PROMETHEUS_DIR, eventually, query
 from tests.leaks import assert_no_key_material
-from tests.tools import require_tool
+from tests.processes import LOOPBACK, free_port, start_process, stop_process
+from tests.prometheus import running_prometheus
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +51,9 @@ RUNBOOK = "https://github.com/petra-collector/petra-collector/blob/main/docs/ope
 SHORT_FOR = "3s"
 KEEP_FIRING_SECONDS = 8
 SHORT_KEEP_FIRING_FOR = f"{KEEP_FIRING_SECONDS}s"
-TIME_BUDGET_SECONDS = 45.0
+# Bounds a hang, not a pace the test must keep: it takes about 30 s alone, longer beside
+# other tests.
+TIME_BUDGET_SECONDS = 180.0
 GOOD_ORG = "acme"
 BAD_ORG = "initech"
 ORGS = (
@@ -165,7 +161,6 @@ async def test_rejected_key_pages_with_runbook_and_resolves_after_the_fix(
     tmp_path: Path,
 ) -> None:
     """A deleted key pages; a restart sends no `resolved`; a replaced key file resolves it."""
-    prometheus_bin = require_tool("prometheus", "prometheus")
     logs = [
         tmp_path / "collector.log",
         tmp_path / "prometheus.log",
@@ -194,9 +189,9 @@ async def test_rejected_key_pages_with_runbook_and_resolves_after_the_fix(
         async with (
             running_alertmanager(alertmanager, tmp_path / "alertmanager") as am_url,
             ClientSession(timeout=ClientTimeout(total=5)) as http,
+            contextlib.AsyncExitStack() as stack,
         ):
-            started = time.monotonic()
-            deadline = started + TIME_BUDGET_SECONDS
+            deadline = time.monotonic() + TIME_BUDGET_SECONDS
             collector_port = free_port()
             collector_command = [
                 sys.executable,
@@ -210,23 +205,14 @@ async def test_rejected_key_pages_with_runbook_and_resolves_after_the_fix(
             ]
             collector = await start_process(collector_command, logs[0])
             processes.append(collector)
-            prometheus_port = free_port()
-            prometheus_url = f"http://{LOOPBACK}:{prometheus_port}"
-            prometheus_yml = prometheus_config(tmp_path, collector_port, am_url)
-            processes.append(
-                await start_process(
-                    [
-                        prometheus_bin,
-                        f"--config.file={prometheus_yml}",
-                        f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
-                        f"--web.listen-address={LOOPBACK}:{prometheus_port}",
-                        # The Watchdog fires at the first evaluation, which can come before
-                        # Prometheus has found its Alertmanager; it is sent again after this
-                        # delay (1 minute by default). Alerts stay valid 4 times as long.
-                        "--rules.alert.resend-delay=5s",
-                        "--log.level=warn",
-                    ],
-                    logs[1],
+            prometheus_url = await stack.enter_async_context(
+                running_prometheus(
+                    prometheus_config(tmp_path, collector_port, am_url),
+                    tmp_path,
+                    # The Watchdog fires at the first evaluation, which can come before
+                    # Prometheus has found its Alertmanager; it is sent again after this
+                    # delay (1 minute by default). Alerts stay valid 4 times as long.
+                    "--rules.alert.resend-delay=5s",
                 )
             )
 
@@ -324,7 +310,6 @@ async def test_rejected_key_pages_with_runbook_and_resolves_after_the_fix(
                 [org.key for org in ORGS] + [NEW_KEY], *(n.raw for n in receiver.notifications)
             )
             assert await stop_process(collector) == 0
-            assert time.monotonic() - started < TIME_BUDGET_SECONDS
     finally:
         for process in processes:
             await stop_process(process)
