@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import ssl
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from collector.config import CliOverrides, HostPort, Shard, load_config
 from collector.logs import configure_logging
 from collector.petra_simulator import SimulatedOrg, Simulator, start_simulator
 from collector.web_config import load_web_config
+from tests.waiting import HANG_SECONDS, eventually
 
 # Fast pacing for tests: Petra's real limits would make every test take minutes.
 FAST_POLLING: dict[str, float] = {
@@ -119,16 +119,13 @@ class Running:
         ]
 
     async def wait_for(
-        self, check: Callable[[], Awaitable[bool]], within: float = 10.0, what: str = ""
+        self, check: Callable[[], Awaitable[bool]], within: float = HANG_SECONDS, what: str = ""
     ) -> None:
-        deadline = time.monotonic() + within
-        while not await check():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {within} s waiting for {what}")
-            await asyncio.sleep(0.05)
+        """Until `check()` is true; `within` bounds a hang (tests/waiting.py)."""
+        await eventually(check, what, within=within)
 
     async def wait_metric(
-        self, name: str, expected: float | None, within: float = 10.0, **labels: str
+        self, name: str, expected: float | None, within: float = HANG_SECONDS, **labels: str
     ) -> Samples:
         """Wait until a sample has `expected` (None: until it is absent); returns the scrape."""
         latest: Samples = {}

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import json
 from pathlib import Path
 
 from collector.petra_simulator import (
-    LatencyFault,
-    RateLimitFault,
     SimulatedOrg,
     StatusFault,
     sim_key,
 )
 from collector.petra_usage import parse_usage
-from collector.scheduler import initial_offset
 from tests.integration.harness import Running, running_daemon, value
 from tests.leaks import assert_no_key_material
 
@@ -89,7 +84,9 @@ async def _at_least(run: Running, name: str, minimum: float, **labels: str) -> b
 
 
 async def test_a_429_is_honoured_before_the_key_is_used_again(tmp_path: Path) -> None:
-    """After 429 with Retry-After-public-api, nothing is sent with that key until it is over."""
+    """After 429 with Retry-After-public-api, nothing is sent with that key while other keys
+    are polled again (that the wait ends on time is proven on virtual time:
+    test_a_429_pauses_every_org_on_that_key_until_the_wait_is_over)."""
     stingy = SimulatedOrg("initech", sim_key("initech"), tenant_count=2, requests_per_minute=1)
     async with running_daemon(tmp_path, [stingy, ACME]) as run:
         await run.wait_metric("petra_rate_limited_total", 1, org="initech")
@@ -98,34 +95,16 @@ async def test_a_429_is_honoured_before_the_key_is_used_again(tmp_path: Path) ->
         assert len(limited) == 1
         assert 50 <= limited[0]["retry_after_seconds"] <= 60
         acme_before = run.simulator.request_count("acme")
-        await asyncio.sleep(2.5)
+        await run.wait_for(
+            lambda: _count_at_least(run, "acme", acme_before + 2), what="two more acme polls"
+        )
         assert run.simulator.request_count("initech") == requests_at_429
-        assert run.simulator.request_count("acme") > acme_before  # others unaffected
         samples = await run.metrics()
         assert value(samples, "petra_up", org="initech") == 0
         assert (
             value(samples, "petra_api_requests_total", org="initech", code="429", route="usage")
             == 1
         )
-
-
-async def test_a_standard_retry_after_spaces_the_next_request(tmp_path: Path) -> None:
-    """A 429 with `Retry-After: 2` delays the key's next request by at least 2 s."""
-    async with running_daemon(tmp_path, [ACME]) as run:
-        await run.wait_metric("petra_up", 1, org="acme")
-        run.simulator.set_fault("acme", RateLimitFault(2, "seconds"))
-        await run.wait_metric("petra_rate_limited_total", 1, org="acme")
-        run.simulator.set_fault("acme", None)
-        limited_at = run.simulator.request_times("acme")[-1]
-        await run.wait_for(
-            lambda: _after(run, "acme", limited_at), within=6, what="the next request"
-        )
-        following = next(t for t in run.simulator.request_times("acme") if t > limited_at)
-        assert following - limited_at >= 1.95
-
-
-async def _after(run: Running, name: str, moment: float) -> bool:
-    return any(t > moment for t in run.simulator.request_times(name))
 
 
 async def test_a_vanished_tenant_leaves_metrics_at_the_next_poll(tmp_path: Path) -> None:
@@ -169,7 +148,7 @@ async def test_failures_keep_last_values_until_they_go_stale(tmp_path: Path) -> 
         run.simulator.set_fault("acme", StatusFault(503, "maintenance"))
         samples = await run.wait_metric("petra_up", 0, org="acme")
         assert value(samples, "petra_org_tenants", org="acme") == 3
-        samples = await run.wait_metric("petra_org_tenants", None, org="acme", within=8)
+        samples = await run.wait_metric("petra_org_tenants", None, org="acme")
         assert value(samples, "petra_last_success_timestamp_seconds", org="acme") is not None
         assert not any(name.startswith("petra_tenant_") for name, _labels in samples)
         failed = run.events("poll_failed", org="acme")
@@ -208,26 +187,6 @@ async def test_endpoints_answer(tmp_path: Path) -> None:
         assert body.rstrip().endswith("# EOF")
         assert 'petra_up{org="acme"} 1.0' in body
         assert_no_key_material([REVOKED_KEY, ACME.key], run.log_stream.getvalue(), *run.pages)
-
-
-async def test_orgs_sharing_a_key_never_have_two_requests_in_flight(tmp_path: Path) -> None:
-    """Two orgs configured with one key take turns: each request starts after the last ended."""
-    slow = SimulatedOrg("shared", sim_key("shared"), tenant_count=1)
-    # "twin-2" is due 0.02 s after "shared" in every 2 s round: without the per-key
-    # lock their 0.4 s requests would overlap every time.
-    assert abs(initial_offset("twin-2", 2) - initial_offset("shared", 2)) < 0.03
-    async with running_daemon(
-        tmp_path, [slow], extra_keys={"twin-2": slow.key}, polling={"interval_seconds": 2}
-    ) as run:
-        run.simulator.set_fault("shared", LatencyFault(0.4))
-        await run.wait_for(
-            lambda: _count_at_least(run, "shared", 6), within=15, what="six requests"
-        )
-        times = run.simulator.request_times("shared")[-5:]
-        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-        assert min(gaps) >= 0.39, gaps  # the 0.4 s answer always finished first
-        samples = await run.metrics()
-        assert value(samples, "petra_up", org="twin-2") == 1
 
 
 async def _count_at_least(run: Running, name: str, count: int) -> bool:

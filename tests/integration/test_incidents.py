@@ -9,8 +9,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from collector.petra_simulator import RateLimitFault, SimulatedOrg, Simulator, StatusFault, sim_key
+from collector.petra_simulator import (
+    RateLimitFault,
+    Route,
+    SimulatedOrg,
+    Simulator,
+    StatusFault,
+    sim_key,
+)
 from tests.integration.harness import Running, Samples, running_daemon, value
+from tests.waiting import eventually
 
 INCIDENTS_ON = "incidents:\n  enabled: true\n  interval_seconds: 1\n  lookback_days: 30\n"
 
@@ -33,6 +41,28 @@ def exported_counts(samples: Samples, name: str) -> dict[tuple[str, str], float]
         if metric == "petra_tenant_incidents" and shown["org"] == name:
             found[shown["tenant_id"], shown["remediation_status"]] = sample
     return found
+
+
+async def usage_polls(run: Running, name: str, count: int) -> None:
+    """Until the simulator has received `count` more usage requests of org `name`: time
+    enough, as the daemon counts it, for any other request it would have sent."""
+    wanted = run.simulator.request_count(name) + count
+    await eventually(
+        lambda: _asked_at_least(run.simulator, name, wanted), f"{count} usage polls of {name}"
+    )
+
+
+async def incidents_polls(run: Running, name: str, count: int) -> None:
+    """Until the simulator has received `count` more incidents requests of org `name`."""
+    wanted = run.simulator.request_count(name, "incidents") + count
+    await eventually(
+        lambda: _asked_at_least(run.simulator, name, wanted, "incidents"),
+        f"{count} incidents polls of {name}",
+    )
+
+
+async def _asked_at_least(sim: Simulator, name: str, count: int, route: Route = "usage") -> bool:
+    return sim.request_count(name, route) >= count
 
 
 async def incident_count_is(run: Running, name: str, wanted: dict[tuple[str, str], int]) -> bool:
@@ -89,8 +119,9 @@ async def test_incident_series_match_what_the_simulator_holds(tmp_path: Path) ->
             assert line["key_fingerprint"].startswith("sha256:")
 
 
-async def test_new_and_remediated_incidents_show_within_two_intervals(tmp_path: Path) -> None:
-    """A new incident is counted and logged once; remediating it moves it to REMEDIATED."""
+async def test_new_and_remediated_incidents_show_in_the_next_polls(tmp_path: Path) -> None:
+    """A new incident is counted and logged once; remediating it moves it to REMEDIATED.
+    When the next polls come is proven on virtual time, in test_scheduler_incidents."""
     async with running_daemon(
         tmp_path, [org("acme", incidents=0)], extra_config=INCIDENTS_ON
     ) as run:
@@ -100,8 +131,7 @@ async def test_new_and_remediated_incidents_show_within_two_intervals(tmp_path: 
         tenant = run.simulator.incidents("acme")[0]["tenant"]["petraTenantId"]
         await run.wait_for(
             lambda: incident_count_is(run, "acme", {(tenant, "IN_PROGRESS"): 1}),
-            within=2.5,
-            what="the new incident within two intervals",
+            what="the new incident",
         )
         [detected] = run.events("incident_detected", org="acme")
         assert detected["tenant_id"] == tenant
@@ -110,10 +140,9 @@ async def test_new_and_remediated_incidents_show_within_two_intervals(tmp_path: 
         run.simulator.set_incident_status("acme", incident_id, "REMEDIATED")
         await run.wait_for(
             lambda: incident_count_is(run, "acme", {(tenant, "REMEDIATED"): 1}),
-            within=2.5,
-            what="the remediation within two intervals",
+            what="the remediation",
         )
-        await asyncio.sleep(1.5)
+        await incidents_polls(run, "acme", 2)
         assert len(run.events("incident_detected", org="acme")) == 1
 
 
@@ -134,10 +163,8 @@ async def test_failing_incidents_route_leaves_usage_alone(tmp_path: Path) -> Non
             lambda: _has_event(run, "rate_limited", org="acme", route="incidents"),
             what="a 429 on incidents",
         )
-        usage_before = run.simulator.request_count("acme")
         incidents_before = run.simulator.request_count("acme", "incidents")
-        await asyncio.sleep(2.5)
-        assert run.simulator.request_count("acme") >= usage_before + 2  # usage is not held
+        await usage_polls(run, "acme", 2)  # usage is not held
         assert run.simulator.request_count("acme", "incidents") == incidents_before  # waits
         samples = await run.metrics()
         assert value(samples, "petra_up", org="acme") == 1
@@ -162,7 +189,7 @@ async def test_a_full_answer_is_reported_as_truncated(tmp_path: Path) -> None:
     ) as run:
         samples = await run.wait_metric("petra_incidents_truncated", 1, org="busy")
         assert sum(exported_counts(samples, "busy").values()) == 500
-        await asyncio.sleep(1.5)
+        await incidents_polls(run, "busy", 2)
         [line] = run.events("incidents_truncated", org="busy")
         assert line["received"] == 500
 
@@ -206,10 +233,12 @@ async def test_no_user_field_leaves_the_answer(tmp_path: Path) -> None:
             await run.get(f"/page/orgs/{name}")
         assert any("Incidents of" in page for page in run.pages)  # the detail was rendered
         outputs = [*run.pages, run.log_stream.getvalue()]
-        await asyncio.sleep(0.3)  # the state file is written a moment after the polls
-        files = await asyncio.to_thread(_json_files, tmp_path)
-        assert any('"incidents"' in text for text in files), "no state file with incidents"
-        outputs += files
+
+        async def state_file_with_incidents() -> list[str] | None:
+            files = await asyncio.to_thread(_json_files, tmp_path)
+            return files if any('"incidents"' in text for text in files) else None
+
+        outputs += await eventually(state_file_with_incidents, "a state file with incidents")
         for text in outputs:
             leaked = sorted(secret for secret in secrets if secret in text)
             assert not leaked, f"user data {leaked[:3]} leaked"
@@ -254,7 +283,7 @@ async def test_reload_turns_incidents_on_and_off(tmp_path: Path) -> None:
         samples = await run.wait_metric("petra_incidents_up", None, org="acme")
         assert not [key for key in samples if "incident" in key[0]]
         asked = run.simulator.request_count("acme", "incidents")
-        await asyncio.sleep(1.5)
+        await usage_polls(run, "acme", 2)
         assert run.simulator.request_count("acme", "incidents") == asked
 
 
@@ -279,7 +308,9 @@ async def test_seen_incidents_travel_in_the_state_file(tmp_path: Path) -> None:
         restored = await second.metrics()
         assert exported_counts(restored, "acme") == counts  # served before any poll
         asked = sim.request_count("acme", "incidents")
-        await second.wait_for(lambda: _asked_at_least(sim, asked + 2), what="two incidents polls")
+        await second.wait_for(
+            lambda: _asked_at_least(sim, "acme", asked + 2, "incidents"), what="two incidents polls"
+        )
         await second.wait_metric("petra_incidents_up", 1, org="acme")
         assert second.events("incident_detected", org="acme") == []
         sim.add_incident("acme", status="IN_PROGRESS")
@@ -287,7 +318,3 @@ async def test_seen_incidents_travel_in_the_state_file(tmp_path: Path) -> None:
             lambda: _has_event(second, "incident_detected", org="acme"), what="the new one"
         )
         assert len(second.events("incident_detected", org="acme")) == 1
-
-
-async def _asked_at_least(sim: Simulator, count: int) -> bool:
-    return sim.request_count("acme", "incidents") >= count
