@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,18 +18,13 @@ from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_si
 from collector.scheduler import initial_offset
 from tests.integration.harness import write_config
 from tests.leaks import assert_no_key_material
+from tests.processes import free_port
+from tests.waiting import eventually
 from tests.webtls import TlsFiles, bcrypt_hash, write_web_config
 
 ACME = SimulatedOrg("acme", sim_key("acme"), tenant_count=2)
 REVOKED_KEY = "petra_revoked_cli_0123456789abcdef"
 COMMAND = [sys.executable, "-m", "collector"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def spawn_daemon(config: Path, port: int) -> asyncio.subprocess.Process:
@@ -127,16 +121,16 @@ async def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     process = await spawn_daemon(config, listen)
     try:
         async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + 15
-            body = ""
-            while 'petra_up{org="acme"} 1.0' not in body:
-                assert time.monotonic() < deadline, "daemon never reported acme up"
-                await asyncio.sleep(0.2)
-                try:
-                    async with http.get(f"http://127.0.0.1:{listen}/metrics") as response:
-                        body = await response.text()
-                except aiohttp.ClientConnectionError:
-                    continue
+
+            async def acme_up() -> str | None:
+                assert process.returncode is None, "the daemon exited"
+                async with http.get(f"http://127.0.0.1:{listen}/metrics") as response:
+                    body = await response.text()
+                return body if 'petra_up{org="acme"} 1.0' in body else None
+
+            body = await eventually(
+                acme_up, "acme up in /metrics", every=0.1, ignore=(aiohttp.ClientConnectionError,)
+            )
         process.send_signal(signal.SIGTERM)
         started = time.monotonic()
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=10)

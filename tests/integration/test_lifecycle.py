@@ -12,13 +12,18 @@ import aiohttp
 
 from collector.petra_simulator import HangFault, SimulatedOrg, Simulator, sim_key, start_simulator
 from tests.integration.harness import running_daemon, write_config
-from tests.integration.test_cli import free_port, spawn_daemon
+from tests.integration.test_cli import spawn_daemon
+from tests.processes import free_port
+from tests.waiting import eventually
 
 ACME = SimulatedOrg("acme", sim_key("acme"), tenant_count=2)
 
 
 async def test_sigterm_mid_round_stops_within_the_grace_period(tmp_path: Path) -> None:
-    """With requests hanging on the wire, SIGTERM still exits 0 within the grace period."""
+    """With requests hanging on the wire (for up to 60 s), SIGTERM still exits 0 soon after
+    the 1 s grace period. That a request ending within the grace is recorded and the rest
+    cancelled at its end is proven on virtual time, in test_scheduler_virtual_time's
+    test_stop_lets_requests_on_the_wire_finish_within_the_grace_then_cancels."""
     hanging = [SimulatedOrg(f"hang{i}", sim_key(f"hang{i}")) for i in range(5)]
     sim = Simulator([ACME, *hanging])
     for org in hanging:
@@ -33,16 +38,19 @@ async def test_sigterm_mid_round_stops_within_the_grace_period(tmp_path: Path) -
     )
     process = await spawn_daemon(config, free_port())
     try:
-        deadline = time.monotonic() + 15
-        while sum(sim.request_count(o.name) for o in hanging) < len(hanging):
-            assert time.monotonic() < deadline, "the hanging orgs were never polled"
-            await asyncio.sleep(0.1)
+
+        async def all_hanging() -> bool:
+            assert process.returncode is None, "the daemon exited"
+            return sum(sim.request_count(o.name) for o in hanging) >= len(hanging)
+
+        await eventually(all_hanging, "a request of every hanging org")
         process.send_signal(signal.SIGTERM)
         started = time.monotonic()
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=10)
         took = time.monotonic() - started
         assert process.returncode == 0, stderr.decode()
-        assert took < 1 + 1.5, f"took {took:.1f} s for a 1 s grace period"
+        # Far below the 60 s the requests would hang, with room for a busy machine.
+        assert took < 1 + 5, f"took {took:.1f} s for a 1 s grace period"
         assert json.loads(stdout.decode().splitlines()[-1])["event"] == "stopped"
     finally:
         if process.returncode is None:
@@ -74,9 +82,7 @@ async def test_slow_and_flooding_web_clients_do_not_stall_polling(tmp_path: Path
             codes = await asyncio.gather(*(status() for _ in range(300)))
             flood_seconds = time.monotonic() - started
         assert set(codes) == {200}
-        await run.wait_for(
-            lambda: _polled_since(run.simulator, before, 2), within=5, what="two more polls"
-        )
+        await run.wait_for(lambda: _polled_since(run.simulator, before, 2), what="two more polls")
         assert (await run.get("/healthz"))[0] == 200
         for writer in stalled:
             writer.close()
@@ -85,36 +91,3 @@ async def test_slow_and_flooding_web_clients_do_not_stall_polling(tmp_path: Path
 
 async def _polled_since(sim: Simulator, before: int, more: int) -> bool:
     return sim.request_count("acme") >= before + more
-
-
-async def test_a_request_that_ends_within_the_grace_period_is_recorded(tmp_path: Path) -> None:
-    """SIGTERM does not cut off a request that finishes inside the grace period."""
-    hanging = SimulatedOrg("slowpoke", sim_key("slowpoke"))
-    sim = Simulator([hanging])
-    sim.set_fault("slowpoke", HangFault())
-    runner, port = await start_simulator(sim, "127.0.0.1", 0)
-    config = write_config(
-        tmp_path,
-        f"http://127.0.0.1:{port}",
-        {"slowpoke": hanging.key},
-        polling={"shutdown_grace_seconds": 4},
-        api={"timeout_seconds": 1.5},
-    )
-    process = await spawn_daemon(config, free_port())
-    try:
-        deadline = time.monotonic() + 15
-        while sim.request_count("slowpoke") < 1:
-            assert time.monotonic() < deadline, "slowpoke was never polled"
-            await asyncio.sleep(0.05)
-        process.send_signal(signal.SIGTERM)  # the request has ~1.5 s left of its timeout
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=10)
-        assert process.returncode == 0, stderr.decode()
-        events = [json.loads(line) for line in stdout.decode().splitlines()]
-        names = [e["event"] for e in events]
-        # The timed-out poll is recorded after the stop began and before the daemon ended.
-        assert names.index("stopping") < names.index("poll_failed") < names.index("stopped")
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        await runner.cleanup()

@@ -16,8 +16,10 @@ import pytest
 from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_simulator
 from collector.state_file import TEMP_SUFFIX, read_state_file
 from tests.integration.harness import write_config
-from tests.integration.test_cli import free_port, spawn_daemon
+from tests.integration.test_cli import spawn_daemon
 from tests.outcomes import saved_report
+from tests.processes import free_port
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -27,18 +29,14 @@ TENANTS = 60  # about 1 MB a write
 
 
 async def wait_ready(port: int, process: asyncio.subprocess.Process) -> None:
-    deadline = time.monotonic() + 20
     async with aiohttp.ClientSession() as http:
-        while True:
+
+        async def ready() -> bool:
             assert process.returncode is None, "the daemon exited"
-            assert time.monotonic() < deadline, "the daemon did not become ready"
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.02)
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                return response.status == 200
+
+        await eventually(ready, "the daemon's /readyz", every=0.02, ignore=(aiohttp.ClientError,))
 
 
 def kill_when_writing(pid: int, temp: Path, within: float) -> bool:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,34 +98,6 @@ async def test_a_restart_serves_the_same_series_at_once(tmp_path: Path) -> None:
         "globex": True,
         "initech": True,
     }
-
-
-async def test_no_org_is_polled_twice_within_its_interval_across_a_restart(tmp_path: Path) -> None:
-    """The saved schedule resumes: the simulator sees each org's requests an interval apart."""
-    names = [f"org-{i}" for i in range(10)]
-    orgs = [org(name) for name in names]
-    sim = Simulator(orgs)
-    config = state_config(tmp_path / "state.json")
-    for _round in range(2):
-        async with running_daemon(
-            tmp_path, orgs, simulator=sim, polling=POLLING, extra_config=config
-        ) as running:
-            started = time.monotonic()
-            start = {name: sim.request_count(name) for name in names}
-
-            async def polled_twice(start: dict[str, int] = start) -> bool:
-                return all(sim.request_count(n) >= start[n] + 2 for n in names)
-
-            await running.wait_for(polled_twice, 4 * INTERVAL + 5, "two polls of every org")
-            # Stop half-way through an interval: started afresh, the orgs whose first-poll
-            # offset lies in the first half would be polled again about half an interval
-            # after their last poll.
-            await asyncio.sleep(max(0.0, started + 2.5 * INTERVAL - time.monotonic()))
-    for name in names:
-        times = sim.request_times(name)
-        assert len(times) >= 4
-        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-        assert min(gaps) > INTERVAL - 0.15, (name, gaps)
 
 
 @contextmanager
