@@ -11,7 +11,6 @@ import asyncio
 import email.utils
 import gzip
 import os
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ from collector.petra_simulator import (
 from collector.petra_usage import UsageReport
 from tests.leaks import assert_no_key_material
 from tests.webtls import basic_auth
+from tests.processes import free_port
 
 KEY_TEXT = "petra_live_Hq7Wm2Xc9Rt4Lp1Zs8Nd6Vb3Kf0Gj5Ya"
 KEY = ApiKey(KEY_TEXT)
@@ -618,14 +618,6 @@ async def test_timeout_is_unavailable(rig: Rig) -> None:
     assert caught.value.code == "error"
     assert caught.value.status is None
     assert caught.value.message == "no complete answer within 0.2 s"
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 async def test_connection_refused_is_unavailable(rig: Rig) -> None:

@@ -39,6 +39,7 @@ from collector.petra_simulator import (
     start_simulator,
     write_bench_config,
 )
+from tests.fakeclock import FakeClock
 from tests.leaks import assert_no_key_material
 
 WALL = 1_795_671_116.0  # 2026-11-26T05:31:56Z
@@ -56,16 +57,6 @@ TENANT_FIELDS = {
     "proratingPercentageThisMonth",
 }
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 Serve = Callable[[Simulator], Awaitable[aiohttp.ClientSession]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from collector.ratelimit import KeyBudget, Pacer, RouteBudgets
+from tests.fakeclock import FakeClock
 
 
 def test_pacer_spaces_requests_evenly() -> None:
@@ -99,17 +100,6 @@ def test_key_budget_rejects_a_zero_budget() -> None:
     """A key budget of 0 per minute is refused (the config never produces one)."""
     with pytest.raises(ValueError, match="rate must be positive"):
         KeyBudget(0.0)
-
-
-class FakeClock:
-    """Time that only moves when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
 
 
 def test_each_route_of_a_key_has_its_own_budget() -> None:
