@@ -4,9 +4,7 @@ rules mute what they should in a real Alertmanager."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from tests.alertmanager import (
 from tests.deploy.test_prometheus_rules import WATCHDOG, alert_rules, duration
 from tests.processes import LOOPBACK, free_port
 from tests.tools import require_tool
+from tests.waiting import eventually
 
 OPERATIONS_DOC = ROOT / "docs" / "operations.md"
 RECEIVER_FOR_SEVERITY = {"critical": "petra-pager", "warning": "petra-chat"}
@@ -178,22 +177,26 @@ async def test_inhibit_rules_in_a_real_alertmanager(tmp_path: Path) -> None:
             _key(case["labels"]): "suppressed" if muted else "active"
             for case, muted in INHIBITION_CASES
         }
-        deadline = time.monotonic() + 15
-        while True:
+        states: dict[tuple[tuple[str, str], ...], str] = {}
+
+        async def settled() -> list[dict[str, Any]] | None:
             async with http.get(f"{url}/api/v2/alerts") as response:
-                listed = await response.json()
-            states = {_key(item["labels"]): item["status"]["state"] for item in listed}
-            inhibited = {_key(item["labels"]) for item in listed if item["status"]["inhibitedBy"]}
-            if states == expected:
-                break
-            if time.monotonic() > deadline:
-                wrong = {
+                listed: list[dict[str, Any]] = await response.json()
+            states.clear()
+            states.update({_key(item["labels"]): item["status"]["state"] for item in listed})
+            return listed if states == expected else None
+
+        def wrong() -> str:
+            return "alerts in the wrong state: " + str(
+                {
                     dict(key)["alertname"] + str(dict(key)): f"{states.get(key)}, not {state}"
                     for key, state in expected.items()
                     if states.get(key) != state
                 }
-                pytest.fail(f"alerts in the wrong state: {wrong}")
-            await asyncio.sleep(0.2)
+            )
+
+        listed = await eventually(settled, "every alert's state", every=0.2, details=wrong)
+        inhibited = {_key(item["labels"]) for item in listed if item["status"]["inhibitedBy"]}
         muted = {_key(case["labels"]) for case, is_muted in INHIBITION_CASES if is_muted}
         assert inhibited == muted, "muted by something other than an inhibit rule"
 

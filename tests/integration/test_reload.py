@@ -9,6 +9,7 @@ from pathlib import Path
 from collector.config import Shard
 from collector.petra_simulator import SimulatedOrg, sim_key
 from tests.integration.harness import Running, running_daemon, value, write_config
+from tests.waiting import eventually
 
 ACME = SimulatedOrg("acme", sim_key("acme"), tenant_count=2)
 GLOBEX = SimulatedOrg("globex", sim_key("globex"), tenant_count=3)
@@ -162,13 +163,16 @@ async def test_systemd_notifications_and_serialised_reloads(tmp_path: Path) -> N
     loop = asyncio.get_running_loop()
     loop.add_reader(receiver.fileno(), lambda: messages.extend(_drain(receiver)))
     environ = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"}
+
+    async def seen(line: str, times: int = 1) -> bool:
+        return [m.splitlines()[0] for m in messages].count(line) >= times
+
     try:
         async with running_daemon(tmp_path, [ACME], environ=environ) as run:
-            await asyncio.sleep(0.5)
+            await eventually(lambda: seen("WATCHDOG=1", 3), "three watchdog pings")
             results = await asyncio.gather(run.post("/-/reload"), run.post("/-/reload"))
             assert [status for status, _text in results] == [200, 200]
-            await asyncio.sleep(0.3)
-        await asyncio.sleep(0.1)
+        await eventually(lambda: seen("STOPPING=1"), "STOPPING=1")
     finally:
         loop.remove_reader(receiver.fileno())
         receiver.close()
