@@ -1,4 +1,9 @@
-"""The installed command as a user runs it: exit codes, signals, output."""
+"""The installed command as a user runs it: exit codes, signals, output.
+
+The daemon, its stop on SIGTERM, the demo, `check --probe` and `--version` run as
+`python -m collector`; usage and config errors and `--help` call the same `main` in this
+process (`in_process`), without a new interpreter (and coverage start-up) for each.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import pytest
 
+from collector.cli import main
 from collector.demo import DEMO_INCIDENTS_INTERVAL_SECONDS, DEMO_INTERVAL_SECONDS, REJECTED_ORG
 from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_simulator
 from collector.scheduler import initial_offset
@@ -41,13 +49,33 @@ async def spawn_daemon(config: Path, port: int) -> asyncio.subprocess.Process:
     )
 
 
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def in_process(capsys: pytest.CaptureFixture[str]) -> Run:
+    """`main(args)` in this process, seen as `run_command` sees the command: the exit
+    status (argparse's own exits included), stdout and stderr."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exited:  # argparse: usage errors, --help
+            code = exited.code if isinstance(exited.code, int) else 1
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out, err)
+
+    return run
+
+
 def run_command(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
         [*COMMAND, *args], capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
-def test_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
+def test_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path, in_process: Run) -> None:
     """A broken config names file and path for each problem, exits 2, shows no traceback."""
     config = tmp_path / "bad.yaml"
     config.write_text(
@@ -55,7 +83,7 @@ def test_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
         "  - name: acme\n    api_key_env: UNSET_PETRA_VAR_FOR_TEST\n"
     )
     for command in ("run", "check"):
-        result = run_command(command, "--config", str(config))
+        result = in_process(command, "--config", str(config))
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr
         assert f"{config}: polling.interval_seconds: must be greater than 0" in result.stderr
@@ -63,12 +91,13 @@ def test_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
         assert f"{config}: orgs[1].api_key_env: environment variable" in result.stderr
 
 
-def test_missing_config_and_bad_arguments_exit_2(tmp_path: Path) -> None:
-    """No file, or an unknown option, is a usage error with a helpful message."""
-    result = run_command("run", "--config", str(tmp_path / "missing.yaml"))
+def test_missing_config_and_bad_arguments_exit_2(tmp_path: Path, in_process: Run) -> None:
+    """No file, or an unknown option, is a usage error with a helpful message; the command
+    itself exits 2 too."""
+    result = in_process("run", "--config", str(tmp_path / "missing.yaml"))
     assert result.returncode == 2
     assert "file not found" in result.stderr
-    result = run_command("run", "--config", "x.yaml", "--shrd", "0/2")
+    result = in_process("run", "--config", "x.yaml", "--shrd", "0/2")
     assert result.returncode == 2
     assert "did you mean --shard" in result.stderr
     result = run_command("chek")  # codespell:ignore chek - the typo is the test
@@ -76,13 +105,13 @@ def test_missing_config_and_bad_arguments_exit_2(tmp_path: Path) -> None:
     assert "did you mean check" in result.stderr
 
 
-def test_version_and_help() -> None:
+def test_version_and_help(in_process: Run) -> None:
     """--version prints the version; every command's --help carries an example."""
     result = run_command("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("petra-collector ")
     for command in ("run", "check", "simulate", "demo"):
-        result = run_command(command, "--help")
+        result = in_process(command, "--help")
         assert result.returncode == 0
         assert "Examples:" in result.stdout
 
@@ -233,7 +262,7 @@ def test_demo_runs_with_no_arguments_but_ports() -> None:
     assert any(e["event"] == "incident_detected" and e["org"] == "initech" for e in events)
 
 
-def test_broken_web_config_exits_2_naming_file_and_path(tmp_path: Path) -> None:
+def test_broken_web_config_exits_2_naming_file_and_path(tmp_path: Path, in_process: Run) -> None:
     """run and check refuse a web config with problems (flag or server.web_config_file),
     a client_auth_type that checks no certificate among them."""
     files = TlsFiles(tmp_path / "tls")
@@ -251,7 +280,7 @@ def test_broken_web_config_exits_2_naming_file_and_path(tmp_path: Path) -> None:
         ("run", ["--config", str(in_file)]),  # relative to the config file
         ("check", ["--config", str(in_file)]),
     ):
-        result = run_command(command, *config_args)
+        result = in_process(command, *config_args)
         assert result.returncode == 2, (command, result.stderr)
         assert "Traceback" not in result.stderr
         missing = tmp_path / "tls" / "missing.key"
@@ -268,7 +297,7 @@ def test_broken_web_config_exits_2_naming_file_and_path(tmp_path: Path) -> None:
         assert "web config rejected: 3 problem(s)" in result.stderr
 
 
-def test_check_describes_a_good_web_config(tmp_path: Path) -> None:
+def test_check_describes_a_good_web_config(tmp_path: Path, in_process: Run) -> None:
     files = TlsFiles(tmp_path / "tls")
     web = write_web_config(
         tmp_path / "tls" / "web.yml",
@@ -276,7 +305,7 @@ def test_check_describes_a_good_web_config(tmp_path: Path) -> None:
         users={"prometheus": bcrypt_hash("pw")},
     )
     config = write_config(tmp_path, "http://127.0.0.1:9", {"acme": ACME.key})
-    result = run_command("check", "--config", str(config), "--web.config.file", str(web))
+    result = in_process("check", "--config", str(config), "--web.config.file", str(web))
     assert result.returncode == 0, result.stderr
     assert (
         f"web config {web}: TLS (RequireAndVerifyClientCert), 1 basic auth user(s)" in result.stderr
