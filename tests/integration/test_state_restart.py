@@ -54,7 +54,7 @@ async def all_polled(running: Running, names: list[str]) -> None:
         samples = await running.metrics()
         return all(value(samples, "petra_up", org=name) is not None for name in names)
 
-    await running.wait_for(check, 10, "every org's first poll")
+    await running.wait_for(check, what="every org's first poll")
 
 
 async def test_a_restart_serves_the_same_series_at_once(tmp_path: Path) -> None:
@@ -140,11 +140,11 @@ async def test_an_unwritable_state_directory_never_stops_polling(tmp_path: Path,
             async def failed_twice() -> bool:
                 return len(running.events("state_write_failed")) >= 2
 
-            await running.wait_for(failed_twice, 10, "two failed writes")
+            await running.wait_for(failed_twice, what="two failed writes")
             await running.wait_metric("petra_up", 1.0, org="acme")
             polls = running.simulator.request_count("acme")
             await running.wait_for(
-                lambda: _more(running.simulator, "acme", polls), 5, "polling goes on"
+                lambda: _more(running.simulator, "acme", polls), what="polling goes on"
             )
         failed = running.events("state_write_failed")
         assert failed[0]["level"] == "error"
@@ -153,7 +153,7 @@ async def test_an_unwritable_state_directory_never_stops_polling(tmp_path: Path,
         async def recovered() -> bool:
             return bool(running.events("state_write_recovered"))
 
-        await running.wait_for(recovered, 15, "a write once the directory is writable")
+        await running.wait_for(recovered, what="a write once the directory is writable")
     saved = read_state_file(state_path)
     assert saved is not None
     assert saved_report(saved.orgs["acme"]) is not None
@@ -180,7 +180,7 @@ async def test_a_corrupt_state_file_is_set_aside_and_the_daemon_starts_fresh(
         async def written() -> bool:
             return read_state_file(state_path) is not None
 
-        await running.wait_for(written, 5, "a new state file")
+        await running.wait_for(written, what="a new state file")
     assert unreadable["level"] == "warning"
     assert unreadable["path"] == str(state_path)
     assert "is not valid JSON" in unreadable["problem"]
@@ -224,7 +224,7 @@ async def test_a_changed_key_starts_fresh_and_a_rejected_key_stays_rejected(
         async def rechecked() -> bool:
             return sim.request_count("globex") >= rechecks + 2
 
-        await second.wait_for(rechecked, 10, "two re-checks of the rejected key")
+        await second.wait_for(rechecked, what="two re-checks of the rejected key")
         await second.wait_metric("petra_up", 1.0, org="acme")
         assert second.events("auth_failed") == []
         assert value(await second.metrics(), "petra_auth_failure", org="globex") == 1.0
