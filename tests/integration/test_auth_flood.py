@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from bench.authflood import POLL_INTERVAL_SECONDS, collector, run_flood
-from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_simulator
+from collector.petra_simulator import SimulatedOrg, Simulator, sim_key
+from tests.simulated import running_simulator
 
 pytestmark = pytest.mark.slow
 
@@ -27,22 +28,19 @@ SLOW_SCRAPE_SECONDS = 1.0
 
 async def test_polls_stay_on_time_and_good_scrapes_answer_during_a_flood(tmp_path: Path) -> None:
     simulator = Simulator([ORG])
-    runner, port = await start_simulator(simulator, "127.0.0.1", 0)
-    try:
-        async with collector(
-            tmp_path, f"http://127.0.0.1:{port}", [ORG], tls=True, cost=10
-        ) as running:
-            result = await run_flood(
-                running,
-                simulator,
-                ORG.name,
-                wrong=WRONG,
-                concurrency=50,
-                per_second=75,
-                quiet_seconds=2.5,
-            )
-    finally:
-        await runner.cleanup()
+    async with (
+        running_simulator(simulator) as simulator_url,
+        collector(tmp_path, simulator_url, [ORG], tls=True, cost=10) as running,
+    ):
+        result = await run_flood(
+            running,
+            simulator,
+            ORG.name,
+            wrong=WRONG,
+            concurrency=50,
+            per_second=75,
+            quiet_seconds=2.5,
+        )
     assert result.statuses == {401: WRONG}
     assert sum(result.refused.values()) == WRONG
     assert result.refused["invalid_credentials"] >= 1  # some were really checked

@@ -15,10 +15,10 @@ from collector.petra_simulator import (
     Simulator,
     StatusFault,
     sim_key,
-    start_simulator,
 )
 from collector.state_records import Health
 from tests.integration.harness import write_config
+from tests.simulated import running_simulator
 
 NAMES = ("fine", "forbidden", "limited", "down")
 REVOKED_KEY = "petra_revoked_probe_0123456789abcdef"
@@ -31,14 +31,11 @@ async def test_probe_tells_every_answer_apart(tmp_path: Path) -> None:
     simulator.set_fault("forbidden", StatusFault(403, "Forbidden"))
     simulator.set_fault("limited", RateLimitFault(42))
     simulator.set_fault("down", StatusFault(503, "maintenance"))
-    runner, port = await start_simulator(simulator, "127.0.0.1", 0)
-    try:
+    async with running_simulator(simulator) as simulator_url:
         keys = {org.name: org.key for org in orgs} | {"revoked": REVOKED_KEY}
-        config = write_config(tmp_path, f"http://127.0.0.1:{port}", keys)
+        config = write_config(tmp_path, simulator_url, keys)
         settings = load_config(config).settings
         results = {r.org: r for r in await probe(settings)}
-    finally:
-        await runner.cleanup()
     outcomes = {name: (r.ok, r.outcome) for name, r in results.items()}
     assert outcomes == {
         "fine": (True, "ok"),
@@ -76,17 +73,12 @@ async def test_probe_asks_incidents_too_when_enabled(tmp_path: Path) -> None:
     ]
     simulator = Simulator(orgs)
     simulator.set_fault("halfway", StatusFault(503, "incidents down"), "incidents")
-    runner, port = await start_simulator(simulator, "127.0.0.1", 0)
-    try:
+    async with running_simulator(simulator) as simulator_url:
         keys = {org.name: org.key for org in orgs}
-        config = write_config(
-            tmp_path, f"http://127.0.0.1:{port}", keys, extra="incidents: {enabled: true}\n"
-        )
+        config = write_config(tmp_path, simulator_url, keys, extra="incidents: {enabled: true}\n")
         settings = load_config(config).settings
         results = {r.org: r for r in await probe(settings)}
         asked = {org.name: simulator.request_count(org.name, "incidents") for org in orgs}
-    finally:
-        await runner.cleanup()
     assert asked == {"fine": 1, "busy": 1, "halfway": 1}
     assert results["fine"].ok
     assert results["fine"].incidents is not None
@@ -116,11 +108,8 @@ async def test_probe_asks_incidents_too_when_enabled(tmp_path: Path) -> None:
 async def test_probe_leaves_incidents_alone_when_off(tmp_path: Path) -> None:
     org = SimulatedOrg("fine", sim_key("fine"), tenant_count=2)
     simulator = Simulator([org])
-    runner, port = await start_simulator(simulator, "127.0.0.1", 0)
-    try:
-        config = write_config(tmp_path, f"http://127.0.0.1:{port}", {"fine": org.key})
+    async with running_simulator(simulator) as simulator_url:
+        config = write_config(tmp_path, simulator_url, {"fine": org.key})
         [result] = await probe(load_config(config).settings)
-    finally:
-        await runner.cleanup()
     assert result.incidents is None
     assert simulator.request_count("fine", "incidents") == 0

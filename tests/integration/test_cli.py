@@ -27,6 +27,7 @@ from collector.scheduler import initial_offset
 from tests.integration.harness import write_config
 from tests.leaks import assert_no_key_material
 from tests.processes import free_port
+from tests.simulated import running_simulator
 from tests.waiting import eventually
 from tests.webtls import TlsFiles, bcrypt_hash, write_web_config
 
@@ -118,11 +119,8 @@ def test_version_and_help(in_process: Run) -> None:
 
 async def test_check_prints_fingerprints_and_probe_reports_each_org(tmp_path: Path) -> None:
     """check lists orgs with fingerprints, never keys; --probe exits 1 when a key fails."""
-    runner, port = await start_simulator(Simulator([ACME]), "127.0.0.1", 0)
-    try:
-        config = write_config(
-            tmp_path, f"http://127.0.0.1:{port}", {"acme": ACME.key, "umbrella": REVOKED_KEY}
-        )
+    async with running_simulator(Simulator([ACME])) as simulator_url:
+        config = write_config(tmp_path, simulator_url, {"acme": ACME.key, "umbrella": REVOKED_KEY})
         plain = await asyncio.to_thread(run_command, "check", "--config", str(config))
         assert plain.returncode == 0, plain.stderr
         assert "acme" in plain.stdout
@@ -138,8 +136,6 @@ async def test_check_prints_fingerprints_and_probe_reports_each_org(tmp_path: Pa
         assert_no_key_material(
             [ACME.key, REVOKED_KEY], plain.stdout, plain.stderr, probed.stdout, probed.stderr
         )
-    finally:
-        await runner.cleanup()
 
 
 async def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
