@@ -45,6 +45,7 @@ from tests.integration.harness import Running, running_daemon
 from tests.leaks import assert_no_key_material
 from tests.outcomes import succeed
 from tests.tools import require_tool
+from tests.waiting import HANG_SECONDS
 from tests.webtls import TlsFiles, basic_auth, bcrypt_hash, write_web_config
 
 ARTIFACTS: Final = Path(__file__).resolve().parents[2] / "artifacts"
@@ -145,8 +146,8 @@ async def call(function: Callable[..., Any], *args: Any) -> Any:
 
 
 async def wait_until(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str) -> Any:
-    """Poll `condition` in the browser until it is truthy (10 s at most)."""
-    wait = WebDriverWait(driver, 10, poll_frequency=0.1)
+    """Poll `condition` in the browser until it is truthy (HANG_SECONDS at most)."""
+    wait = WebDriverWait(driver, HANG_SECONDS, poll_frequency=0.1)
     return await call(wait.until, condition, f"timed out waiting for {what}")
 
 

@@ -614,7 +614,7 @@ async def test_timeout_is_unavailable(rig: Rig) -> None:
     started = time.monotonic()
     with pytest.raises(Unavailable) as caught:
         await rig.fetch(hang, timeout_seconds=0.2)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 10.0  # the handler hangs for an hour
     assert caught.value.code == "error"
     assert caught.value.status is None
     assert caught.value.message == "no complete answer within 0.2 s"
