@@ -124,15 +124,25 @@ def test_without_tenant_name_labels_the_info_carries_no_names(fmt: FastFormat) -
     assert b'petra_tenant_info{billable_status="Trial",org="acme",petra_service=""' in body
 
 
-def test_cached_pieces_follow_every_change() -> None:
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Blocks of SMALL_BLOCK orgs: a fleet of a few blocks per family then costs the stock
+    encoder (the reference every body is compared with) an eighth of what 256-org blocks
+    would, and the block arithmetic is the same."""
+    monkeypatch.setattr(exposition_module, "BLOCK_ORGS", SMALL_BLOCK)
+    return SMALL_BLOCK
+
+
+def test_cached_pieces_follow_every_change(small_blocks: int) -> None:
     """After polls, a vanished tenant, a removed org and stale orgs: still the stock body."""
-    states = nasty_states() + [OrgState(f"org-{i:04d}", "fp", "file", 60) for i in range(600)]
+    bulk = [OrgState(f"org-{i:04d}", "fp", "file", 60) for i in range(2 * small_blocks + 11)]
+    states = nasty_states() + bulk
     for index, state in enumerate(states[4:]):
         succeed(state, _report("Bulk", PLAIN._replace(tenant_id=f"t{index}")), NOW, 0.1)
     clock = [NOW]
     collector = PetraCollector(lambda: states, lambda: MAX_STALENESS, lambda: clock[0])
     exposition = Exposition(collector)
-    assert len(states) > 2 * BLOCK_ORGS  # several blocks per family
+    assert len(states) > 2 * small_blocks  # several blocks per family
 
     def check() -> None:
         stock_body = stock(exposition, "text")
@@ -141,7 +151,8 @@ def test_cached_pieces_follow_every_change() -> None:
 
     check()
     succeed(states[0], _report("Acme", NASTY), NOW, 0.3)  # PLAIN vanished
-    states[300].record_error("usage", states[300].health, "timeout", NOW, None)
+    stale = states[small_blocks + 5]
+    stale.record_error("usage", stale.health, "timeout", NOW, None)
     check()
     del states[2]  # an org left the config
     check()
@@ -437,15 +448,6 @@ def _act(
         states.insert(rng.randrange(len(states) + 1), fresh)
     else:  # no tenants at all
         succeed(state, _report("Empty"), now, 0.1)
-
-
-@pytest.fixture
-def small_blocks(monkeypatch: pytest.MonkeyPatch) -> int:
-    """Blocks of SMALL_BLOCK orgs: a fleet of a few blocks per family then costs the stock
-    encoder (the reference every body is compared with) an eighth of what 256-org blocks
-    would, and the block arithmetic is the same."""
-    monkeypatch.setattr(exposition_module, "BLOCK_ORGS", SMALL_BLOCK)
-    return SMALL_BLOCK
 
 
 @pytest.mark.parametrize("seed", range(4))
