@@ -39,14 +39,11 @@ from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_si
 from tests.alertmanager import fast_copy, running_alertmanager
 from tests.integration.test_alert_delivery import Notification, WebhookReceiver
 from tests.integration.test_prometheus_e2e import (
-    LOOPBACK,
     PROMETHEUS_DIR,
     eventually,
-    free_port,
     query,
-    start_process,
-    stop_process,
 )
+from tests.processes import LOOPBACK, free_port, start_process, stop_process
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.slow

@@ -23,7 +23,8 @@ from tests.integration.harness import (
     value,
     write_config,
 )
-from tests.integration.test_cli import COMMAND, free_port
+from tests.integration.test_cli import COMMAND
+from tests.processes import free_port
 
 T = TypeVar("T")
 

@@ -52,8 +52,8 @@ from collector.petra_simulator import (
 )
 from collector.petra_usage import UsageReport
 from tests.leaks import assert_no_key_material
-from tests.webtls import basic_auth
 from tests.processes import free_port
+from tests.webtls import basic_auth
 
 KEY_TEXT = "petra_live_Hq7Wm2Xc9Rt4Lp1Zs8Nd6Vb3Kf0Gj5Ya"
 KEY = ApiKey(KEY_TEXT)
