@@ -161,6 +161,7 @@ class Daemon:
                 on_keys_changed=self._remember_secrets,
                 on_change=self._state_changed,
                 incidents=settings.incidents,
+                billing=settings.billing,
             )
             self._scheduler = scheduler
             self._adopt(settings)
@@ -337,7 +338,7 @@ class Daemon:
         assert self._scheduler is not None  # noqa: S101 - run() creates it before adopting
         owned = self.owned_orgs(settings)
         self._remember_secrets([org.key.reveal() for org in settings.orgs])
-        self._scheduler.apply(owned, settings.polling, settings.incidents)
+        self._scheduler.apply(owned, settings.polling, settings.incidents, settings.billing)
         self._settings = settings
         self._metrics.config_loaded(len(owned), time.time())
 

@@ -34,6 +34,7 @@ from collector.sharding import owners_of, owns
 DEFAULT_BASE_URL: Final = "https://api.petrasecurity.com"
 DEFAULT_PORT: Final = 9865
 PETRA_PUBLISHED_REQUESTS_PER_MINUTE: Final = 10
+PETRA_BILLING_REQUESTS_PER_MINUTE: Final = 1  # /v1/billable-users, per the newer reference
 ORG_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 DEFAULT_TELEMETRY_PATH: Final = "/metrics"
@@ -98,6 +99,16 @@ class IncidentsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BillingSettings:
+    """Asking `/v1/billable-users` for each tenant (off unless asked for)."""
+
+    enabled: bool = False
+    interval_seconds: float = 86400.0  # each tenant's figures are refreshed this often
+    # Petra allows one a minute on this route; other programs may share the key.
+    requests_per_minute_per_key: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     # Every address serves the same routes; the first is the one logs and the page name.
     listen: tuple[HostPort, ...] = (HostPort("127.0.0.1", DEFAULT_PORT),)
@@ -142,6 +153,7 @@ class Settings:
     api: ApiSettings = ApiSettings()
     polling: PollingSettings = PollingSettings()
     incidents: IncidentsSettings = IncidentsSettings()
+    billing: BillingSettings = BillingSettings()
     server: ServerSettings = ServerSettings()
     logging: LoggingSettings = LoggingSettings()
     state: StateSettings = StateSettings()
@@ -266,6 +278,7 @@ def parse_config(
     api = _parse_api(top.section("api"))
     polling = _parse_polling(top.section("polling"))
     incidents = _parse_incidents(top.section("incidents"), polling)
+    billing = _parse_billing(top.section("billing"))
     server = _parse_server(top.section("server"), base_dir or Path.cwd())
     logging = _parse_logging(top.section("logging"))
     state = _parse_state(top.section("state"), base_dir or Path.cwd())
@@ -290,6 +303,7 @@ def parse_config(
         api=api,
         polling=polling,
         incidents=incidents,
+        billing=billing,
         server=server,
         logging=logging,
         state=state,
@@ -370,6 +384,26 @@ def _parse_incidents(section: Section, polling: PollingSettings) -> IncidentsSet
             f"{result.interval_seconds:g} s is more than half of polling.max_staleness_seconds "
             f"({polling.max_staleness_seconds:g} s): one late poll drops the incident series; "
             "raise max_staleness_seconds",
+        )
+    section.finish()
+    return result
+
+
+def _parse_billing(section: Section) -> BillingSettings:
+    d = BillingSettings()
+    result = BillingSettings(
+        enabled=section.boolean("enabled", default=d.enabled),
+        interval_seconds=section.number("interval_seconds", d.interval_seconds),
+        requests_per_minute_per_key=section.number(
+            "requests_per_minute_per_key", d.requests_per_minute_per_key
+        ),
+    )
+    if result.requests_per_minute_per_key > PETRA_BILLING_REQUESTS_PER_MINUTE:
+        section.problems.warn(
+            section.child("requests_per_minute_per_key"),
+            f"{result.requests_per_minute_per_key:g} is above Petra's published limit of "
+            f"{PETRA_BILLING_REQUESTS_PER_MINUTE} per minute on /v1/billable-users; expect "
+            "429 answers unless your account has a higher limit",
         )
     section.finish()
     return result

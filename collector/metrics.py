@@ -23,13 +23,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from collector import __version__
+from collector.petra_billing import BillingReport
 from collector.petra_usage import TenantUsage
-from collector.routes import incidents_side
+from collector.routes import ROUTES, billing_figures, billing_side, incidents_side
 from collector.state import USAGE, OrgState
 from collector.state_records import Health
 
 CACHED: Final = " Cached from the last successful poll of Petra's /v1/usage."
 CACHED_INCIDENTS: Final = " Cached from the last successful poll of Petra's /v1/incidents."
+CACHED_BILLING: Final = (
+    " Cached from the tenant's last successful ask of Petra's /v1/billable-users."
+)
 ORG: Final = ("org",)
 TENANT: Final = ("org", "tenant_id")
 TENANT_STATUS: Final = ("org", "tenant_id", "remediation_status")
@@ -157,6 +161,35 @@ def _tenant_last_incident(state: OrgState, _fresh: bool) -> list[Sample]:
     ]
 
 
+def _billing_up(state: OrgState, _fresh: bool) -> float | None:
+    side = billing_side(state)
+    return None if side is None or side.pending else (1.0 if side.health is _OK else 0.0)
+
+
+def _billing_last_success(state: OrgState, _fresh: bool) -> float | None:
+    side = billing_side(state)
+    return None if side is None else side.last_success_at
+
+
+def _billing_stale(state: OrgState, _fresh: bool) -> float | None:
+    side = billing_side(state)
+    return None if side is None else float(side.stale)
+
+
+def _billing_sample(
+    value: Callable[[BillingReport], float | None],
+) -> Callable[[OrgState, bool], list[Sample]]:
+    def samples(state: OrgState, _fresh: bool) -> list[Sample]:
+        found: list[Sample] = []
+        for figures in billing_figures(state):
+            number = value(figures.report)
+            if number is not None:
+                found.append(((state.name, figures.report.tenant_id), number))
+        return found
+
+    return samples
+
+
 def _org_info(state: OrgState, fresh: bool) -> list[Sample]:
     if not fresh or state.report is None or state.report.organization_name is None:
         return []
@@ -216,7 +249,8 @@ ORG_FAMILIES: Final[tuple[OrgFamily, ...]] = (
     OrgFamily(
         "petra_api_requests",
         "counter",
-        'Requests to Petra\'s API by HTTP status and route (usage, incidents); code="error" '
+        "Requests to Petra's API by HTTP status and route (usage, incidents, "
+        'billable_users); code="error" '
         "when no answer came.",
         ("org", "code", "route"),
         _requests,
@@ -298,6 +332,48 @@ ORG_FAMILIES: Final[tuple[OrgFamily, ...]] = (
         "createdAt of the tenant's newest incident in the window (Unix time)." + CACHED_INCIDENTS,
         TENANT,
         _tenant_last_incident,
+    ),
+    OrgFamily.single(
+        "petra_billing_up",
+        "gauge",
+        "1 if the org's last /v1/billable-users request succeeded, else 0 (absent while "
+        "billing is not polled, and before its first request).",
+        _billing_up,
+    ),
+    OrgFamily.single(
+        "petra_billing_last_success_timestamp_seconds",
+        "gauge",
+        "When the org's last successful /v1/billable-users request finished (Unix time).",
+        _billing_last_success,
+    ),
+    OrgFamily.single(
+        "petra_billing_tenants_stale",
+        "gauge",
+        "Tenants of the usage report whose billing figures are missing or older than "
+        "billing.interval_seconds.",
+        _billing_stale,
+    ),
+    OrgFamily(
+        "petra_tenant_projected_billable_units",
+        "gauge",
+        "projectedBillableUnitsThisMonth: the prorated units billed for the month (no sample "
+        "when the answer has none)." + CACHED_BILLING,
+        TENANT,
+        _billing_sample(lambda report: report.projected_units),
+    ),
+    OrgFamily(
+        "petra_tenant_billable_users_listed",
+        "gauge",
+        "totalBillableUsers: users billable in the tenant now." + CACHED_BILLING,
+        TENANT,
+        _billing_sample(lambda report: report.billable_users),
+    ),
+    OrgFamily(
+        "petra_tenant_billing_report_generated_timestamp_seconds",
+        "gauge",
+        "reportGeneratedAt of the tenant's billable-users answer (Unix time)." + CACHED_BILLING,
+        TENANT,
+        _billing_sample(lambda report: report.report_generated_at),
     ),
 )
 

@@ -1,7 +1,7 @@
 """The Petra API client: one `aiohttp.ClientSession` for every org and route.
 
-`fetch_usage` and `fetch_incidents` share one request path, so both routes
-get the same treatment of statuses, size caps, redirects and timeouts.
+`fetch_usage`, `fetch_incidents` and `fetch_billing` share one request path,
+so every route gets the same treatment of statuses, size caps, redirects and timeouts.
 Every answer that is not a usable report raises one of the exception types
 in `collector.petra_errors`.
 
@@ -28,6 +28,7 @@ import orjson
 
 from collector.apikey import ApiKey
 from collector.config import ApiSettings
+from collector.petra_billing import BillingFormatError, BillingReport, parse_billing_body
 from collector.petra_errors import (
     BadResponse,
     Forbidden,
@@ -46,6 +47,7 @@ from collector.petra_usage import UsageFormatError, UsageReport, parse_usage_bod
 
 USAGE_PATH: Final = "/v1/usage"
 INCIDENTS_PATH: Final = "/v1/incidents"
+BILLING_PATH: Final = "/v1/billable-users"
 RETRY_AFTER_HEADERS: Final = ("Retry-After-public-api", "Retry-After")
 MAX_RETRY_AFTER_SECONDS: Final = 3600.0
 ERROR_BODY_BYTES: Final = 16 * 1024
@@ -159,6 +161,7 @@ class PetraClient:
         self._session = session
         self._url = base_url.rstrip("/") + USAGE_PATH
         self._incidents_url = base_url.rstrip("/") + INCIDENTS_PATH
+        self._billing_url = base_url.rstrip("/") + BILLING_PATH
         # Read once here rather than per request: a session with trust_env=True looks the
         # proxy (and ~/.netrc) up in a thread for every request.
         self._proxy = env_proxy(self._url) if proxy_from_env else None
@@ -194,6 +197,18 @@ class PetraClient:
         if tenant_id is not None:
             params["tenantId"] = tenant_id
         return await self._get(self._incidents_url, params, key, _parse_incidents)
+
+    async def fetch_billing(self, key: ApiKey, *, tenant_id: str) -> BillingReport:
+        """One tenant's billable users and projected units (nothing personal kept).
+        Raises a PetraError subclass."""
+
+        def parse(body: bytes) -> BillingReport:
+            try:
+                return parse_billing_body(body, tenant_id)
+            except BillingFormatError as error:
+                raise BadResponse(f"unusable billable-users answer: {error}", status=200) from None
+
+        return await self._get(self._billing_url, {"tenantId": tenant_id}, key, parse)
 
     async def _get(
         self,

@@ -167,8 +167,8 @@ def parse_usage(data: object, digest: bytes = b"") -> UsageReport:
         # tables of kept copies (sharedvalues.py), equal to what `tenant_usage` makes.
         try:
             ratio = ratios[prorating] if type(prorating) is int else _ratio(prorating)
-            licensed = counts[licensed] if type(licensed) is int else _number(licensed)
-            billable = counts[billable] if type(billable) is int else _number(billable)
+            licensed = counts[licensed] if type(licensed) is int else json_number(licensed)
+            billable = counts[billable] if type(billable) is int else json_number(billable)
             onboarded = dates[onboarded] if type(onboarded) is str else _date(onboarded)
             first = dates[first] if type(first) is str else _date(first)
         except (KeyError, OverflowError):  # a date not seen yet; an int beyond any float
@@ -213,7 +213,7 @@ def _report(
         as_of=json_text(data.get("asOf")),
         report_generated_at=iso_datetime(data.get("reportGeneratedAt")),
         organization_name=json_text(data.get("organizationName")),
-        total_tenants=_number(data.get("totalTenants")),
+        total_tenants=json_number(data.get("totalTenants")),
         tenants=tenants,
         notes=notes,
         digest=digest,
@@ -234,8 +234,8 @@ def tenant_usage(tenant_id: str, values: tuple[object, ...]) -> TenantUsage:
         json_text(service),
         json_text(status),
         _flag(paused),
-        _number(licensed),
-        _number(billable),
+        json_number(licensed),
+        json_number(billable),
         _ratio(prorating),
         _date(onboarded),
         _date(first),
@@ -293,7 +293,7 @@ def json_text(value: object) -> str | None:
     return None
 
 
-def _number(value: object) -> float | None:
+def json_number(value: object) -> float | None:
     """A finite number as a float (-0.0 as 0.0: a sign no metric means), or None."""
     if type(value) is float:  # the common types first, by identity: no MRO walk
         return value + 0.0 if math.isfinite(value) else None
@@ -316,7 +316,7 @@ def _number(value: object) -> float | None:
 
 
 def _ratio(percent: object) -> float | None:
-    number = _number(percent)
+    number = json_number(percent)
     return None if number is None else number / 100.0
 
 

@@ -31,6 +31,14 @@ class Pacer:
     def spacing(self) -> float:
         return 1.0 / self.rate_per_second
 
+    def set_rate(self, rate_per_second: float) -> None:
+        """A new rate: the next slot is the new spacing after the last one handed out."""
+        if rate_per_second <= 0:
+            raise ValueError("rate must be positive and burst at least 1")
+        old_spacing = self.spacing
+        self.rate_per_second = rate_per_second
+        self._theoretical_arrival += self.spacing - old_spacing
+
     def reserve(self, now: float) -> float:
         """Claim the next slot; returns when it starts (never earlier than `now`)."""
         tolerance = (self.burst - 1) * self.spacing
@@ -51,11 +59,10 @@ class KeyBudget:
         self._pacer = Pacer(self.requests_per_minute / 60.0)
 
     def set_rate(self, requests_per_minute: float) -> None:
-        """A new budget from a reload, keeping the 429 wait and the last send time."""
-        arrival = self._pacer._theoretical_arrival  # noqa: SLF001 - same module's pacer
+        """A new budget from a reload, keeping the 429 wait: the next request is the new
+        spacing after the last one handed out (never closer, whatever the old rate was)."""
         self.requests_per_minute = requests_per_minute
-        self._pacer = Pacer(requests_per_minute / 60.0)
-        self._pacer._theoretical_arrival = arrival  # noqa: SLF001 - same module's pacer
+        self._pacer.set_rate(requests_per_minute / 60.0)
 
     def reserve(self, now: float) -> float:
         """Claim the key's next send time, which honours any 429 wait."""

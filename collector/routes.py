@@ -22,10 +22,11 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, NamedTuple, Protocol
 
 from collector.apikey import ApiKey
-from collector.config import IncidentsSettings, OrgConfig, PollingSettings
+from collector.config import BillingSettings, IncidentsSettings, OrgConfig, PollingSettings
+from collector.petra_billing import BillingReport
 from collector.petra_incidents import (
     MAX_LIMIT,
     Incident,
@@ -43,6 +44,7 @@ from collector.state_records import Reader
 
 Per = Literal["org", "tenant"]
 INCIDENTS: Final = "incidents"
+BILLING: Final = "billable_users"
 
 
 class Fetcher(Protocol):
@@ -55,6 +57,8 @@ class Fetcher(Protocol):
     async def fetch_incidents(
         self, key: ApiKey, *, start_date: str, limit: int = ..., tenant_id: str | None = ...
     ) -> IncidentsReport: ...
+
+    async def fetch_billing(self, key: ApiKey, *, tenant_id: str) -> BillingReport: ...
 
 
 class RouteLog(Protocol):
@@ -71,6 +75,7 @@ class Sections:
 
     polling: PollingSettings
     incidents: IncidentsSettings
+    billing: BillingSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,7 @@ class Asking:
 
     now: float  # wall clock when it was asked
     sections: Sections
+    tenant: str | None = None  # the tenant asked about, on a route asked once per tenant
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,7 +108,9 @@ class Route:
     budget: Callable[[Sections], float]
     # One request; what it returns goes to `take` (any answer type: each route has its own).
     ask: Callable[[Fetcher, ApiKey, OrgState, Asking], Awaitable[Any]]
-    take: Callable[[OrgState, Any, Asking, RouteLog], None]
+    # Returns True when the answer changed the org's tenants: the routes asked once per
+    # tenant are woken to ask a new one soon.
+    take: Callable[[OrgState, Any, Asking, RouteLog], bool]
     expire: Callable[[OrgState, Asking], None] | None = None
     new_side: Callable[[], RouteState] | None = None  # None: the org's own side (usage)
     # The route's section of the state file beyond its outcome (None: usage, whose
@@ -110,6 +118,9 @@ class Route:
     encode: Callable[[RouteState], dict[str, object]] | None = None
     decode: Callable[[Reader, dict[str, object]], object] | None = None
     names_itself_in_logs: bool = True  # usage's log lines never named a route
+    # Logged (warning, once per org) when the budget cannot ask every tenant within the
+    # interval; routes asked once per tenant only.
+    budget_short_event: str | None = None
 
     def log_fields(self) -> dict[str, object]:
         return {"route": self.name} if self.names_itself_in_logs else {}
@@ -136,11 +147,22 @@ def _ask_usage(fetcher: Fetcher, key: ApiKey, state: OrgState, _asking: Asking) 
     return fetcher.fetch_usage(key, state.report)
 
 
-def _take_usage(state: OrgState, report: UsageReport, _asking: Asking, log: RouteLog) -> None:
-    previous_notes = state.report.notes if state.report is not None else ()
+def _take_usage(state: OrgState, report: UsageReport, _asking: Asking, log: RouteLog) -> bool:
+    previous = state.report
     state.take_report(report)
-    if report.notes and report.notes != previous_notes:
+    if report.notes and report.notes != (previous.notes if previous is not None else ()):
         log.warning("usage_anomalies", notes=list(report.notes))
+    if previous is None:
+        return True
+    kept = state.report
+    # Usually the very tuple (OrgState.take_report keeps it while nothing changed).
+    unchanged = kept is not None and kept.tenants is previous.tenants
+    return not unchanged and tenant_ids(previous) != tenant_ids(report)
+
+
+def tenant_ids(report: UsageReport | None) -> tuple[str, ...]:
+    """The tenants of a usage report, as routes asked once per tenant ask them."""
+    return () if report is None else tuple(tenant.tenant_id for tenant in report.tenants)
 
 
 USAGE_ROUTE: Final = Route(
@@ -245,7 +267,7 @@ def _ask_incidents(
 
 def _take_incidents(
     state: OrgState, report: IncidentsReport, asking: Asking, log: RouteLog
-) -> None:
+) -> bool:
     side = incidents_side(state)
     assert side is not None  # noqa: S101 - the scheduler asks only routes it polls
     previous_notes, was_truncated = side.notes, side.truncated
@@ -272,6 +294,7 @@ def _take_incidents(
             created_at=_iso(incident.created_at),
             url=incident.url,
         )
+    return False
 
 
 def _expire_incidents(state: OrgState, asking: Asking) -> None:
@@ -362,7 +385,204 @@ INCIDENTS_ROUTE: Final = Route(
     decode=_decode_incidents,
 )
 
+# -- asked once per tenant ----------------------------------------------------------------
+
+
+@dataclass(slots=True, kw_only=True)
+class TenantsSide(RouteState):
+    """The side of a route asked once per tenant: when each tenant was last asked."""
+
+    attempted: dict[str, float] = field(default_factory=dict)  # tenant -> wall clock
+
+
+def mark_attempt(side: RouteState, tenant: str, now: float) -> bool:
+    """`tenant` is asked now (whatever the answer): it goes to the back of the round.
+    Changes nothing exported."""
+    if isinstance(side, TenantsSide):
+        side.attempted[tenant] = now
+    return False
+
+
+def pick_tenant(
+    tenants: tuple[str, ...],
+    attempted: dict[str, float],
+    *,
+    now: float,
+    interval: float,
+    spacing: float,
+) -> tuple[str | None, float]:
+    """The tenant to ask now and 0, or None and the seconds until one is due.
+
+    Oldest attempt first (never asked: before all others), so a new tenant is asked
+    soon and a failing one does not hold the round up. A tenant is due `interval`
+    after its last attempt, less the time a full round takes (`len(tenants) x
+    spacing`, at most `interval`): every tenant is asked again within `interval`
+    while the budget allows, and as often as the budget allows when it does not."""
+    if not tenants:
+        return None, interval
+    oldest = min(tenants, key=lambda tenant: attempted.get(tenant, -math.inf))
+    lead = min(interval, len(tenants) * spacing)
+    due = attempted.get(oldest, -math.inf) + interval - lead
+    return (oldest, 0.0) if due <= now else (None, due - now)
+
+
+# -- /v1/billable-users ------------------------------------------------------------------
+
+
+@dataclass(slots=True, kw_only=True)
+class BillingSide(TenantsSide):
+    """An org's `/v1/billable-users` side: each tenant's last figures (nothing personal)
+    and when they were asked, and how many of the usage report's tenants lack fresh
+    figures."""
+
+    figures: dict[str, BillingFigures] = field(default_factory=dict)
+    stale: int = 0  # tenants of the usage report with no figures younger than the interval
+
+    def restore_data(self, data: object) -> None:
+        if isinstance(data, SavedBilling):
+            self.attempted = dict(data.attempted)
+            self.figures = dict(data.figures)
+
+    def expire(self, tenants: tuple[str, ...], now: float, interval: float) -> bool:
+        """Forget tenants that left the usage report and figures older than twice the
+        interval; count the stale ones. True when what is exported changed."""
+        wanted = set(tenants)
+        changed = False
+        for tenant in [t for t in self.attempted if t not in wanted]:
+            del self.attempted[tenant]
+        for tenant, kept in list(self.figures.items()):
+            if tenant not in wanted or now - kept.asked_at > 2 * interval:
+                del self.figures[tenant]
+                changed = True
+        stale = sum(
+            1
+            for tenant in tenants
+            if (figures := self.figures.get(tenant)) is None or now - figures.asked_at > interval
+        )
+        if stale != self.stale:
+            self.stale, changed = stale, True
+        return changed
+
+
+class BillingFigures(NamedTuple):
+    """One tenant's last good billing answer and when it was asked (wall clock)."""
+
+    report: BillingReport
+    asked_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SavedBilling:
+    """What the state file keeps of the billing side beyond its outcome: when each tenant
+    was asked and its last figures, so a restart continues the round where it stopped."""
+
+    attempted: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, BillingFigures] = field(default_factory=dict)
+
+
+def billing_side(state: OrgState) -> BillingSide | None:
+    """The org's billing side; None while billing is not polled."""
+    side = state.sides.get(BILLING)
+    return side if isinstance(side, BillingSide) else None
+
+
+def billing_figures(state: OrgState) -> list[BillingFigures]:
+    """The billing figures of the tenants of the org's usage report, in its order: a
+    tenant that left the report is not shown anywhere, at once."""
+    side = billing_side(state)
+    if side is None or not side.figures:
+        return []
+    figures = side.figures
+    return [figures[tenant] for tenant in tenant_ids(state.report) if tenant in figures]
+
+
+def _billing_timing(sections: Sections, _org: OrgConfig) -> Timing:
+    interval = sections.billing.interval_seconds
+    return Timing(interval, 2 * interval)
+
+
+def _ask_billing(fetcher: Fetcher, key: ApiKey, _state: OrgState, asking: Asking) -> Awaitable[Any]:
+    assert asking.tenant is not None  # noqa: S101 - the scheduler picks one for this route
+    return fetcher.fetch_billing(key, tenant_id=asking.tenant)
+
+
+def _take_billing(state: OrgState, report: BillingReport, asking: Asking, _log: RouteLog) -> bool:
+    def change(side: RouteState) -> bool:
+        assert isinstance(side, BillingSide)  # noqa: S101 - new_side makes only these
+        side.figures[report.tenant_id] = BillingFigures(report, asking.now)
+        side.expire(tenant_ids(state.report), asking.now, asking.sections.billing.interval_seconds)
+        return True
+
+    state.change_side(BILLING, change)
+    return False
+
+
+def _expire_billing(state: OrgState, asking: Asking) -> None:
+    def change(side: RouteState) -> bool:
+        assert isinstance(side, BillingSide)  # noqa: S101 - new_side makes only these
+        interval = asking.sections.billing.interval_seconds
+        return side.expire(tenant_ids(state.report), asking.now, interval)
+
+    state.change_side(BILLING, change)
+
+
+def _encode_billing(side: RouteState) -> dict[str, object]:
+    """Per tenant: when it was last asked, and its figures with when they were asked.
+    No user: a `BillingReport` holds none (collector/petra_billing.py drops them)."""
+    assert isinstance(side, BillingSide)  # noqa: S101 - new_side makes only these
+    return {
+        "attempted": side.attempted,
+        "figures": [
+            [kept.report.tenant_id, *kept.report[1:], kept.asked_at]
+            for kept in side.figures.values()
+        ],
+    }
+
+
+def _decode_billing(reader: Reader, raw: dict[str, object]) -> SavedBilling:
+    attempted_raw = reader.section(raw, "attempted") or {}
+    attempted_reader = Reader(f"{reader.path}.attempted")
+    raw_figures = raw.get("figures", [])
+    if not isinstance(raw_figures, list):
+        raise reader.fail("figures", "must be a list")
+    figures = [_decode_figures(reader, index, item) for index, item in enumerate(raw_figures)]
+    return SavedBilling(
+        attempted={key: _seen_time(attempted_reader, attempted_raw, key) for key in attempted_raw},
+        figures={kept.report.tenant_id: kept for kept in figures},
+    )
+
+
+def _decode_figures(reader: Reader, index: int, item: object) -> BillingFigures:
+    where = f"figures[{index}]"
+    if type(item) is not list or len(item) != len(BillingReport._fields) + 1:
+        raise reader.fail(where, f"must be a list of {len(BillingReport._fields) + 1} fields")
+    tenant_id, *numbers = item
+    if type(tenant_id) is not str or not tenant_id:
+        raise reader.fail(where, "has no tenant id")
+    if not all(n is None or type(n) in (int, float) for n in numbers) or numbers[-1] is None:
+        raise reader.fail(where, "figures must be numbers or null, and the time a number")
+    billable, projected, generated, asked_at = (None if n is None else float(n) for n in numbers)
+    assert asked_at is not None  # noqa: S101 - checked above
+    return BillingFigures(BillingReport(tenant_id, billable, projected, generated), asked_at)
+
+
+BILLING_ROUTE: Final = Route(
+    name=BILLING,
+    path="/v1/billable-users",
+    per="tenant",
+    enabled=lambda sections: sections.billing.enabled,
+    timing=_billing_timing,
+    budget=lambda sections: sections.billing.requests_per_minute_per_key,
+    ask=_ask_billing,
+    take=_take_billing,
+    expire=_expire_billing,
+    new_side=BillingSide,
+    encode=_encode_billing,
+    decode=_decode_billing,
+    budget_short_event="billing_budget_short",
+)
+
 # Every route, usage first (the others depend on its report). Registering a route is
 # adding it here.
-ROUTES: Final[tuple[Route, ...]] = (USAGE_ROUTE, INCIDENTS_ROUTE)
+ROUTES: Final[tuple[Route, ...]] = (USAGE_ROUTE, INCIDENTS_ROUTE, BILLING_ROUTE)
 ROUTES_BY_NAME: Final = {route.name: route for route in ROUTES}

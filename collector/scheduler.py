@@ -25,16 +25,27 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final
 
 import structlog
 
 from collector.apikey import ApiKey
-from collector.config import IncidentsSettings, OrgConfig, PollingSettings
+from collector.config import BillingSettings, IncidentsSettings, OrgConfig, PollingSettings
 from collector.keys import KeyHolder, KeyStatus
 from collector.petra_errors import Forbidden, KeyRejected, PetraError, RateLimited
 from collector.ratelimit import KeyBudget, Pacer, RouteBudgets
-from collector.routes import ROUTES, Asking, Fetcher, Route, Sections
+from collector.routes import (
+    ROUTES,
+    Asking,
+    Fetcher,
+    Route,
+    Sections,
+    TenantsSide,
+    mark_attempt,
+    pick_tenant,
+    tenant_ids,
+)
 from collector.state import AuthEvent, OrgState
 from collector.state_records import Health, SavedOrg
 
@@ -154,7 +165,7 @@ class _Wake:
 class _RouteRunner:
     """One route's loop of one org: its task, its early wake-up, its saved schedule."""
 
-    __slots__ = ("first_delay", "in_flight", "route", "task", "wake")
+    __slots__ = ("budget_short", "first_delay", "in_flight", "route", "task", "wake")
 
     def __init__(self, route: Route) -> None:
         self.route = route
@@ -162,6 +173,7 @@ class _RouteRunner:
         self.first_delay: float | None = None  # set when restored: the saved schedule
         self.task: asyncio.Task[None] | None = None
         self.in_flight = False
+        self.budget_short = False  # said so (per-tenant routes): not again until it is not
 
 
 @dataclass(slots=True, eq=False)
@@ -178,6 +190,12 @@ class _OrgRunner:
     def wake_others(self, route: str) -> None:
         for name, each in self.routes.items():
             if name != route:
+                each.wake.set()
+
+    def wake_per_tenant(self) -> None:
+        """The org's tenants changed: the routes asked once per tenant have a new one."""
+        for each in self.routes.values():
+            if each.route.per == "tenant":
                 each.wake.set()
 
 
@@ -219,6 +237,7 @@ class Scheduler:
         on_keys_changed: Callable[[list[str]], None] | None = None,
         on_change: Callable[[], None] | None = None,
         incidents: IncidentsSettings | None = None,
+        billing: BillingSettings | None = None,
     ) -> None:
         self._fetcher = fetcher
         self._on_keys_changed = on_keys_changed
@@ -227,7 +246,9 @@ class Scheduler:
         self._rng = rng
         self._log: structlog.typing.FilteringBoundLogger = logger or structlog.get_logger()
         self._runners: dict[str, _OrgRunner] = {}
-        self._sections = Sections(polling, incidents or IncidentsSettings())
+        self._sections = Sections(
+            polling, incidents or IncidentsSettings(), billing or BillingSettings()
+        )
         self._budgets: RouteBudgets[ApiKey] = RouteBudgets(self._rates(self._sections))
         self._locks: dict[tuple[ApiKey, str], asyncio.Lock] = {}
         self._pacer = Pacer(polling.max_requests_per_second)
@@ -297,7 +318,7 @@ class Scheduler:
                 if route.expire is not None:
                     route.expire(runner.state, asking)
                 # The loop resumes its saved schedule: no burst, no extra budget.
-                interval = route.timing(self._sections, runner.config).interval
+                interval = self._pace(runner, route)
                 remaining_429 = (kept.rate_limited_until or now) - now
                 each.first_delay = resume_delay(
                     route.spread_key(name),
@@ -308,10 +329,13 @@ class Scheduler:
                         interval, self._polling.auth_failure_interval_seconds, remaining_429
                     ),
                 )
-                if remaining_429 > 0:
-                    # The 429 pause holds for every org on the key, not only this one.
-                    gate = self._gate(runner.keys.key, route_name)
-                    gate.budget.block(monotonic_now + remaining_429)
+                # The 429 pause holds for every org on the key, not only this one; and the
+                # key's last request on the route counts: no two closer than its spacing.
+                spacing = 60.0 / route.budget(self._sections)
+                last = kept.last_poll_at
+                wait = max(remaining_429, 0.0 if last is None else spacing - (now - last))
+                if wait > 0:
+                    self._gate(runner.keys.key, route_name).budget.block(monotonic_now + wait)
             restored.append(name)
         return restored
 
@@ -320,9 +344,10 @@ class Scheduler:
         orgs: Iterable[OrgConfig],
         polling: PollingSettings,
         incidents: IncidentsSettings | None = None,
+        billing: BillingSettings | None = None,
     ) -> None:
         """Adopt a new org list and settings. Unchanged orgs keep state and schedule."""
-        sections = Sections(polling, incidents or IncidentsSettings())
+        sections = Sections(polling, incidents or IncidentsSettings(), billing or BillingSettings())
         if polling != self._polling:
             self._adopt_limits(polling)
         self._budgets.set_rates(self._rates(sections))
@@ -513,8 +538,7 @@ class Scheduler:
         route, name = each.route, each.route.name
         delay = each.first_delay
         if delay is None:
-            interval = route.timing(self._sections, runner.config).interval
-            delay = initial_offset(route.spread_key(runner.config.name), interval)
+            delay = initial_offset(route.spread_key(runner.config.name), self._pace(runner, route))
         runner.state.schedule(name, self._wall() + delay)
         self._on_change()
         while True:
@@ -537,7 +561,7 @@ class Scheduler:
 
     def _record_bug(self, runner: _OrgRunner, route: Route, bug: Exception) -> float:
         state = runner.state
-        interval = route.timing(self._sections, runner.config).interval
+        interval = self._backoff_cap(runner, route)
         if route.name not in runner.routes:  # turned off by a reload meanwhile
             return interval
         state.count_request(route.name, "error")
@@ -555,6 +579,53 @@ class Scheduler:
         )
         return delay
 
+    def _pace(self, runner: _OrgRunner, route: Route) -> float:
+        """Seconds between two requests of one org on `route` when all goes well: its
+        interval, or for a route asked once per tenant its per-key spacing."""
+        if route.per == "tenant":
+            return 60.0 / route.budget(self._sections)
+        return route.timing(self._sections, runner.config).interval
+
+    def _backoff_cap(self, runner: _OrgRunner, route: Route) -> float:
+        """The longest backoff after failures: the route's interval, or for a route asked
+        once per tenant the time a full round takes (within a spacing and the interval)."""
+        interval = route.timing(self._sections, runner.config).interval
+        if route.per != "tenant":
+            return interval
+        spacing = 60.0 / route.budget(self._sections)
+        tenants = len(tenant_ids(runner.state.report))
+        return min(interval, max(spacing, tenants * spacing))
+
+    def _choose_tenant(
+        self, runner: _OrgRunner, each: _RouteRunner, asking: Asking
+    ) -> tuple[str | None, float]:
+        """For a route asked once per tenant: forget what aged, say when the budget is
+        short, and pick the tenant to ask. Returns it and 0, or None and the seconds
+        until one is due."""
+        route, state = each.route, runner.state
+        if route.expire is not None:
+            route.expire(state, asking)
+        tenants = tenant_ids(state.report)
+        interval = route.timing(self._sections, runner.config).interval
+        spacing = 60.0 / route.budget(self._sections)
+        short = len(tenants) * spacing > interval
+        if short and not each.budget_short and route.budget_short_event is not None:
+            _OrgLog(self._log, state).warning(
+                route.budget_short_event,
+                **route.log_fields(),
+                tenants=len(tenants),
+                round_seconds=round(len(tenants) * spacing, 1),
+                interval_seconds=interval,
+                requests_per_minute_per_key=route.budget(self._sections),
+            )
+        each.budget_short = short
+        side = state.side(route.name)
+        attempted = side.attempted if isinstance(side, TenantsSide) else {}
+        tenant, wait = pick_tenant(
+            tenants, attempted, now=asking.now, interval=interval, spacing=spacing
+        )
+        return tenant, wait
+
     def _gate(self, key: ApiKey, route: str) -> _KeyGate:
         lock = self._locks.get((key, route))
         if lock is None:
@@ -571,6 +642,11 @@ class Scheduler:
         key's lock. Returns the delay to the route's next request."""
         route = each.route
         self._refresh_key(runner)
+        tenant = None
+        if route.per == "tenant":
+            tenant, wait = self._choose_tenant(runner, each, Asking(self._wall(), self._sections))
+            if tenant is None:
+                return wait
         key = runner.keys.key
         gate = self._gate(key, route.name)
         async with gate.lock:
@@ -581,7 +657,11 @@ class Scheduler:
                 await self._wait_until(self._pacer.reserve(self._monotonic()))
                 if self._stopping.is_set():
                     return 0.0
-                asking = Asking(self._wall(), self._sections)
+                asking = Asking(self._wall(), self._sections, tenant)
+                if tenant is not None:
+                    runner.state.change_side(
+                        route.name, partial(mark_attempt, tenant=tenant, now=asking.now)
+                    )
                 started = self._monotonic()
                 each.in_flight = True
                 try:
@@ -654,12 +734,13 @@ class Scheduler:
         fields = route.log_fields()
         delay = next_delay(
             error,
-            interval=route.timing(self._sections, runner.config).interval,
+            interval=self._backoff_cap(runner, route),
             auth_failure_interval=self._polling.auth_failure_interval_seconds,
             failures=0 if error is None else previous_failures + 1,
             rng=self._rng,
         )
         if error is None:
+            delay = self._pace(runner, route)
             state.count_request(name, "200")
             event = state.record_success(name, now, duration)
             if event is AuthEvent.RECOVERED:
@@ -667,7 +748,8 @@ class Scheduler:
                 runner.wake_others(name)  # they waited at the slow re-check pace
             elif previous_failures:
                 log.info("poll_recovered", after_failures=previous_failures, **fields)
-            route.take(state, answer, asking, log)
+            if route.take(state, answer, asking, log):
+                runner.wake_per_tenant()
             return delay
         state.count_request(name, error.code)
         if isinstance(error, KeyRejected):

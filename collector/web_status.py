@@ -15,8 +15,8 @@ from typing import Final, TypedDict
 
 from collector.petra_incidents import REMEDIATED
 from collector.petra_usage import TenantUsage
-from collector.routes import IncidentsSide, incidents_side
-from collector.state import OrgState
+from collector.routes import IncidentsSide, billing_figures, billing_side, incidents_side
+from collector.state import OrgState, RouteState
 from collector.state_records import Health
 
 # Failing orgs first: what an operator opened the page for.
@@ -73,9 +73,24 @@ class OrgStatus(TypedDict):
     key_source: str
     requests: dict[str, int]
     incidents: IncidentsStatus | None  # None while incidents are not polled
+    billing: BillingStatus | None  # None while billing is not polled
 
 
-class IncidentsStatus(TypedDict):
+class RouteOutcomeStatus(TypedDict):
+    """A route's last outcome and schedule, the same for every route but usage (whose
+    fields are the org's own)."""
+
+    last_success: str | None
+    last_poll: str | None
+    last_error: str | None
+    last_error_at: str | None
+    consecutive_failures: int
+    next_poll: str | None
+    rate_limited_until: str | None
+    requests: dict[str, int]
+
+
+class IncidentsStatus(RouteOutcomeStatus):
     """An org's `/v1/incidents` side: counts of the window and the route's health.
     Nothing about an incident's user, id or url."""
 
@@ -86,14 +101,28 @@ class IncidentsStatus(TypedDict):
     by_status: dict[str, int]
     tenants_with_incidents: int | None
     truncated: bool  # the counts are lower bounds
-    last_success: str | None
-    last_poll: str | None
-    last_error: str | None
-    last_error_at: str | None
-    consecutive_failures: int
-    next_poll: str | None
-    rate_limited_until: str | None
-    requests: dict[str, int]
+
+
+class BillingStatus(RouteOutcomeStatus):
+    """An org's `/v1/billable-users` side: its tenants' figures summed, how many are
+    stale, and the route's health. Nothing about a user."""
+
+    state: Health
+    up: bool
+    projected_units: float | None  # summed over the tenants that have them; None: none has
+    billable_users_listed: float | None
+    tenants_with_figures: int
+    tenants_stale: int
+
+
+class TenantBillingStatus(TypedDict):
+    """One tenant's billing figures, in `/api/v1/orgs/NAME`."""
+
+    tenant_id: str
+    projected_units: float | None
+    billable_users_listed: float | None
+    report_generated_at: str | None
+    asked_at: str
 
 
 class TenantIncidentsStatus(TypedDict):
@@ -129,6 +158,7 @@ class OrgDetail(OrgStatus):
     tenant_list: list[TenantStatus]
     report_notes: list[str]
     incident_tenants: list[TenantIncidentsStatus]
+    billing_tenants: list[TenantBillingStatus]
 
 
 class Summary(TypedDict):
@@ -189,7 +219,52 @@ def org_status(state: OrgState, now: float, max_staleness: float) -> OrgStatus:
         "key_source": state.key_source,
         "requests": dict(sorted(state.requests_by_code.items())),
         "incidents": incidents_status(incidents_side(state)),
+        "billing": billing_status(state),
     }
+
+
+def _outcome(side: RouteState) -> RouteOutcomeStatus:
+    return {
+        "last_success": iso(side.last_success_at),
+        "last_poll": iso(side.last_poll_at),
+        "last_error": side.last_error,
+        "last_error_at": iso(side.last_error_at),
+        "consecutive_failures": side.consecutive_failures,
+        "next_poll": iso(side.next_poll_at),
+        "rate_limited_until": iso(side.rate_limited_until),
+        "requests": dict(sorted(side.requests_by_code.items())),
+    }
+
+
+def billing_status(state: OrgState) -> BillingStatus | None:
+    side = billing_side(state)
+    if side is None:
+        return None
+    figures = [kept.report for kept in billing_figures(state)]
+    projected = [f.projected_units for f in figures if f.projected_units is not None]
+    listed = [f.billable_users for f in figures if f.billable_users is not None]
+    return {
+        "state": side.health,
+        "up": side.up,
+        "projected_units": sum(projected) if projected else None,
+        "billable_users_listed": sum(listed) if listed else None,
+        "tenants_with_figures": len(figures),
+        "tenants_stale": side.stale,
+        **_outcome(side),
+    }
+
+
+def _billing_tenant_list(state: OrgState) -> list[TenantBillingStatus]:
+    return [
+        {
+            "tenant_id": kept.report.tenant_id,
+            "projected_units": kept.report.projected_units,
+            "billable_users_listed": kept.report.billable_users,
+            "report_generated_at": iso(kept.report.report_generated_at),
+            "asked_at": iso(kept.asked_at) or "",
+        }
+        for kept in billing_figures(state)
+    ]
 
 
 def incidents_status(side: IncidentsSide | None) -> IncidentsStatus | None:
@@ -211,14 +286,7 @@ def incidents_status(side: IncidentsSide | None) -> IncidentsStatus | None:
         "by_status": dict(sorted(by_status.items())),
         "tenants_with_incidents": len(tenants) if known else None,
         "truncated": side.truncated,
-        "last_success": iso(side.last_success_at),
-        "last_poll": iso(side.last_poll_at),
-        "last_error": side.last_error,
-        "last_error_at": iso(side.last_error_at),
-        "consecutive_failures": side.consecutive_failures,
-        "next_poll": iso(side.next_poll_at),
-        "rate_limited_until": iso(side.rate_limited_until),
-        "requests": dict(sorted(side.requests_by_code.items())),
+        **_outcome(side),
     }
 
 
@@ -232,6 +300,7 @@ def org_detail(state: OrgState, now: float, max_staleness: float) -> OrgDetail:
         "tenant_list": [_tenant(t) for t in report.tenants] if report else [],
         "report_notes": list(report.notes) if report else [],
         "incident_tenants": _incident_tenants(incidents_side(state)),
+        "billing_tenants": _billing_tenant_list(state),
     }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from collector.petra_incidents import Incident, IncidentsReport
 from collector.petra_usage import UsageReport
-from collector.routes import INCIDENTS, IncidentsSide, incidents_side
+from collector.routes import INCIDENTS, ROUTES, IncidentsSide, incidents_side
 from collector.state import USAGE, AuthEvent, OrgState, RouteState
 from collector.state_records import Health, SavedOrg, SavedRoute
 
@@ -48,6 +48,14 @@ def expire_incidents(state: OrgState, now: float, start: float, max_staleness: f
 
     if incidents_side(state) is not None:
         state.change_side(INCIDENTS, expire)
+
+
+def poll_every_route(state: OrgState) -> OrgState:
+    """Every route polled (with nothing known yet), as with every route enabled."""
+    for route in ROUTES:
+        if route.new_side is not None:
+            state.start_route(route.name, route.new_side())
+    return state
 
 
 def poll_incidents(state: OrgState, *, polled: bool) -> None:

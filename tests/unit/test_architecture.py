@@ -44,7 +44,10 @@ LAYERS: tuple[Layer, ...] = (
         *("config_reader", "gzipstream", "memory_gc", "memory_trim", "bounded", "open_files"),
     ),
     # Outside input made typed (Petra's JSON, key files), and limiter arithmetic.
-    layer("parsing", "petra_usage", "petra_incidents", "keys", "ratelimit", "sharedvalues"),
+    layer(
+        "parsing",
+        *("petra_usage", "petra_incidents", "petra_billing", "keys", "ratelimit", "sharedvalues"),
+    ),
     # The config file, validated whole into frozen settings.
     layer("settings", "config"),
     # The per-org snapshot, and its only writer; the state file that keeps it across

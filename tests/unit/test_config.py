@@ -440,8 +440,8 @@ BAD_FILES = [
             (
                 (
                     "colour: unknown key "
-                    "(known here: api, incidents, logging, metrics, orgs, polling, server, shard, "
-                    "sharding, state)"
+                    "(known here: api, billing, incidents, logging, metrics, orgs, polling, "
+                    "server, shard, sharding, state)"
                 ),
             ),
         ),

@@ -133,8 +133,8 @@ def test_set_rate_reaches_every_route_and_keeps_waits() -> None:
     budgets.budget("key-a", "incidents").block(until=clock.now + 100)
     budgets.set_rates({"usage": 2.0, "incidents": 2.0})
     usage = budgets.budget("key-a", "usage")
-    assert usage.reserve(clock.now) == clock.now + 10  # the slot already promised stays
-    assert usage.reserve(clock.now) == clock.now + 40  # then 30 s apart
+    assert usage.reserve(clock.now) == clock.now + 30  # the new spacing after the last send
+    assert usage.reserve(clock.now) == clock.now + 60  # then 30 s apart
     assert budgets.budget("key-a", "incidents").reserve(clock.now) == clock.now + 100
     assert budgets.budget("key-new", "usage").requests_per_minute == 2.0
 
@@ -157,5 +157,13 @@ def test_each_route_has_its_own_rate_below_one_a_minute_too() -> None:
     assert slow == [0.0, 120.0, 240.0]
     assert budgets.budget("key-a", "usage").reserve(0.0) == 0.0
     budgets.set_rates({"usage": 6.0, "slow": 1.0})
-    assert budgets.budget("key-a", "slow").reserve(0.0) == 360.0  # the promised slot stays
-    assert budgets.budget("key-a", "slow").reserve(0.0) == 420.0  # then a minute apart
+    assert budgets.budget("key-a", "slow").reserve(0.0) == 300.0  # a minute after the last
+    assert budgets.budget("key-a", "slow").reserve(0.0) == 360.0
+
+
+def test_a_pacer_refuses_a_new_rate_of_zero() -> None:
+    """A reload never sets a zero rate (the config refuses one); the pacer refuses it too."""
+    pacer = Pacer(rate_per_second=1.0)
+    with pytest.raises(ValueError, match="rate must be positive"):
+        pacer.set_rate(0.0)
+    assert pacer.rate_per_second == 1.0

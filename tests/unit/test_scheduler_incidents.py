@@ -15,10 +15,11 @@ from itertools import pairwise
 import pytest
 
 from collector.apikey import ApiKey
-from collector.config import IncidentsSettings, OrgConfig, PollingSettings
+from collector.config import BillingSettings, IncidentsSettings, OrgConfig, PollingSettings
+from collector.petra_billing import BillingReport
 from collector.petra_errors import KeyRejected, RateLimited, Unavailable
 from collector.petra_incidents import IncidentsReport
-from collector.petra_usage import UsageReport
+from collector.petra_usage import TenantUsage, UsageReport
 from collector.routes import ROUTES, incidents_side
 from collector.scheduler import Scheduler, initial_offset
 from collector.state_records import Health
@@ -39,17 +40,31 @@ ON = IncidentsSettings(enabled=True, interval_seconds=60.0, lookback_days=30.0)
 ACME_INCIDENTS_FIRST = initial_offset("acme/incidents", 60.0)
 
 
+# Billing every 10 minutes per tenant, one request a minute per key.
+FAST_BILLING = BillingSettings(
+    enabled=True, interval_seconds=600.0, requests_per_minute_per_key=1.0
+)
+TENANTS = tuple(
+    TenantUsage(tenant_id, None, None, None, None, None, 1.0, 1.0, 1.0, None, None)
+    for tenant_id in ("t1", "t2", "t3")
+)
+WITH_TENANTS = UsageReport("2026-11-26", None, "Acme MSP", 3.0, TENANTS)
+
+
 def scheduler_of(
     fetcher: ScriptedFetcher,
     orgs: Sequence[OrgConfig],
     incidents: IncidentsSettings = ON,
     polling: PollingSettings = ROOMY,
+    billing: BillingSettings | None = None,
 ) -> Scheduler:
     def wall() -> float:
         return WALL_AT_START + asyncio.get_running_loop().time()
 
-    scheduler = Scheduler(fetcher, polling, wall_clock=wall, rng=lambda: 0.5, incidents=incidents)
-    scheduler.apply(orgs, polling, incidents)
+    scheduler = Scheduler(
+        fetcher, polling, wall_clock=wall, rng=lambda: 0.5, incidents=incidents, billing=billing
+    )
+    scheduler.apply(orgs, polling, incidents, billing)
     return scheduler
 
 
@@ -184,20 +199,26 @@ class CrashingOn(ScriptedFetcher):
             key, start_date=start_date, limit=limit, tenant_id=tenant_id
         )
 
+    async def fetch_billing(self, key: ApiKey, *, tenant_id: str) -> BillingReport:
+        if self.route == "billable_users":
+            raise ZeroDivisionError
+        return await super().fetch_billing(key, tenant_id=tenant_id)
+
 
 @pytest.mark.parametrize("route", [route.name for route in ROUTES])
 def test_a_bug_on_any_route_is_recorded_and_retried_and_spares_the_others(route: str) -> None:
     """One recorder for every route: the bug is the route's error, retried with backoff,
-    and the other route stays up."""
-    fetcher = CrashingOn(route=route)
-    scheduler = scheduler_of(fetcher, [org("acme", KEY_A)])
+    and the other routes do not fail (billing, which asks usage's tenants, waits)."""
+    fetcher = CrashingOn(route=route, usage_report=WITH_TENANTS)
+    scheduler = scheduler_of(fetcher, [org("acme", KEY_A)], billing=FAST_BILLING)
     run_virtual(run_for(scheduler, 300.0))
     state = scheduler.state("acme")
     assert state is not None
     side = state.side(route)
     assert side.last_error == "internal error: ZeroDivisionError"
     assert side.requests_by_code["error"] >= 2
-    assert all(state.side(other.name).up for other in ROUTES if other.name != route)
+    others = [state.side(other.name) for other in ROUTES if other.name != route]
+    assert all(other.consecutive_failures == 0 for other in others)
 
 
 def test_reload_starts_and_stops_the_incidents_loops() -> None:

@@ -21,6 +21,7 @@ import pytest
 from collector.apikey import ApiKey
 from collector.config import OrgConfig, PollingSettings
 from collector.keys import KeySource
+from collector.petra_billing import BillingReport
 from collector.petra_errors import KeyRejected, PetraError, RateLimited, Unavailable
 from collector.petra_incidents import IncidentsReport
 from collector.petra_usage import UsageReport
@@ -70,6 +71,9 @@ class ScriptedFetcher:
     incident_scripts: dict[str, list[Outcome]] = field(default_factory=dict)
     incident_calls: list[tuple[str, float, str]] = field(default_factory=list)
     incidents_report: IncidentsReport = NO_INCIDENTS
+    usage_report: UsageReport = REPORT
+    billing_scripts: dict[str, list[Outcome]] = field(default_factory=dict)
+    billing_calls: list[tuple[str, float, str]] = field(default_factory=list)
 
     async def fetch_usage(self, key: ApiKey, previous: UsageReport | None = None) -> UsageReport:
         del previous  # every answer is scripted anew
@@ -89,7 +93,7 @@ class ScriptedFetcher:
         call.finished = loop.time()
         if outcome.error is not None:
             raise outcome.error
-        return REPORT
+        return self.usage_report
 
     async def fetch_incidents(
         self, key: ApiKey, *, start_date: str, limit: int = 500, tenant_id: str | None = None
@@ -105,6 +109,22 @@ class ScriptedFetcher:
         if outcome.error is not None:
             raise outcome.error
         return self.incidents_report
+
+    async def fetch_billing(self, key: ApiKey, *, tenant_id: str) -> BillingReport:
+        """Each key's billing requests answered from `billing_scripts`, then at once with
+        figures of the tenant asked about; recorded in `billing_calls` (key, start, tenant)."""
+        value = key.reveal()
+        script = self.billing_scripts.get(value, [])
+        outcome = script.pop(0) if script else Outcome()
+        self.billing_calls.append((value, asyncio.get_running_loop().time(), tenant_id))
+        await asyncio.sleep(outcome.latency)
+        if outcome.error is not None:
+            raise outcome.error
+        return BillingReport(tenant_id, 10.0, 9.5, WALL_AT_START)
+
+    def billing_starts(self, key: str) -> list[float]:
+        """When each billing request with `key` was sent, in order."""
+        return [started for value, started, _ in self.billing_calls if value == key]
 
     def incident_starts(self, key: str) -> list[float]:
         """When each incidents request with `key` was sent, in order."""

@@ -14,10 +14,10 @@ import pytest
 
 from collector.petra_incidents import IncidentsReport
 from collector.petra_usage import TenantUsage, UsageReport
-from collector.routes import INCIDENTS, ROUTES, IncidentsSide
+from collector.routes import INCIDENTS, ROUTES
 from collector.state import AUTH_STILL_FAILING_EVERY, USAGE, AuthEvent, OrgState
 from collector.state_records import Health
-from tests.outcomes import succeed, succeed_incidents
+from tests.outcomes import poll_every_route, succeed, succeed_incidents
 
 T0 = 1_795_671_116.0  # wall clock, epoch seconds
 M0 = 10_000.0  # monotonic clock
@@ -38,8 +38,7 @@ def new_state() -> OrgState:
         key_source="file /run/secrets/acme",
         interval_seconds=300.0,
     )
-    state.start_route(INCIDENTS, IncidentsSide())
-    return state
+    return poll_every_route(state)
 
 
 @pytest.fixture(params=[route.name for route in ROUTES])
@@ -53,8 +52,11 @@ def ok(state: OrgState, route: str, now: float, duration: float) -> AuthEvent:
     """A good answer on `route`, recorded as the scheduler records it."""
     if route == USAGE:
         return succeed(state, report(), now, duration)
-    event, _fresh = succeed_incidents(state, IncidentsReport((), 0), now, duration, now - 86400)
-    return event
+    if route == INCIDENTS:
+        report_ = IncidentsReport((), 0)
+        event, _fresh = succeed_incidents(state, report_, now, duration, now - 86400)
+        return event
+    return state.record_success(route, now, duration)  # what it keeps is its route's test
 
 
 def test_new_state_is_pending_and_stale() -> None:
