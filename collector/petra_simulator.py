@@ -1,5 +1,5 @@
-"""A fake of Petra's `GET /v1/usage` and `GET /v1/incidents`, for tests, `demo`,
-`simulate` and benchmarks.
+"""A fake of Petra's `GET /v1/usage`, `GET /v1/incidents` and
+`GET /v1/billable-users`, for tests, `demo`, `simulate` and benchmarks.
 
 It behaves as petra-api.md describes: a known key gets a report generated from
 its org's name (the same org always gets the same tenants), an unknown or deleted
@@ -14,6 +14,15 @@ by `startDate` (a date or a date-time; created on or after it) and `tenantId`
 a made-up `user` (personal data in the real API), so tests can prove none of it
 leaves the collector. With `incident_every_seconds`, a new incident appears at
 that pace and the oldest open one is remediated, so a demo sees them change.
+
+`/v1/billable-users?tenantId=` answers one tenant of the org (a missing
+`tenantId` is 400, another org's or an unknown tenant is 403), on its own
+budget of one request a minute per key by default: `totalBillableUsers` is the
+tenant's `billableUsersThisMonth`, `projectedBillableUnitsThisMonth` that
+prorated (absent for every tenant whose id sorts first in its org, as the field
+is newer than the rest), and `users` lists made-up people whose names and
+addresses carry `BILLING_USER_MARK`, so tests can prove none of it leaves the
+collector.
 
 Misbehaviour is injected per org and route (or for every request to a route)
 with a `Fault`. Each fault replaces the normal answer and consumes no rate
@@ -57,6 +66,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 __all__ = [
+    "BILLING_USER_MARK",
     "BadBodyFault",
     "DuplicateTenantsFault",
     "Fault",
@@ -83,8 +93,11 @@ __all__ = [
 ]
 
 WINDOW_SECONDS = 60.0
-Route = Literal["usage", "incidents"]
-ROUTES: Final[tuple[Route, ...]] = ("usage", "incidents")
+Route = Literal["usage", "incidents", "billable_users"]
+ROUTES: Final[tuple[Route, ...]] = ("usage", "incidents", "billable_users")
+# In every made-up billable user's name, principal name and mail: personal data in the
+# real API, so none of it may show anywhere the collector writes.
+BILLING_USER_MARK: Final = "zzbillinguser"
 INCIDENTS_DEFAULT_LIMIT: Final = 100
 INCIDENTS_MAX_LIMIT: Final = 500
 INCIDENT_STATUSES: Final = ("REMEDIATED", "REMEDIATED", "IN_PROGRESS")
@@ -292,6 +305,7 @@ class SimulatedOrg:
     requests_per_minute: int = 10
     incident_count: int = 3
     incidents_requests_per_minute: int = 10
+    billing_requests_per_minute: int = 1
 
     def __post_init__(self) -> None:
         if not self.organization_name:
@@ -461,8 +475,10 @@ class _OrgState:
         self.routes: dict[Route, _RouteCounters] = {
             "usage": _RouteCounters(org.requests_per_minute),
             "incidents": _RouteCounters(org.incidents_requests_per_minute),
+            "billable_users": _RouteCounters(org.billing_requests_per_minute),
         }
         self.last_served: bytes | None = None
+        self.billing_asked: list[str] = []  # the tenantId of each answered billing request
         self.tenants_json: tuple[int, bytes] | None = None
         self.body: tuple[tuple[int, str, int], bytes] | None = None
         self.drift_rng = random.Random(f"petra-sim-drift:{org.name}")  # noqa: S311 -- fake data
@@ -638,6 +654,11 @@ class Simulator:
         whatever the answer."""
         return self._state(name).routes[route].count
 
+    def billing_asked(self, name: str) -> list[str]:
+        """The tenant of each `/v1/billable-users` request of the org that reached it
+        (past its budget and faults), in order."""
+        return list(self._state(name).billing_asked)
+
     def request_times(self, name: str, route: Route = "usage") -> list[float]:
         """Clock times of those requests (the most recent 100 000)."""
         return list(self._state(name).routes[route].times)
@@ -646,6 +667,7 @@ class Simulator:
         app = web.Application(middlewares=[_petra_errors])
         app.router.add_get("/v1/usage", self._usage)
         app.router.add_get("/v1/incidents", self._incidents)
+        app.router.add_get("/v1/billable-users", self._billing)
         app.router.add_get("/_sim/orgs", self._control_orgs)
         app.router.add_post("/_sim/orgs/{name}/delete-key", self._control_delete_key)
         app.router.add_post("/_sim/orgs/{name}/fault", self._control_set_fault)
@@ -732,6 +754,32 @@ class Simulator:
         selected = select_incidents(state.current_incidents(now), state.current_tenants(), query)
         return orjson.dumps({"incidents": selected})
 
+    # -- /v1/billable-users
+
+    async def _billing(self, request: web.Request) -> web.StreamResponse:
+        state, answer = await self._admit(request, "billable_users")
+        if answer is not None:
+            return answer
+        assert state is not None  # noqa: S101 - _admit answers whenever there is no org
+        tenant_id = request.query.get("tenantId")
+        if not tenant_id:
+            return _error(400, "tenantId is required")
+        state.billing_asked.append(tenant_id)
+        body = self._billing_body(state, tenant_id)
+        if body is None:
+            return _error(403, "The tenant does not belong to this organization")
+        return _json(200, body)
+
+    def _billing_body(self, state: _OrgState, tenant_id: str | None = None) -> bytes | None:
+        """One tenant's answer (the org's first tenant when None); None: not the org's."""
+        tenants = state.current_tenants()
+        if tenant_id is None and tenants:
+            tenant_id = str(tenants[0]["petraTenantId"])
+        tenant = next((t for t in tenants if t.get("petraTenantId") == tenant_id), None)
+        if tenant is None:
+            return None
+        return orjson.dumps(billing_answer(tenant, tenants, self._wall_clock()))
+
     def _serve(self, state: _OrgState, as_of: str | None) -> bytes:
         """The report bytes for a 200, advancing drift and remembering them as served."""
         if self._drift and state.last_served is not None:
@@ -812,6 +860,8 @@ class Simulator:
         """The normal 200 body of `route` (with default query), for faults that bend it."""
         if route == "incidents":
             return self._incidents_body(state, {})
+        if route == "billable_users":
+            return self._billing_body(state) or b"{}"
         return self._serve(state, None) if serve else self._report_bytes(state, None)
 
     def _wait_headers(self, seconds: int | None, style: str) -> dict[str, str]:
@@ -843,9 +893,11 @@ class Simulator:
                 "organizationName": state.org.organization_name,
                 "requests": state.count,
                 "incidentRequests": state.routes["incidents"].count,
+                "billingRequests": state.routes["billable_users"].count,
                 "keyActive": state.key is not None,
                 "fault": _shown_fault(state.faults.get("usage")),
                 "incidentsFault": _shown_fault(state.faults.get("incidents")),
+                "billingFault": _shown_fault(state.faults.get("billable_users")),
             }
             for name, state in self._orgs.items()
         ]
@@ -856,6 +908,7 @@ class Simulator:
                     "orgs": orgs,
                     "fault": _shown_fault(self._global_faults.get("usage")),
                     "incidentsFault": _shown_fault(self._global_faults.get("incidents")),
+                    "billingFault": _shown_fault(self._global_faults.get("billable_users")),
                 }
             ),
         )
@@ -880,7 +933,7 @@ class Simulator:
                 fault = fault_from_json(orjson.loads(await request.read()))
             except (orjson.JSONDecodeError, ValueError) as exc:
                 return _error(400, f"bad fault: {exc}")
-        self.set_fault(name, fault, "incidents" if route == "incidents" else "usage")
+        self.set_fault(name, fault, next(known for known in ROUTES if known == route))
         shown = _shown_fault(fault)
         return _json(200, orjson.dumps({"name": name, "route": route, "fault": shown}))
 
@@ -918,6 +971,39 @@ class Simulator:
         except KeyError:
             return _error(404, f"{name!r} has no incident {incident_id!r}")
         return _json(200, orjson.dumps({"name": name, "id": incident_id}))
+
+
+def billing_answer(
+    tenant: Mapping[str, object], tenants: list[dict[str, object]], now: float
+) -> dict[str, object]:
+    """`/v1/billable-users` for `tenant` of an org with `tenants`: as Petra's reference
+    shows it, with made-up users (marked with BILLING_USER_MARK)."""
+    tenant_id = str(tenant["petraTenantId"])
+    billable = tenant.get("billableUsersThisMonth")
+    count = billable if isinstance(billable, int) else 0
+    ratio = tenant.get("proratingPercentageThisMonth")
+    answer: dict[str, object] = {
+        "tenantId": tenant_id,
+        "tenantDisplayName": tenant.get("displayName"),
+        "microsoftTenantId": tenant.get("microsoftTenantId"),
+        "reportGeneratedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "totalBillableUsers": count,
+    }
+    if tenant_id != min(str(t["petraTenantId"]) for t in tenants):
+        percent = ratio if isinstance(ratio, int | float) else 100
+        answer["projectedBillableUnitsThisMonth"] = round(count * percent / 100 * 0.95, 2)
+    answer["users"] = [
+        {
+            "id": str(uuid.UUID(int=index + 1, version=4)),
+            "displayName": f"{BILLING_USER_MARK} Person {index}",
+            "userPrincipalName": f"{BILLING_USER_MARK}.{index}@{tenant_id.lower()}.example",
+            "mail": f"{BILLING_USER_MARK}.{index}@{tenant_id.lower()}.example",
+            "accountEnabled": True,
+            "assignedLicenseSkuIds": ["c7df2760-2c81-4ef7-b578-5b5392b571df"],
+        }
+        for index in range(min(count, 3))
+    ]
+    return answer
 
 
 class IncidentsQueryError(ValueError):
@@ -987,7 +1073,11 @@ def _start_date(text: str | None) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
-_LIST_KEYS: Final[dict[Route, str]] = {"usage": "tenants", "incidents": "incidents"}
+_LIST_KEYS: Final[dict[Route, str]] = {
+    "usage": "tenants",
+    "incidents": "incidents",
+    "billable_users": "users",
+}
 
 
 def _shown_fault(fault: Fault | None) -> dict[str, object] | None:
