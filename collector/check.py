@@ -5,7 +5,9 @@ an aligned table for people (coloured unless NO_COLOR is set), tab-separated
 lines with a header for pipes, and JSON for scripts (see cli.py).
 
 With incidents enabled, `--probe` asks `/v1/incidents` too (after `/v1/usage`,
-each on its own route budget) and an org passes only if both answer.
+each on its own route budget), and with billing enabled `/v1/billable-users`
+for the first tenant of the usage answer; an org passes only if every route
+asked answers.
 """
 
 from __future__ import annotations
@@ -44,6 +46,20 @@ class IncidentsProbe:
 
 
 @dataclass(frozen=True, slots=True)
+class BillingProbe:
+    """What `/v1/billable-users` answered to one org's key, for one tenant."""
+
+    ok: bool
+    outcome: Health  # as ProbeResult.outcome
+    detail: str
+    seconds: float
+    tenant_id: str | None = None  # None: the usage answer had no tenant to ask about
+    projected_units: float | None = None
+    billable_users: float | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ProbeResult:
     org: str
     ok: bool  # usage answered, and incidents too when they are probed
@@ -54,6 +70,7 @@ class ProbeResult:
     retry_after: float | None = None
     organization_name: str | None = None
     incidents: IncidentsProbe | None = None  # None: incidents are not enabled
+    billing: BillingProbe | None = None  # None: billing is not enabled
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,26 +113,59 @@ def _outcome(error: PetraError) -> Health:
 
 
 async def _probe_one(
-    client: PetraClient,
-    org: OrgConfig,
-    slots: asyncio.Semaphore,
-    incidents: IncidentsSettings,
+    client: PetraClient, org: OrgConfig, slots: asyncio.Semaphore, settings: Settings
 ) -> ProbeResult:
     async with slots:
-        usage = await _probe_usage(client, org)
-        side = await _probe_incidents(client, org, incidents)
-    if side is None:
-        return usage
-    return replace(usage, ok=usage.ok and side.ok, incidents=side)
+        usage, first_tenant = await _probe_usage(client, org)
+        side = await _probe_incidents(client, org, settings.incidents)
+        billing = None
+        if settings.billing.enabled and usage.ok:
+            billing = await _probe_billing(client, org, first_tenant)
+    result = usage
+    if side is not None:
+        result = replace(result, ok=result.ok and side.ok, incidents=side)
+    if billing is not None:
+        result = replace(result, ok=result.ok and billing.ok, billing=billing)
+    return result
 
 
-async def _probe_usage(client: PetraClient, org: OrgConfig) -> ProbeResult:
+async def _probe_billing(
+    client: PetraClient, org: OrgConfig, tenant_id: str | None
+) -> BillingProbe:
+    if tenant_id is None:
+        return BillingProbe(True, Health.OK, "no tenant to ask about", 0.0)
+    started = time.monotonic()
+    try:
+        report = await client.fetch_billing(org.key, tenant_id=tenant_id)
+    except PetraError as error:
+        retry = error.retry_after if isinstance(error, RateLimited) else None
+        return BillingProbe(
+            False,
+            _outcome(error),
+            error.message,
+            time.monotonic() - started,
+            tenant_id=tenant_id,
+            retry_after=retry,
+        )
+    return BillingProbe(
+        True,
+        Health.OK,
+        f"tenant {tenant_id}",
+        time.monotonic() - started,
+        tenant_id=tenant_id,
+        projected_units=report.projected_units,
+        billable_users=report.billable_users,
+    )
+
+
+async def _probe_usage(client: PetraClient, org: OrgConfig) -> tuple[ProbeResult, str | None]:
+    """The usage probe, and the first tenant of the answer (for the billing probe)."""
     started = time.monotonic()
     try:
         report = await client.fetch_usage(org.key)
     except PetraError as error:
         retry = error.retry_after if isinstance(error, RateLimited) else None
-        return ProbeResult(
+        failed = ProbeResult(
             org.name,
             False,
             _outcome(error),
@@ -123,9 +173,10 @@ async def _probe_usage(client: PetraClient, org: OrgConfig) -> ProbeResult:
             time.monotonic() - started,
             retry_after=retry,
         )
+        return failed, None
     tenants = len(report.tenants)
     name = report.organization_name or "?"
-    return ProbeResult(
+    result = ProbeResult(
         org.name,
         True,
         Health.OK,
@@ -134,6 +185,7 @@ async def _probe_usage(client: PetraClient, org: OrgConfig) -> ProbeResult:
         tenants=tenants,
         organization_name=report.organization_name,
     )
+    return result, report.tenants[0].tenant_id if report.tenants else None
 
 
 async def _probe_incidents(
@@ -165,16 +217,15 @@ async def _probe_incidents(
 
 
 async def probe(settings: Settings) -> list[ProbeResult]:
-    """One `/v1/usage` call (and one `/v1/incidents` call when incidents are enabled) per
-    org of this shard, `concurrency` orgs at a time."""
+    """One `/v1/usage` call (and one `/v1/incidents` call when incidents are enabled, one
+    `/v1/billable-users` call when billing is) per org of this shard, `concurrency` orgs
+    at a time."""
     orgs = list(iter_orgs_in_shard(settings.orgs, settings.shard, settings.sharding.copies))
     slots = asyncio.Semaphore(settings.polling.concurrency)
     async with new_session() as session:
         client = new_client(session, settings.api)
         return list(
-            await asyncio.gather(
-                *(_probe_one(client, org, slots, settings.incidents) for org in orgs)
-            )
+            await asyncio.gather(*(_probe_one(client, org, slots, settings) for org in orgs))
         )
 
 
@@ -208,11 +259,27 @@ def incidents_answer(probe: IncidentsProbe) -> str:
     return label
 
 
+def billing_answer(probe: BillingProbe) -> str:
+    """What /v1/billable-users answered: "OK, 112.4 projected units", "RATE LIMITED, ..."."""
+    label = HEALTH_LABELS[probe.outcome]
+    if probe.outcome is Health.OK:
+        if probe.tenant_id is None:
+            return f"{label}, no tenant"
+        units = "no" if probe.projected_units is None else f"{probe.projected_units:g}"
+        return f"{label}, {units} projected units"
+    if probe.outcome is Health.RATE_LIMITED:
+        wait = "no wait given" if probe.retry_after is None else f"retry in {probe.retry_after:g} s"
+        return f"{label}, {wait}"
+    return label
+
+
 def probe_detail(result: ProbeResult) -> str:
-    """The organization name on success, else the error message (and the incidents route's)."""
+    """The organization name on success, else the error message (and the other routes')."""
     detail = result.organization_name or "" if result.outcome is Health.OK else result.detail
     if result.incidents is not None and not result.incidents.ok:
         detail = (detail + "; " if detail else "") + "incidents: " + result.incidents.detail
+    if result.billing is not None and not result.billing.ok:
+        detail = (detail + "; " if detail else "") + "billing: " + result.billing.detail
     return detail
 
 
@@ -239,10 +306,13 @@ def _tsv(orgs: Sequence[OrgSummary], results: Sequence[ProbeResult]) -> str:
     probed = {r.org: r for r in results}
     header = ["org", "key_source", "key_fingerprint", "interval_seconds", "in_this_shard"]
     with_incidents = any(r.incidents is not None for r in results)
+    with_billing = any(r.billing is not None for r in results)
     if results:
         header += ["outcome", "answer", "seconds", "detail"]
     if with_incidents:
         header += ["incidents_outcome", "incidents_answer"]
+    if with_billing:
+        header += ["billing_outcome", "billing_answer"]
     # Last, so the columns before it keep their places for scripts written without it.
     sharded = any(org.shards for org in orgs)
     if sharded:
@@ -270,6 +340,9 @@ def _tsv(orgs: Sequence[OrgSummary], results: Sequence[ProbeResult]) -> str:
             if with_incidents:
                 side = None if result is None else result.incidents
                 row += ["-", ""] if side is None else [side.outcome, incidents_answer(side)]
+            if with_billing:
+                billing = None if result is None else result.billing
+                row += ["-", ""] if billing is None else [billing.outcome, billing_answer(billing)]
         if sharded:
             row.append(",".join(str(index) for index in org.shards))
         lines.append(row)
@@ -291,8 +364,10 @@ def _table(
     if shard:
         heading.append("SHARD")
     with_incidents = any(r.incidents is not None for r in results)
+    with_billing = any(r.billing is not None for r in results)
     if results:
-        heading += ["PROBE", "TIME", *(["INCIDENTS"] if with_incidents else []), "DETAIL"]
+        heading += ["PROBE", "TIME", *(["INCIDENTS"] if with_incidents else [])]
+        heading += [*(["BILLING"] if with_billing else []), "DETAIL"]
     rows: list[tuple[list[str], Health | None]] = []
     for org in orgs:
         row = [org.org, org.key_source, org.key_fingerprint, f"{org.interval_seconds:g} s"]
@@ -301,7 +376,7 @@ def _table(
             row.append(f"{'this' if org.in_this_shard else 'other'} ({owners})")
         result = probed.get(org.org)
         if results:
-            row += _probe_cells(result, with_incidents=with_incidents)
+            row += _probe_cells(result, with_incidents=with_incidents, with_billing=with_billing)
         rows.append((row, None if result is None else _worst(result)))
     widths = [
         max(len(r[i]) for r in [heading, *(row for row, _ in rows)]) for i in range(len(heading))
@@ -332,20 +407,29 @@ def _table(
     return "\n".join(lines) + "\n"
 
 
-def _probe_cells(result: ProbeResult | None, *, with_incidents: bool) -> list[str]:
-    """The table's PROBE, TIME, (INCIDENTS,) DETAIL cells of one org."""
+def _probe_cells(
+    result: ProbeResult | None, *, with_incidents: bool, with_billing: bool
+) -> list[str]:
+    """The table's PROBE, TIME, (INCIDENTS,) (BILLING,) DETAIL cells of one org."""
+    extra = [""] * (with_incidents + with_billing)
     if result is None:
-        return ["-", "", *([""] if with_incidents else []), "another shard polls it"]
+        return ["-", "", *extra, "another shard polls it"]
     cells = [probe_answer(result), f"{result.seconds:.2f} s"]
     if with_incidents:
         side = result.incidents
         cells.append("-" if side is None else incidents_answer(side))
+    if with_billing:
+        cells.append("-" if result.billing is None else billing_answer(result.billing))
     cells.append(probe_detail(result))
     return cells
 
 
 def _worst(result: ProbeResult) -> Health:
-    """The outcome that colours and names an org: usage's, or incidents' when only it failed."""
-    if result.outcome is Health.OK and result.incidents is not None and not result.incidents.ok:
-        return result.incidents.outcome
+    """The outcome that colours and names an org: usage's, or the first other route's that
+    failed when usage did not."""
+    if result.outcome is not Health.OK:
+        return result.outcome
+    for side in (result.incidents, result.billing):
+        if side is not None and not side.ok:
+            return side.outcome
     return result.outcome

@@ -211,8 +211,9 @@ def build_parser() -> Parser:
         help="validate the config; --probe also calls the API once per org",
         description="Print what the config resolves to: orgs, key sources, key fingerprints "
         "(never keys). With --probe, call /v1/usage (and /v1/incidents, when incidents are "
-        "enabled) once per org of this shard and show the answer and how long it took. An org "
-        "fails its probe if either route fails. A table on a terminal, tab-separated lines with a "
+        "enabled, and /v1/billable-users for one tenant, when billing is) once per org of this "
+        "shard and show the answer and how long it took. An org fails its probe if any route "
+        "fails. A table on a terminal, tab-separated lines with a "
         "header when piped. Exit 0 all good, 1 a probe failed, 2 bad config.",
         epilog="Examples:\n"
         "  petra-collector check --config config.yaml\n"

@@ -18,6 +18,7 @@ from collector.apikey import ApiKey
 from collector.app import Daemon, StartupError
 from collector.config import (
     ApiSettings,
+    BillingSettings,
     HostPort,
     IncidentsSettings,
     LoadedConfig,
@@ -34,6 +35,8 @@ from collector.petra_simulator import Simulator, demo_orgs, start_simulator
 DEMO_INTERVAL_SECONDS: Final = 15.0
 DEMO_INCIDENTS_INTERVAL_SECONDS: Final = 20.0
 DEMO_INCIDENT_EVERY_SECONDS: Final = 45.0
+DEMO_BILLING_INTERVAL_SECONDS: Final = 300.0
+DEMO_BILLING_REQUESTS_PER_MINUTE: Final = 30.0  # one every 2 s: 7 tenants in 14 s
 REJECTED_ORG: Final = "umbrella"
 REJECTED_KEY: Final = "petra_demo_deleted_key_0000000000000000"
 
@@ -68,6 +71,13 @@ def demo_settings(simulator_port: int, listen: HostPort) -> Settings:
         ),
         incidents=IncidentsSettings(
             enabled=True, interval_seconds=DEMO_INCIDENTS_INTERVAL_SECONDS, lookback_days=30.0
+        ),
+        # Faster than Petra allows (the simulator's orgs allow it): every tenant's figures
+        # show within the first minute.
+        billing=BillingSettings(
+            enabled=True,
+            interval_seconds=DEMO_BILLING_INTERVAL_SECONDS,
+            requests_per_minute_per_key=DEMO_BILLING_REQUESTS_PER_MINUTE,
         ),
         server=ServerSettings(listen=(listen,)),
         logging=LoggingSettings(),
@@ -113,7 +123,9 @@ async def run_demo(
             f"{REJECTED_ORG} (its key is rejected: watch petra_auth_failure and the "
             "auth_failed log line); initech is rate-limited now and then. Incidents are on: a "
             f"new one appears about every {DEMO_INCIDENT_EVERY_SECONDS:g} s (watch "
-            "petra_tenant_incidents and the incident_detected log line).\n",
+            "petra_tenant_incidents and the incident_detected log line). Billing is on: each "
+            "tenant's projected units show within a minute (petra_tenant_projected_billable_units"
+            ").\n",
             file=out,
             flush=True,
         )

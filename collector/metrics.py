@@ -249,9 +249,9 @@ ORG_FAMILIES: Final[tuple[OrgFamily, ...]] = (
     OrgFamily(
         "petra_api_requests",
         "counter",
-        "Requests to Petra's API by HTTP status and route (usage, incidents, "
-        'billable_users); code="error" '
-        "when no answer came.",
+        "Requests to Petra's API by HTTP status and route ("
+        + ", ".join(route.name for route in ROUTES)
+        + '); code="error" when no answer came.',
         ("org", "code", "route"),
         _requests,
     ),

@@ -329,17 +329,34 @@ def bench_orgs(count: int, tenants: int, incidents: int = 3) -> list[SimulatedOr
             requests_per_minute=1_000_000_000,
             incident_count=incidents,
             incidents_requests_per_minute=1_000_000_000,
+            billing_requests_per_minute=1_000_000_000,
         )
         for i in range(1, count + 1)
     ]
 
 
 def demo_orgs() -> list[SimulatedOrg]:
-    """A few orgs for `demo`; `initech` allows 1 request a minute, so it gets 429s."""
+    """A few orgs for `demo`; `initech` allows 1 usage request a minute, so it gets 429s.
+    Billing allows 60 a minute (Petra: 1), so the demo shows figures within a minute."""
     return [
-        SimulatedOrg("acme", sim_key("acme"), "Acme MSP", tenant_count=4),
-        SimulatedOrg("globex", sim_key("globex"), "Globex Managed IT", tenant_count=7),
-        SimulatedOrg("initech", sim_key("initech"), "Initech", 2, requests_per_minute=1),
+        SimulatedOrg(
+            "acme", sim_key("acme"), "Acme MSP", tenant_count=4, billing_requests_per_minute=60
+        ),
+        SimulatedOrg(
+            "globex",
+            sim_key("globex"),
+            "Globex Managed IT",
+            tenant_count=7,
+            billing_requests_per_minute=60,
+        ),
+        SimulatedOrg(
+            "initech",
+            sim_key("initech"),
+            "Initech",
+            2,
+            requests_per_minute=1,
+            billing_requests_per_minute=60,
+        ),
     ]
 
 

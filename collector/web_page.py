@@ -34,6 +34,7 @@ from collector.config import DEFAULT_TELEMETRY_PATH
 from collector.state_records import Health
 from collector.web_status import (
     HEALTH_LABELS,
+    BillingStatus,
     IncidentsStatus,
     OrgDetail,
     OrgStatus,
@@ -62,10 +63,13 @@ COLUMNS: Final = (
     "Last error",
     "Next poll",
     "Incidents",
+    "Billing",
     "Key",
 )
 
 INCIDENT_COLUMNS: Final = ("Tenant", "Petra ID", "Not remediated", "By status", "Newest")
+
+BILLING_COLUMNS: Final = ("Tenant", "Petra ID", "Projected units", "Billable users", "Asked")
 
 TENANT_COLUMNS: Final = (
     "Tenant",
@@ -198,6 +202,7 @@ def org_cells(org: OrgStatus, now: str) -> list[Cell]:
         ),
         _when("Next poll", org["next_poll"], now, ""),
         incidents_cell(org["incidents"]),
+        billing_cell(org["billing"]),
         Cell(
             "Key",
             org["key_fingerprint"],
@@ -221,6 +226,21 @@ def incidents_cell(side: IncidentsStatus | None) -> Cell:
     text = f"{open_} not remediated" if open_ else "all remediated" if total else "none"
     small = ", ".join([f"{total} in the window", *notes])
     return Cell("Incidents", text, cls="incidents-open" if open_ else "", small=small)
+
+
+def billing_cell(side: BillingStatus | None) -> Cell:
+    """The projected units of the org's tenants summed, and how many are stale."""
+    if side is None:
+        return Cell("Billing", "", small="not polled")
+    notes = [] if side["state"] in {Health.OK, Health.PENDING} else [HEALTH_LABELS[side["state"]]]
+    if side["tenants_stale"]:
+        stale = side["tenants_stale"]
+        notes.append(f"{stale} tenant{'' if stale == 1 else 's'} stale")
+    units = side["projected_units"]
+    if units is None:
+        return Cell("Billing", "", cls="num", small=", ".join(notes or ["no figures yet"]))
+    small = ", ".join([f"projected units of {side['tenants_with_figures']} tenants", *notes])
+    return Cell("Billing", _number(units), cls="num", small=small)
 
 
 def matches(cells: Sequence[Cell], query: str) -> bool:
@@ -375,6 +395,33 @@ def _incidents_part(detail: OrgDetail) -> str:
     return f"<p>{_text(caption)}</p>{_incident_table(detail)}"
 
 
+def _billing_part(detail: OrgDetail) -> str:
+    """Per tenant with billing figures: projected units, billable users, when asked."""
+    if detail["billing"] is None or not detail["billing_tenants"]:
+        return ""
+    names = {t["tenant_id"]: t["display_name"] or "" for t in detail["tenant_list"]}
+    head = "".join(f"<th scope=col>{escape(title)}</th>" for title in BILLING_COLUMNS)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            cell.render()
+            for cell in (
+                Cell("Tenant", names.get(tenant["tenant_id"], "")),
+                Cell("Petra ID", tenant["tenant_id"]),
+                Cell("Projected units", _number(tenant["projected_units"]), cls="num"),
+                Cell("Billable users", _number(tenant["billable_users_listed"]), cls="num"),
+                Cell("Asked", absolute(tenant["asked_at"])),
+            )
+        )
+        + "</tr>"
+        for tenant in detail["billing_tenants"]
+    )
+    count = len(detail["billing_tenants"])
+    caption = f"Billing figures of {count} tenant{'' if count == 1 else 's'}"
+    table = f'<table class="tenants"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f"<p>{_text(caption)}</p>{table}"
+
+
 def render_detail_row(detail: OrgDetail) -> str:
     """The row under an org's row: its tenants as last reported, and their incidents."""
     tenants = detail["tenant_list"]
@@ -389,6 +436,7 @@ def render_detail_row(detail: OrgDetail) -> str:
     else:
         content = "No tenants in the last report."
     content += _incidents_part(detail)
+    content += _billing_part(detail)
     return (
         f'<tr class="detail" data-detail-for="{_text(detail["org"])}">'
         f'<td colspan="{len(COLUMNS)}">{content}</td></tr>'

@@ -246,8 +246,8 @@ def billing_status(state: OrgState) -> BillingStatus | None:
     return {
         "state": side.health,
         "up": side.up,
-        "projected_units": sum(projected) if projected else None,
-        "billable_users_listed": sum(listed) if listed else None,
+        "projected_units": round(sum(projected), 6) if projected else None,
+        "billable_users_listed": round(sum(listed), 6) if listed else None,
         "tenants_with_figures": len(figures),
         "tenants_stale": side.stale,
         **_outcome(side),

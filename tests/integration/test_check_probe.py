@@ -113,3 +113,46 @@ async def test_probe_leaves_incidents_alone_when_off(tmp_path: Path) -> None:
         [result] = await probe(load_config(config).settings)
     assert result.incidents is None
     assert simulator.request_count("fine", "incidents") == 0
+    assert result.billing is None
+    assert simulator.request_count("fine", "billable_users") == 0
+
+
+async def test_probe_asks_billing_for_one_tenant_when_enabled(tmp_path: Path) -> None:
+    """With billing on, each org's first tenant is asked on /v1/billable-users, once; an
+    org whose billing route fails fails its probe."""
+    orgs = [
+        SimulatedOrg("fine", sim_key("fine"), tenant_count=2),
+        SimulatedOrg("halfway", sim_key("halfway"), tenant_count=2),
+    ]
+    simulator = Simulator(orgs)
+    simulator.set_fault("halfway", StatusFault(503, "billing down"), "billable_users")
+    runner, port = await start_simulator(simulator, "127.0.0.1", 0)
+    try:
+        keys = {org.name: org.key for org in orgs}
+        config = write_config(
+            tmp_path, f"http://127.0.0.1:{port}", keys, extra="billing: {enabled: true}\n"
+        )
+        settings = load_config(config).settings
+        results = {r.org: r for r in await probe(settings)}
+        asked = {org.name: simulator.request_count(org.name, "billable_users") for org in orgs}
+        first = simulator.billing_asked("fine")
+        tenants = simulator.last_body("fine")
+    finally:
+        await runner.cleanup()
+    assert asked == {"fine": 1, "halfway": 1}
+    assert tenants is not None
+    assert first == [tenants["tenants"][0]["petraTenantId"]]  # type: ignore[index]
+    fine = results["fine"].billing
+    assert fine is not None
+    assert fine.ok
+    assert fine.billable_users is not None
+    assert not results["halfway"].ok
+    text = render_check(
+        str(config), None, describe_config(settings), list(results.values()), style="table"
+    )
+    assert "billing: server error (503): billing down" in text
+    assert text.endswith("1 of 2 probe(s) failed: halfway (ERROR)\n")
+    tsv = render_check(
+        str(config), None, describe_config(settings), list(results.values()), style="tsv"
+    )
+    assert tsv.splitlines()[0].endswith("\tbilling_outcome\tbilling_answer")
