@@ -155,10 +155,20 @@ def test_example_config_shows_every_option_with_its_documented_default() -> None
 
 
 def log_events() -> dict[str, set[str]]:
-    """event name -> the levels it is logged at, from `<logger>.<level>("event", ...)`."""
+    """event name -> the levels it is logged at, from `<logger>.<level>("event", ...)`, and
+    the events a route description names for the scheduler to log (`*_event="..."`,
+    warnings)."""
     events: dict[str, set[str]] = {}
     for path in (ROOT / "collector").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.keyword)
+                and (node.arg or "").endswith("_event")
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
+                events.setdefault(node.value.value, set()).add("warning")
+                continue
             if not (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
