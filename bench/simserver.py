@@ -39,10 +39,12 @@ def stats(
     request's time, per org."""
     counts = [sim.request_count(name) for name in names]
     incidents = sum(sim.request_count(name, "incidents") for name in names)
+    billing = sum(sim.request_count(name, "billable_users") for name in names)
     result: dict[str, object] = {
         "requests": sum(counts),
         "counts": counts,
         "incident_requests": incidents,
+        "billing_requests": billing,
     }
     if with_times:
         result["times"] = [sim.request_times(name) for name in names]

@@ -41,6 +41,7 @@ from bench.run import Sim, free_port
 from collector.apikey import ApiKey
 from collector.config import OrgConfig, PollingSettings
 from collector.keys import KeySource
+from collector.petra_billing import BillingReport
 from collector.petra_incidents import IncidentsReport
 from collector.petra_simulator import HangFault, bench_orgs, fault_to_json, write_bench_config
 from collector.petra_usage import TenantUsage, UsageReport
@@ -197,6 +198,10 @@ class _NoFetch:
         self, key: ApiKey, *, start_date: str, limit: int = 500, tenant_id: str | None = None
     ) -> IncidentsReport:
         del start_date, limit, tenant_id
+        raise AssertionError(f"the benchmark does not poll ({key})")
+
+    async def fetch_billing(self, key: ApiKey, *, tenant_id: str) -> BillingReport:
+        del tenant_id
         raise AssertionError(f"the benchmark does not poll ({key})")
 
 

@@ -1270,12 +1270,14 @@ def write_bench_config(
     *,
     polling: Mapping[str, int | float] | None = None,
     incidents_interval_seconds: int | None = None,
+    billing: Mapping[str, int | float] | None = None,
 ) -> Path:
     """Write one key file per org (mode 0600) and a collector config.yaml; return its path.
 
     `polling` adds settings to the config's `polling:` section (e.g. concurrency,
     max_requests_per_second, requests_per_minute_per_key for short intervals);
-    `incidents_interval_seconds` turns incidents on at that interval.
+    `incidents_interval_seconds` turns incidents on at that interval; `billing` turns
+    billing on with those settings (interval_seconds, requests_per_minute_per_key).
     """
     keys = directory / "keys"
     keys.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -1293,6 +1295,8 @@ def write_bench_config(
             "  enabled: true",
             f"  interval_seconds: {incidents_interval_seconds}",
         ]
+    if billing is not None:
+        lines += ["billing:", "  enabled: true", *(f"  {k}: {v}" for k, v in billing.items())]
     lines.append("orgs:")
     for org in orgs:
         key_file = (keys / org.name).resolve()

@@ -18,9 +18,11 @@
     petra_last_success_timestamp_seconds: 'max',
     petra_incidents_up: 'max',
     petra_incidents_last_success_timestamp_seconds: 'max',
-    // Billing (contract, "Billing"): harmless while no collector exports it.
+    // Billing (contract, "Billable users"): harmless while no collector exports it.
     petra_billing_up: 'max',
     petra_billing_last_success_timestamp_seconds: 'max',
+    // One replica with fresh figures for every tenant is enough.
+    petra_billing_tenants_stale: 'min',
   },
 
   selected(metric, matchers):: if matchers == '' then metric else '%s{%s}' % [metric, matchers],

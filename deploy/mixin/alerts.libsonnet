@@ -254,6 +254,33 @@ local aggregate = import 'aggregate.libsonnet';
           },
         ],
       },
+
+      // Billable users (only with `billing.enabled: true`). A tenant's
+      // figures are stale when missing or older than billing.interval_seconds
+      // (a day by default). Just after a start without a state file, or when a
+      // tenant appears, a round has to reach it first: 20 minutes for 10
+      // tenants at the default budget, so two hours leave room for that and
+      // for a few failed requests. A short budget (billing_budget_short) keeps
+      // it firing: that is the point. Rejected keys are PetraApiKeyInvalid's.
+      {
+        name: 'petra-billing',
+        rules: [
+          alert(
+            'PetraBillingStale',
+            'warning',
+            'Petra billing figures of org {{ $labels.org }} are stale',
+            '{{ $value | humanize }} tenant(s) of org {{ $labels.org }} have had no billable-users figures younger than billing.interval_seconds for two hours, on every collector: invoices re-billed from petra_tenant_projected_billable_units would miss or misstate them.',
+          ) + {
+            expr: |||
+              (%s > 0)
+              unless
+              (%s == 1)
+            ||| % [org('petra_billing_tenants_stale'), org('petra_auth_failure')],
+            'for': '2h',
+            keep_firing_for: '10m',
+          },
+        ],
+      },
     ],
   },
 }

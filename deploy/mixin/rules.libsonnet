@@ -17,6 +17,13 @@ local aggregate = import 'aggregate.libsonnet';
             expr: aggregate.org(metric, by),
           }
           for metric in std.objectFields(aggregate.perOrg)
+        ] + [
+          // What Petra bills each org this month (docs/reconciling-an-invoice.md): each
+          // tenant's projected units once (the max of the replicas), summed per org.
+          {
+            record: 'org:petra_tenant_projected_billable_units:sum',
+            expr: 'sum by (%(by)s) (max by (%(by)s, tenant_id) (petra_tenant_projected_billable_units))' % { by: by },
+          },
         ],
       },
     ],

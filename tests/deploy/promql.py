@@ -47,6 +47,10 @@ EXPORTED_METRICS: Final = frozenset(
         # billing, from the contract's section of that name
         "petra_billing_up",
         "petra_billing_last_success_timestamp_seconds",
+        "petra_billing_tenants_stale",
+        "petra_tenant_projected_billable_units",
+        "petra_tenant_billable_users_listed",
+        "petra_tenant_billing_report_generated_timestamp_seconds",
         # the collector itself
         "petra_collector_build_info",
         "petra_collector_orgs",

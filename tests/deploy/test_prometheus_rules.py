@@ -38,7 +38,10 @@ EXPECTED_ALERTS = {
     "PetraIncidentNotRemediated",
     "PetraIncidentNew",
     "PetraIncidentsStale",
+    "PetraBillingStale",
 }
+# Per-org gauges whose replicas merge by min (one replica that is fine is enough).
+MIN_MERGED = {"petra_auth_failure", "petra_billing_tenants_stale"}
 # A collector restart leaves a gap of a minute or two in every series; without a
 # state file an org then stays pending until its first poll, up to one interval
 # (300 s by default). Alerts on the collector's gauges must ride over that.
@@ -237,9 +240,13 @@ def test_org_alerts_carry_no_instance(rule: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("rule", recording_rules(), ids=lambda rule: str(rule["record"]))
 def test_recording_rule_merges_one_exported_gauge_per_org(rule: dict[str, Any]) -> None:
-    """`org:METRIC:AGG` is `AGG by (job, org) (METRIC)`, METRIC a per-org gauge of the contract."""
+    """`org:METRIC:AGG` is `AGG by (job, org) (METRIC)`, METRIC a per-org gauge of the contract;
+    or, for `sum`, a per-tenant gauge taken once per tenant (the max of the replicas)."""
     level, metric, aggregation = rule["record"].split(":")
     assert level == "org"
-    assert rule["expr"] == f"{aggregation} by (job, org) ({metric})"
     assert metric in EXPORTED_METRICS
-    assert aggregation == ("min" if metric == "petra_auth_failure" else "max")
+    if aggregation == "sum":
+        assert rule["expr"] == f"sum by (job, org) (max by (job, org, tenant_id) ({metric}))"
+        return
+    assert rule["expr"] == f"{aggregation} by (job, org) ({metric})"
+    assert aggregation == ("min" if metric in MIN_MERGED else "max")

@@ -8,6 +8,7 @@ from collector.apikey import ApiKey
 from collector.config import OrgConfig, PollingSettings
 from collector.keys import KeySource
 from collector.metrics import PetraCollector
+from collector.petra_billing import BillingReport
 from collector.petra_incidents import IncidentsReport
 from collector.petra_usage import TenantUsage, UsageReport
 from collector.scheduler import Scheduler, initial_offset, resume_delay
@@ -80,6 +81,10 @@ class NeverFetch:
         self, key: ApiKey, *, start_date: str, limit: int = 500, tenant_id: str | None = None
     ) -> IncidentsReport:
         del start_date, limit, tenant_id
+        raise AssertionError(f"no poll in this test, not even with {key}")
+
+    async def fetch_billing(self, key: ApiKey, *, tenant_id: str) -> BillingReport:
+        del tenant_id
         raise AssertionError(f"no poll in this test, not even with {key}")
 
 
