@@ -2,6 +2,7 @@
 
     python -m bench.statefile --orgs 10000 --tenants 10            # in-process, ~1 min
     python -m bench.statefile --orgs 10000 --tenants 10 --restart  # + the real daemon, ~4 min
+    python -m bench.statefile --orgs 10000 --tenants 10 --billing  # with billing figures
 
 In-process (no network): 10,000 org states with their reports, written by the
 daemon's own `StateWriter`:
@@ -10,6 +11,10 @@ daemon's own `StateWriter`:
   loop, CPU in the worker thread (join, write, fsync, rename), bytes, and the
   longest the event loop was kept from running (a ticker task measures it);
 - reading it back (`load_state`), and restoring it into a scheduler.
+
+With `--billing`, every org also has billing figures for each tenant, and the
+steady-state write also has the orgs whose billing route answered in one write
+delay (at `billing.requests_per_minute_per_key`'s default).
 
 With `--restart`: the simulator and `python -m collector run` with a state
 file; once every org has been polled, SIGTERM (how long the stop and its
@@ -39,14 +44,15 @@ import structlog
 
 from bench.run import Sim, free_port
 from collector.apikey import ApiKey
-from collector.config import OrgConfig, PollingSettings
+from collector.config import BillingSettings, OrgConfig, PollingSettings
 from collector.keys import KeySource
 from collector.petra_billing import BillingReport
 from collector.petra_incidents import IncidentsReport
 from collector.petra_simulator import HangFault, bench_orgs, fault_to_json, write_bench_config
 from collector.petra_usage import TenantUsage, UsageReport
+from collector.routes import BILLING, BillingFigures, BillingSide
 from collector.scheduler import Scheduler
-from collector.state import OrgState
+from collector.state import OrgState, RouteState
 from collector.state_store import WRITE_BYTES_PER_SECOND, StateWriter, WriteStats, load_state
 
 WRITE_DELAY = 5.0
@@ -63,6 +69,7 @@ class Results:
     orgs: int
     tenants: int
     interval: float
+    billing: bool = False
     first_write: dict[str, float] = field(default_factory=dict)
     steady_write: dict[str, float] = field(default_factory=dict)
     writes_per_minute: float = 0.0
@@ -90,7 +97,7 @@ def tenants_for(org: int, count: int) -> tuple[TenantUsage, ...]:
     )
 
 
-def fleet(orgs: int, tenants: int) -> list[OrgState]:
+def fleet(orgs: int, tenants: int, *, billing: bool = False) -> list[OrgState]:
     states = []
     for index in range(orgs):
         state = OrgState(f"org-{index:05d}", KEY.fingerprint, "file /k", 300.0)
@@ -98,8 +105,26 @@ def fleet(orgs: int, tenants: int) -> list[OrgState]:
         state.record_success("usage", NOW, 0.05)
         state.take_report(report._replace(tenants=tenants_for(index, tenants)))
         state.next_poll_at = NOW + index % 300
+        if billing:
+            state.start_route(BILLING, BillingSide())
+            for tenant in tenants_for(index, tenants):
+                billed(state, tenant.tenant_id, NOW)
         states.append(state)
     return states
+
+
+def billed(state: OrgState, tenant_id: str, now: float) -> None:
+    """One good billable-users answer about `tenant_id`, kept as the route keeps it."""
+    figures = BillingFigures(BillingReport(tenant_id, 41.0, 38.75, now), now)
+
+    def keep(side: RouteState) -> bool:
+        assert isinstance(side, BillingSide)
+        side.attempted[tenant_id] = now
+        side.figures[tenant_id] = figures
+        return True
+
+    state.record_success(BILLING, now, 0.05)
+    state.change_side(BILLING, keep)
 
 
 async def timed_write(writer: StateWriter) -> dict[str, float]:
@@ -150,7 +175,7 @@ async def timed_write(writer: StateWriter) -> dict[str, float]:
 
 
 async def in_process(args: argparse.Namespace, workdir: Path, results: Results) -> None:
-    states = fleet(args.orgs, args.tenants)
+    states = fleet(args.orgs, args.tenants, billing=args.billing)
     path = workdir / "state.json"
     writer = StateWriter(
         path,
@@ -169,6 +194,12 @@ async def in_process(args: argparse.Namespace, workdir: Path, results: Results) 
         assert state.report is not None
         state.record_success("usage", NOW + 300, 0.05)
         state.take_report(state.report)
+    if args.billing:
+        # One billable-users answer per key every 60 / requests_per_minute_per_key s.
+        asked = round(args.orgs * BillingSettings().requests_per_minute_per_key / 60 * pause)
+        for state in states[-asked:]:
+            assert state.report is not None
+            billed(state, state.report.tenants[0].tenant_id, NOW + 300)
     results.steady_write = await timed_write(writer)
     pause = max(WRITE_DELAY, results.steady_write["bytes"] / WRITE_BYTES_PER_SECOND)
     seconds_per_write = pause + results.steady_write["wall_ms"] / 1000
@@ -323,9 +354,10 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=10)
     parser.add_argument("--interval", type=float, default=300.0, help="polling interval (s)")
     parser.add_argument("--restart", action="store_true", help="also restart the real daemon")
+    parser.add_argument("--billing", action="store_true", help="every tenant with billing figures")
     parser.add_argument("--restart-interval", type=float, default=60.0)
     args = parser.parse_args()
-    results = Results(args.orgs, args.tenants, args.interval)
+    results = Results(args.orgs, args.tenants, args.interval, billing=args.billing)
     with tempfile.TemporaryDirectory(prefix="petra-bench-state-") as directory:
         asyncio.run(in_process(args, Path(directory), results))
         if args.restart:
