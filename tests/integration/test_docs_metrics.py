@@ -10,13 +10,23 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.petra_simulator import SimulatedOrg, sim_key
 from tests.deploy.promql import assert_promql_parses, label_names, metric_names
-from tests.integration.harness import running_daemon
+from tests.integration.harness import Running, running_daemon
 from tests.tools import require_tool
 from tests.unit.test_docs import code, table_rows
 
 DOC: Final = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
-ACME = SimulatedOrg("acme", sim_key("acme"), "Acme MSP", tenant_count=3, incident_count=4)
+ACME = SimulatedOrg(
+    "acme",
+    sim_key("acme"),
+    "Acme MSP",
+    tenant_count=3,
+    incident_count=4,
+    billing_requests_per_minute=600,
+)
 INCIDENTS_ON = "incidents:\n  enabled: true\n  interval_seconds: 1\n"
+BILLING_ON = (
+    "billing:\n  enabled: true\n  interval_seconds: 10\n  requests_per_minute_per_key: 120\n"
+)
 REVOKED_KEY = "petra_revoked_docs_0123456789abcdef"
 # Labels Prometheus itself puts on every series of a target.
 TARGET_LABELS: Final = {"job", "instance"}
@@ -60,10 +70,14 @@ def example_queries() -> list[str]:
 async def test_metrics_doc_matches_what_metrics_serves(tmp_path: Path) -> None:
     """Every family /metrics serves is documented with its type and labels, and nothing else."""
     async with running_daemon(
-        tmp_path, [ACME], extra_keys={"umbrella": REVOKED_KEY}, extra_config=INCIDENTS_ON
+        tmp_path,
+        [ACME],
+        extra_keys={"umbrella": REVOKED_KEY},
+        extra_config=INCIDENTS_ON + BILLING_ON,
     ) as run:
         await run.wait_metric("petra_up", 1, org="acme")
         await run.wait_metric("petra_incidents_up", 1, org="acme")
+        await run.wait_for(lambda: _billing_asked(run, 3), what="billing figures of every tenant")
         await run.wait_metric("petra_auth_failure", 1, org="umbrella")
         status, text = await run.get("/metrics")
         assert status == 200
@@ -73,6 +87,10 @@ async def test_metrics_doc_matches_what_metrics_serves(tmp_path: Path) -> None:
     assert sorted(set(doc) - set(live)) == [], "documented but not served"
     for name, (kind, labels) in doc.items():
         assert live[name] == (kind, labels), f"{name}: served {live[name]}, documented"
+
+
+async def _billing_asked(run: Running, count: int) -> bool:
+    return len(run.simulator.billing_asked("acme")) >= count
 
 
 def test_every_metric_has_an_example_query_using_only_documented_names(tmp_path: Path) -> None:
