@@ -47,8 +47,22 @@ TIME_BUDGET_SECONDS = 120.0
 SHORT_FOR = "2s"
 
 ORGS = (
-    SimulatedOrg("acme", sim_key("acme"), "Acme MSP", tenant_count=3, requests_per_minute=600),
-    SimulatedOrg("globex", sim_key("globex"), "Globex IT", tenant_count=4, requests_per_minute=600),
+    SimulatedOrg(
+        "acme",
+        sim_key("acme"),
+        "Acme MSP",
+        tenant_count=3,
+        requests_per_minute=600,
+        billing_requests_per_minute=60,
+    ),
+    SimulatedOrg(
+        "globex",
+        sim_key("globex"),
+        "Globex IT",
+        tenant_count=4,
+        requests_per_minute=600,
+        billing_requests_per_minute=60,
+    ),
     SimulatedOrg("initech", sim_key("initech"), "Initech", tenant_count=2, requests_per_minute=600),
 )
 BAD_ORG = "initech"
@@ -81,6 +95,8 @@ def write_collector_config(directory: Path, simulator_port: int) -> Path:
             "requests_per_minute_per_key": 60,
         },
         "incidents": {"enabled": True, "interval_seconds": 2},
+        # One tenant every 2 s: every tenant has figures within seconds of its usage report.
+        "billing": {"enabled": True, "interval_seconds": 60, "requests_per_minute_per_key": 30},
         "logging": {"format": "json", "level": "info"},
         "orgs": orgs,
     }
