@@ -126,19 +126,14 @@ async def test_probe_asks_billing_for_one_tenant_when_enabled(tmp_path: Path) ->
     ]
     simulator = Simulator(orgs)
     simulator.set_fault("halfway", StatusFault(503, "billing down"), "billable_users")
-    runner, port = await start_simulator(simulator, "127.0.0.1", 0)
-    try:
+    async with running_simulator(simulator) as url:
         keys = {org.name: org.key for org in orgs}
-        config = write_config(
-            tmp_path, f"http://127.0.0.1:{port}", keys, extra="billing: {enabled: true}\n"
-        )
+        config = write_config(tmp_path, url, keys, extra="billing: {enabled: true}\n")
         settings = load_config(config).settings
         results = {r.org: r for r in await probe(settings)}
         asked = {org.name: simulator.request_count(org.name, "billable_users") for org in orgs}
         first = simulator.billing_asked("fine")
         tenants = simulator.last_body("fine")
-    finally:
-        await runner.cleanup()
     assert asked == {"fine": 1, "halfway": 1}
     assert tenants is not None
     assert first == [tenants["tenants"][0]["petraTenantId"]]  # type: ignore[index]
