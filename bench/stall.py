@@ -1,12 +1,16 @@
 """No-stall benchmark: is the daemon's event loop free while `/metrics` is scraped?
 
     python -m bench.stall --orgs 20000 --tenants 10 --runs 3 --json stall.jsonl
+    python -m bench.stall --orgs 20000 --encodings identity gzip --scrapes 4 --runs 3
 
 Starts the simulator (pinned to CPU 1) and the daemon (pinned to CPU 0) as
 bench/run.py does, waits until every org was polled once, then scrapes `/metrics`
-(text, gzip, as Prometheus asks): the first scrape after start, then `--scrapes`
-more, `--gap` seconds apart. During every scrape this process (on CPU 1) asks
-`/healthz` every 10 ms over its own connection and keeps each answer's latency.
+(text): the first scrape after start, then `--scrapes` more, `--gap` seconds apart.
+`--encodings` says how each scrape asks, in turn: `gzip` as Prometheus does
+(`Accept-Encoding: gzip`), `identity` as a plain curl does (no Accept-Encoding).
+During every scrape this process (on CPU 1) asks `/healthz` every 10 ms over its
+own connection and keeps each answer's latency; the same probe for `IDLE_SECONDS`
+before the first scrape, with no scrape running, is the run's baseline.
 Afterwards the simulator's request times give each poll's lateness: a poll is due
 one interval after the org's previous one started (the scheduler's rule), so
 lateness is the gap between an org's two requests minus the interval. Polls due
@@ -24,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,8 @@ from collector.petra_simulator import bench_orgs, write_bench_config
 
 PROBE_EVERY_SECONDS = 0.01
 PROBE_CPU = 1  # with the simulator: the probe must not take the daemon's CPU
+IDLE_SECONDS = 5.0  # the baseline: /healthz probed with no scrape running
+ENCODINGS = {"gzip": {"Accept-Encoding": "gzip"}, "identity": {}}
 
 
 @dataclass
@@ -50,6 +57,7 @@ class ScrapeFigures:
     start: float = 0.0  # CLOCK_MONOTONIC, as the simulator's request times
     end: float = 0.0
     rss_mb: float = 0.0  # the daemon's, just after the scrape
+    encoding: str = "gzip"  # how the scrape asked (ENCODINGS); runs before it was asked gzip
 
 
 @dataclass
@@ -63,6 +71,7 @@ class StallRun:
     late_otherwise_ms: dict[str, float] = field(default_factory=dict)
     rss_mb_after_first_scrape: float = 0.0
     rss_mb_end: float = 0.0
+    idle_probe_ms: dict[str, float] = field(default_factory=dict)  # no scrape running
 
 
 def quantiles(values: list[float]) -> dict[str, float]:
@@ -94,19 +103,36 @@ async def probe(port: int, stop: asyncio.Event, latencies: list[float]) -> None:
             await asyncio.sleep(next_at - time.monotonic())
 
 
-async def scrape_probed(http: aiohttp.ClientSession, port: int, pid: int) -> ScrapeFigures:
-    """One gzip text scrape, `/healthz` probed all along."""
+async def idle_probe(port: int) -> dict[str, float]:
+    """`/healthz` latency (ms) over IDLE_SECONDS with no scrape: what a scrape adds to."""
+    latencies: list[float] = []
+    stop = asyncio.Event()
+    prober = asyncio.create_task(probe(port, stop, latencies))
+    await asyncio.sleep(IDLE_SECONDS)
+    stop.set()
+    await prober
+    return quantiles([1000 * latency for latency in latencies])
+
+
+async def scrape_probed(
+    http: aiohttp.ClientSession, port: int, pid: int, encoding: str
+) -> ScrapeFigures:
+    """One text scrape asking `encoding` (ENCODINGS), `/healthz` probed all along."""
     latencies: list[float] = []
     stop = asyncio.Event()
     prober = asyncio.create_task(probe(port, stop, latencies))
     await asyncio.sleep(0.05)  # the probe's connection is open before the scrape begins
     cpu0, start = cpu_seconds(pid), time.monotonic()
+    # skip_auto_headers: else aiohttp itself asks for gzip and deflate.
     async with http.get(
         f"http://127.0.0.1:{port}/metrics",
-        headers={"Accept-Encoding": "gzip"},
+        headers=ENCODINGS[encoding],
+        skip_auto_headers=["Accept-Encoding"],
         auto_decompress=False,
     ) as response:
         body = await response.read()
+        if response.headers.get("Content-Encoding", "identity") != encoding:
+            raise RuntimeError(f"asked for {encoding}, got {response.headers}")
     end = time.monotonic()
     stop.set()
     await prober
@@ -125,6 +151,7 @@ async def scrape_probed(http: aiohttp.ClientSession, port: int, pid: int) -> Scr
         start,
         end,
         rss,
+        encoding,
     )
 
 
@@ -168,13 +195,15 @@ async def one_run(args: argparse.Namespace, workdir: Path) -> StallRun:
                 if time.monotonic() > deadline:
                     raise RuntimeError("not every org was polled within an interval")
                 await asyncio.sleep(1)
-            _log(f"every org polled once; RSS {rss_mb(pid):.0f} MB; first scrape")
-            run.first = await scrape_probed(http, daemon.port, pid)
+            run.idle_probe_ms = await idle_probe(daemon.port)
+            _log(f"every org polled once; RSS {rss_mb(pid):.0f} MB; idle {run.idle_probe_ms}")
+            encodings = itertools.cycle(args.encodings)
+            run.first = await scrape_probed(http, daemon.port, pid, next(encodings))
             run.rss_mb_after_first_scrape = round(rss_mb(pid), 1)
             _log(f"first scrape: {run.first}")
             for _ in range(args.scrapes):
                 await asyncio.sleep(args.gap)
-                run.later.append(await scrape_probed(http, daemon.port, pid))
+                run.later.append(await scrape_probed(http, daemon.port, pid, next(encodings)))
                 _log(f"later scrape: {run.later[-1]}")
             await asyncio.sleep(5)  # polls due in the last scrape have happened
             run.rss_mb_end = round(rss_mb(pid), 1)
@@ -205,28 +234,18 @@ def summary(runs: list[StallRun]) -> list[str]:
         verdict = "" if ok is None else ("PASS" if ok else "FAIL")
         return f"| {name} | {median:g} {unit} ({spread}) | {goal} | {verdict} |"
 
-    firsts = [r.first for r in runs if r.first]
-    later = [s for r in runs for s in r.later]
     rows = [
         f"orgs={runs[0].orgs} tenants={runs[0].tenants} runs={len(runs)}: median (min-max)",
         "| figure | value | goal | |",
         "|---|---|---|---|",
     ]
-    first_wall = [s.wall_seconds for s in firsts]
-    rows.append(row("first scrape, wall", first_wall, "s", "<= 5 s", max(first_wall) <= 5))
-    rows.append(row("first scrape, CPU", [s.cpu_seconds for s in firsts], "s", "", None))
-    later_wall = [max(s.wall_seconds for s in r.later) for r in runs if r.later]
-    if later_wall:
-        slowest = max(later_wall)
-        rows.append(row("slowest later scrape, wall", later_wall, "s", "<= 0.5 s", slowest <= 0.5))
-        rows.append(row("later scrape, CPU", [s.cpu_seconds for s in later], "s", "", None))
-    for name, scrapes in (("first scrape", firsts), ("later scrapes", later)):
-        if scrapes:
-            worst = [s.probe_max_ms for s in scrapes]
-            p99 = [s.probe_p99_ms for s in scrapes]
-            ok = max(worst) <= 100
-            rows.append(row(f"/healthz during {name}: max", worst, "ms", "<= 100 ms", ok))
-            rows.append(row(f"/healthz during {name}: p99", p99, "ms", "", None))
+    idle = [r.idle_probe_ms for r in runs if r.idle_probe_ms]
+    if idle:
+        for key in ("p99", "max"):
+            values = [figures[key] for figures in idle]
+            rows.append(row(f"/healthz with no scrape (baseline): {key}", values, "ms", "", None))
+    for encoding in ENCODINGS:
+        rows += _scrape_rows(runs, encoding, row)
     for key in ("p50", "p99", "max"):
         values = [r.late_during_scrapes_ms[key] for r in runs]
         rows.append(row(f"poll lateness, due during scrapes: {key}", values, "ms", "", None))
@@ -235,9 +254,51 @@ def summary(runs: list[StallRun]) -> list[str]:
         rows.append(row(f"poll lateness, other polls: {key}", values, "ms", "", None))
     rss = [r.rss_mb_after_first_scrape for r in runs]
     rows.append(row("RSS after the first scrape", rss, "MB", "", None))
-    if later:  # over the later scrapes: flat is the goal (fragments of a render settle)
-        growth = [max(s.rss_mb for s in r.later) - r.rss_mb_after_first_scrape for r in runs]
+    if any(r.later for r in runs):  # flat is the goal (fragments of a render settle)
+        growth = [
+            max(s.rss_mb for s in r.later) - r.rss_mb_after_first_scrape for r in runs if r.later
+        ]
         rows.append(row("RSS growth after the first scrape (max)", growth, "MB", "", None))
+    return rows
+
+
+def _scrape_rows(
+    runs: list[StallRun],
+    encoding: str,
+    row: Callable[[str, list[float], str, str, bool | None], str],
+) -> list[str]:
+    """The rows of the scrapes that asked `encoding`: times, and `/healthz` meanwhile."""
+    firsts = [r.first for r in runs if r.first and r.first.encoding == encoding]
+    later_by_run = [[s for s in r.later if s.encoding == encoding] for r in runs]
+    later = [s for scrapes in later_by_run for s in scrapes]
+    rows = []
+    if firsts:
+        first_wall = [s.wall_seconds for s in firsts]
+        ok = max(first_wall) <= 5
+        rows.append(row(f"first scrape ({encoding}), wall", first_wall, "s", "<= 5 s", ok))
+        first_cpu = [s.cpu_seconds for s in firsts]
+        rows.append(row(f"first scrape ({encoding}), CPU", first_cpu, "s", "", None))
+    if later:
+        slowest_by_run = [
+            max(s.wall_seconds for s in scrapes) for scrapes in later_by_run if scrapes
+        ]
+        ok = max(slowest_by_run) <= 0.5
+        name = f"slowest later scrape ({encoding}), wall"
+        rows.append(row(name, slowest_by_run, "s", "<= 0.5 s", ok))
+        later_cpu = [s.cpu_seconds for s in later]
+        rows.append(row(f"later scrape ({encoding}), CPU", later_cpu, "s", "", None))
+        sizes = [s.body_bytes / 1e6 for s in later]
+        rows.append(row(f"later scrape ({encoding}), body", sizes, "MB", "", None))
+    for name, scrapes in (
+        (f"first scrape ({encoding})", firsts),
+        (f"later scrapes ({encoding})", later),
+    ):
+        if scrapes:
+            worst = [s.probe_max_ms for s in scrapes]
+            p99 = [s.probe_p99_ms for s in scrapes]
+            ok = max(worst) <= 100
+            rows.append(row(f"/healthz during {name}: max", worst, "ms", "<= 100 ms", ok))
+            rows.append(row(f"/healthz during {name}: p99", p99, "ms", "", None))
     return rows
 
 
@@ -261,6 +322,13 @@ def main() -> None:
     parser.add_argument("--scrapes", type=int, default=3, help="scrapes after the first")
     parser.add_argument("--gap", type=float, default=15.0, help="seconds between scrapes")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--encodings",
+        nargs="+",
+        choices=sorted(ENCODINGS),
+        default=["gzip"],
+        help="how the scrapes ask, in turn: gzip (as Prometheus), identity (as a plain curl)",
+    )
     parser.add_argument("--json", type=Path, help="append each run as one JSON line here")
     parser.add_argument("--report", type=Path, help="summarize earlier --json runs; run nothing")
     args = parser.parse_args()

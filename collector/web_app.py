@@ -15,7 +15,7 @@ from collector.exposition import (
     Exposition,
     negotiate,
     piece_size,
-    wire_chunks,
+    send_pieces,
 )
 from collector.gzipstream import LEVEL as GZIP_LEVEL
 from collector.state import OrgState
@@ -98,8 +98,9 @@ def _json(data: object, status: int = 200) -> web.Response:
 async def metrics(request: web.Request) -> web.StreamResponse:
     """`/metrics`: the fast cached body when it is the negotiated one, else the stock one.
 
-    The fast body is sent a few pieces at a time (`wire_chunks`: a block of lines is
-    decompressed only as it is written), so no second copy of a large body is ever held.
+    The fast body is sent a few pieces at a time (`send_pieces`: a block of lines is
+    decompressed only as it is written, the event loop turning in between), so no
+    second copy of a large body is ever held and probes are answered meanwhile.
     """
     exposition = request.app[DAEMON].exposition
     negotiated = negotiate(request.headers.get("Accept", ""))
@@ -117,8 +118,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     response.content_length = sum(piece_size(piece) for piece in pieces)
     await response.prepare(request)
     if request.method != "HEAD":  # a HEAD answer has the headers (and length) only
-        for chunk in wire_chunks(pieces):
-            await response.write(chunk)
+        await send_pieces(pieces, response.write)
     await response.write_eof()
     return response
 

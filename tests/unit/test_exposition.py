@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import itertools
 import math
 import random
 import subprocess
@@ -531,3 +533,34 @@ def test_wire_chunks_join_the_pieces_into_few_writes_of_the_same_bytes() -> None
         assert len(chunks) <= len(pieces)
     assert len(list(exposition_module.wire_chunks(pieces, 1 << 30))) == 1
     assert gzip.decompress(body) == stock(exposition, "text")
+
+
+async def test_sending_a_body_turns_the_event_loop_between_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A scraper whose socket takes every write at once (no write ever waits) still
+    leaves the loop to other tasks (a probe's answer) while a large body goes out."""
+    monkeypatch.setattr(exposition_module, "STEP_SECONDS", 0.0)  # a pause after every chunk
+    chunks = [bytes([n]) * exposition_module.WRITE_BYTES for n in range(5)]
+    pieces: list[exposition_module.Piece] = list(chunks)
+    turns = 0
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    sent: list[bytes] = []
+    turns_at_write: list[int] = []
+
+    async def write(chunk: bytes) -> None:
+        sent.append(chunk)
+        turns_at_write.append(turns)
+
+    other = asyncio.create_task(other_task())
+    await asyncio.sleep(0)
+    await exposition_module.send_pieces(pieces, write)
+    other.cancel()
+    assert sent == chunks
+    assert all(a < b for a, b in itertools.pairwise(turns_at_write))
