@@ -370,7 +370,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _event_loop_runner() -> asyncio.Runner:
     try:
-        import uvloop  # noqa: PLC0415 - optional extra; the daemon works without it
+        import uvloop  # noqa: PLC0415 - no wheel on some platforms (pyproject.toml); works without
     except ImportError:
         return asyncio.Runner()
     return asyncio.Runner(loop_factory=uvloop.new_event_loop)

@@ -5,7 +5,7 @@ one valid deflate stream; a piece that did not change is reused as it is, and
 the member's CRC-32 is combined from the pieces' CRCs (`crc32_combine`) rather
 than recomputed over text that is only kept compressed.
 
-Deflate is ISA-L's (`isal`, in the `fast` extra) when installed: at level 1 it is
+Deflate is ISA-L's (`isal`, a dependency where it ships a wheel) when installed: at level 1 it is
 about four times quicker than zlib's and no bigger, and the first scrape of a large
 fleet compresses a hundred megabytes or more. Without it, the stdlib's zlib.
 """
@@ -35,7 +35,7 @@ try:
     from isal.isal_zlib import crc32_combine as _native_combine
 
     CODEC: Final = "isal"  # which deflate this process uses
-except ImportError:  # the `fast` extra is not installed: the stdlib's zlib
+except ImportError:  # no isal wheel for this platform (pyproject.toml): the stdlib's zlib
     # The same calls; mypy sees stdlib types where it saw ISA-L's.
     from zlib import Z_SYNC_FLUSH, compressobj, crc32, decompressobj  # type: ignore[assignment]
 
