@@ -4,7 +4,8 @@
 
 For each size, one simulator (pinned to CPU 1) serves 2N orgs; the daemon
 (`python -m collector run`) polls the first N, the baseline (bench/baseline.py)
-the other N, at the same rate (`--rate` polls per second each) and concurrency,
+the other N, at the same rate (`--rate` polls per second each) and concurrency
+(plain HTTP unless `--tls`),
 both pinned to CPU 0 and running at the same time, so the machine's noise hits
 both alike. With `--tls` the simulator serves HTTPS with a throwaway CA, trusted by
 both through SSL_CERT_FILE (aiohttp's default context reads it), so handshakes
@@ -12,8 +13,11 @@ and session reuse count; with `--state-file` the daemon keeps one (at its defaul
 write delay). After the daemon's first round (one interval), CPU
 (utime + stime from /proc) and successful polls (the simulator's counts per org)
 are taken over `--windows` windows of `--window` seconds each; the ratio of the
-two CPU-per-poll figures in each window is the result. Everything listens on
-127.0.0.1 and stops by itself.
+two CPU-per-poll figures in each window is the result. With `--first-round`, one
+more window covers both pollers' first round (from `FIRST_ROUND_SETTLE` seconds
+after the raw loop started, so its Python start is not counted, to the end of the
+daemon's first interval), where every answer is read anew; it is reported on its own
+rows. Everything listens on 127.0.0.1 and stops by itself.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,8 @@ from bench.run import DAEMON_CPU, SIMULATOR_CPU, cpu_seconds, free_port, wait_re
 from bench.run import Daemon as DaemonProcess
 from collector.petra_simulator import bench_orgs, write_bench_config
 
+FIRST_ROUND_SETTLE = 2.0  # s after the raw loop's start: its imports done, polling
+
 
 @dataclass
 class Window:
@@ -46,6 +53,7 @@ class Window:
     daemon_cpu_ms_per_poll: float
     baseline_polls: int
     baseline_cpu_ms_per_poll: float
+    first_round: bool = False  # the window of both pollers' first round (--first-round)
 
     @property
     def ratio(self) -> float:
@@ -60,6 +68,44 @@ class CostRun:
     rate: float
     windows: list[Window] = field(default_factory=list)
     drift: bool = False  # the tenants changed at every answer
+
+
+# Taken at a window's ends: daemon CPU s, raw loop CPU s, their polls, CLOCK_MONOTONIC.
+Mark = tuple[float, float, int, int, float]
+
+
+def _window(before: Mark, after: Mark, first_round: bool = False) -> Window:
+    daemon_polls, baseline_polls = after[2] - before[2], after[3] - before[3]
+    return Window(
+        round(after[4] - before[4], 2),
+        daemon_polls,
+        round(1000 * (after[0] - before[0]) / max(1, daemon_polls), 4),
+        baseline_polls,
+        round(1000 * (after[1] - before[1]) / max(1, baseline_polls), 4),
+        first_round,
+    )
+
+
+async def _measure(
+    args: argparse.Namespace, interval: float, mark: Callable[[], Awaitable[Mark]]
+) -> list[Window]:
+    """The windows, from just after the raw loop's start (see the module's docstring)."""
+    windows = []
+    await asyncio.sleep(FIRST_ROUND_SETTLE)
+    before = await mark()
+    await asyncio.sleep(math.ceil(interval) + 10 - FIRST_ROUND_SETTLE)
+    after = await mark()
+    if args.first_round:
+        windows.append(_window(before, after, first_round=True))
+        _log(f"first round: {windows[-1]} ratio {windows[-1].ratio:.2f}")
+    before = after
+    for _ in range(args.windows):
+        await asyncio.sleep(args.window)
+        after = await mark()
+        windows.append(_window(before, after))
+        _log(f"window: {windows[-1]} ratio {windows[-1].ratio:.2f}")
+        before = after
+    return windows
 
 
 def _log(message: str) -> None:
@@ -149,9 +195,8 @@ async def one_run(args: argparse.Namespace, orgs: int, tenants: int, workdir: Pa
                 workdir / "baseline.log",
             )
             _log(f"{orgs} x {tenants}{' TLS' if args.tls else ''}: first round ({interval:.0f} s)")
-            await asyncio.sleep(math.ceil(interval) + 10)
 
-            async def mark() -> tuple[float, float, int, int, float]:
+            async def mark() -> Mark:
                 async with http.get(stats_url) as response:
                     counts: list[int] = (await response.json())["counts"]
                 return (
@@ -162,22 +207,7 @@ async def one_run(args: argparse.Namespace, orgs: int, tenants: int, workdir: Pa
                     time.monotonic(),
                 )
 
-            before = await mark()
-            for _ in range(args.windows):
-                await asyncio.sleep(args.window)
-                after = await mark()
-                daemon_polls, baseline_polls = after[2] - before[2], after[3] - before[3]
-                run.windows.append(
-                    Window(
-                        round(after[4] - before[4], 2),
-                        daemon_polls,
-                        round(1000 * (after[0] - before[0]) / max(1, daemon_polls), 4),
-                        baseline_polls,
-                        round(1000 * (after[1] - before[1]) / max(1, baseline_polls), 4),
-                    )
-                )
-                _log(f"window: {run.windows[-1]} ratio {run.windows[-1].ratio:.2f}")
-                before = after
+            run.windows = await _measure(args, interval, mark)
     finally:
         for process in (daemon, baseline):
             if process is not None:
@@ -196,15 +226,18 @@ def summary(runs: list[CostRun]) -> list[str]:
         ),
         "|---|---|---|---|---|---|---|",
     ]
-    groups: dict[tuple[int, int, bool, bool], list[Window]] = {}
+    groups: dict[tuple[int, int, bool, bool, bool], list[Window]] = {}
     for run in runs:
-        groups.setdefault((run.orgs, run.tenants, run.tls, run.drift), []).extend(run.windows)
-    for (orgs, tenants, tls, drift), windows in sorted(groups.items()):
+        for w in run.windows:
+            key = (run.orgs, run.tenants, run.tls, run.drift, w.first_round)
+            groups.setdefault(key, []).append(w)
+    for (orgs, tenants, tls, drift, first_round), windows in sorted(groups.items()):
         ratios = [w.ratio for w in windows]
         daemon = statistics.median(w.daemon_cpu_ms_per_poll for w in windows)
         baseline = statistics.median(w.baseline_cpu_ms_per_poll for w in windows)
         rows.append(
-            f"| {orgs} x {tenants} | {'yes' if tls else 'no'} "
+            f"| {orgs} x {tenants}{', first round' if first_round else ''} "
+            f"| {'yes' if tls else 'no'} "
             f"| {'every answer' if drift else 'no'} | {daemon:.3f} | {baseline:.3f} | "
             f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) "
             f"| {len(windows)} |"
@@ -242,6 +275,11 @@ def main() -> None:
         "--drift",
         action="store_true",
         help="the simulator changes every org's tenants at every answer (nothing to reuse)",
+    )
+    parser.add_argument(
+        "--first-round",
+        action="store_true",
+        help="one more window over both pollers' first round, reported apart",
     )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--window", type=float, default=20.0, help="seconds per window")
