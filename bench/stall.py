@@ -8,9 +8,11 @@ bench/run.py does, waits until every org was polled once, then scrapes `/metrics
 (text): the first scrape after start, then `--scrapes` more, `--gap` seconds apart.
 `--encodings` says how each scrape asks, in turn: `gzip` as Prometheus does
 (`Accept-Encoding: gzip`), `identity` as a plain curl does (no Accept-Encoding).
-During every scrape this process (on CPU 1) asks `/healthz` every 10 ms over its
-own connection and keeps each answer's latency; the same probe for `IDLE_SECONDS`
-before the first scrape, with no scrape running, is the run's baseline.
+Each scrape is made by curl (which must be installed), in its own process: a body
+read here would hold up the probe. During every scrape this process (on CPU 1)
+asks `/healthz` every 10 ms over its own connection and keeps each answer's
+latency; the same probe for `IDLE_SECONDS` before the first scrape, with no scrape
+running, is the run's baseline.
 Afterwards the simulator's request times give each poll's lateness: a poll is due
 one interval after the org's previous one started (the scheduler's rule), so
 lateness is the gap between an org's two requests minus the interval. Polls due
@@ -114,25 +116,36 @@ async def idle_probe(port: int) -> dict[str, float]:
     return quantiles([1000 * latency for latency in latencies])
 
 
-async def scrape_probed(
-    http: aiohttp.ClientSession, port: int, pid: int, encoding: str
-) -> ScrapeFigures:
+async def curl_scrape(port: int, encoding: str) -> int:
+    """One `/metrics` scrape by curl asking `encoding` (ENCODINGS), the body thrown
+    away; its size. curl runs in its own process: reading 140 MB of plain text in
+    this one would hold up the probe's own event loop and count as the daemon's."""
+    command = ["curl", "--silent", "--show-error", "--fail", "--noproxy", "*"]
+    command += [
+        "--output",
+        "/dev/null",
+        "--write-out",
+        "%{size_download} %header{content-encoding}",
+    ]
+    for name, value in ENCODINGS[encoding].items():
+        command += ["--header", f"{name}: {value}"]
+    command.append(f"http://127.0.0.1:{port}/metrics")
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    out, _ = await process.communicate()
+    size, _, got = out.decode().partition(" ")
+    if process.returncode != 0 or (got or "identity") != encoding:
+        raise RuntimeError(f"curl exited with {process.returncode}; asked {encoding}, got {got!r}")
+    return int(size)
+
+
+async def scrape_probed(port: int, pid: int, encoding: str) -> ScrapeFigures:
     """One text scrape asking `encoding` (ENCODINGS), `/healthz` probed all along."""
     latencies: list[float] = []
     stop = asyncio.Event()
     prober = asyncio.create_task(probe(port, stop, latencies))
     await asyncio.sleep(0.05)  # the probe's connection is open before the scrape begins
     cpu0, start = cpu_seconds(pid), time.monotonic()
-    # skip_auto_headers: else aiohttp itself asks for gzip and deflate.
-    async with http.get(
-        f"http://127.0.0.1:{port}/metrics",
-        headers=ENCODINGS[encoding],
-        skip_auto_headers=["Accept-Encoding"],
-        auto_decompress=False,
-    ) as response:
-        body = await response.read()
-        if response.headers.get("Content-Encoding", "identity") != encoding:
-            raise RuntimeError(f"asked for {encoding}, got {response.headers}")
+    body_bytes = await curl_scrape(port, encoding)
     end = time.monotonic()
     stop.set()
     await prober
@@ -143,7 +156,7 @@ async def scrape_probed(
     return ScrapeFigures(
         round(end - start, 3),
         round(cpu1 - cpu0, 2),
-        len(body),
+        body_bytes,
         len(latencies),
         ms["p50"],
         ms["p99"],
@@ -198,12 +211,12 @@ async def one_run(args: argparse.Namespace, workdir: Path) -> StallRun:
             run.idle_probe_ms = await idle_probe(daemon.port)
             _log(f"every org polled once; RSS {rss_mb(pid):.0f} MB; idle {run.idle_probe_ms}")
             encodings = itertools.cycle(args.encodings)
-            run.first = await scrape_probed(http, daemon.port, pid, next(encodings))
+            run.first = await scrape_probed(daemon.port, pid, next(encodings))
             run.rss_mb_after_first_scrape = round(rss_mb(pid), 1)
             _log(f"first scrape: {run.first}")
             for _ in range(args.scrapes):
                 await asyncio.sleep(args.gap)
-                run.later.append(await scrape_probed(http, daemon.port, pid, next(encodings)))
+                run.later.append(await scrape_probed(daemon.port, pid, next(encodings)))
                 _log(f"later scrape: {run.later[-1]}")
             await asyncio.sleep(5)  # polls due in the last scrape have happened
             run.rss_mb_end = round(rss_mb(pid), 1)
