@@ -285,19 +285,21 @@ def _scrape_rows(
     later_by_run = [[s for s in r.later if s.encoding == encoding] for r in runs]
     later = [s for scrapes in later_by_run for s in scrapes]
     rows = []
+    timed = encoding == "gzip"  # issue 13's time goals are Prometheus' scrapes'
     if firsts:
         first_wall = [s.wall_seconds for s in firsts]
-        ok = max(first_wall) <= 5
-        rows.append(row(f"first scrape ({encoding}), wall", first_wall, "s", "<= 5 s", ok))
+        ok = max(first_wall) <= 5 if timed else None
+        goal = "<= 5 s" if timed else ""
+        rows.append(row(f"first scrape ({encoding}), wall", first_wall, "s", goal, ok))
         first_cpu = [s.cpu_seconds for s in firsts]
         rows.append(row(f"first scrape ({encoding}), CPU", first_cpu, "s", "", None))
     if later:
         slowest_by_run = [
             max(s.wall_seconds for s in scrapes) for scrapes in later_by_run if scrapes
         ]
-        ok = max(slowest_by_run) <= 0.5
+        ok = max(slowest_by_run) <= 0.5 if timed else None
         name = f"slowest later scrape ({encoding}), wall"
-        rows.append(row(name, slowest_by_run, "s", "<= 0.5 s", ok))
+        rows.append(row(name, slowest_by_run, "s", "<= 0.5 s" if timed else "", ok))
         later_cpu = [s.cpu_seconds for s in later]
         rows.append(row(f"later scrape ({encoding}), CPU", later_cpu, "s", "", None))
         sizes = [s.body_bytes / 1e6 for s in later]
