@@ -17,7 +17,8 @@ ARG PYTHON_VERSION=3.12
 ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim
 
 # ---- build: install the package with its dependencies into a venv ----------
-# With the `fast` extra (uvloop, ISA-L deflate for /metrics): both ship wheels.
+# uvloop and ISA-L (deflate for /metrics) come as dependencies: both ship wheels for
+# linux/amd64 and arm64.
 FROM ${BASE_IMAGE} AS build
 ARG PIP_INSTALL_OPTIONS=
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -32,7 +33,7 @@ RUN python3 -m venv /opt/pip \
  && python3 -m venv --without-pip /opt/petra-collector \
  && mkdir -p wheels \
  && /opt/pip/bin/pip --python /opt/petra-collector/bin/python install \
-      ${PIP_INSTALL_OPTIONS} --find-links /src/wheels "/src[fast]" \
+      ${PIP_INSTALL_OPTIONS} --find-links /src/wheels /src \
  && /opt/petra-collector/bin/petra-collector --help >/dev/null
 
 # ---- runtime: the venv on the same base, no compilers, no pip ---------------

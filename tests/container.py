@@ -200,11 +200,11 @@ def base_image(podman: Podman) -> str:
 
 
 def requirements() -> list[str]:
-    """What the image installs: the dependencies, the `fast` extra and the build backend."""
+    """What the image installs: the dependencies (uvloop and isal among them) and the build
+    backend."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     return [
         *project["project"]["dependencies"],
-        *project["project"]["optional-dependencies"]["fast"],
         *project["build-system"]["requires"],
     ]
 
