@@ -36,7 +36,8 @@ from collector.petra_client import new_client, new_session
 from collector.scheduler import Scheduler
 from collector.sdnotify import SystemdNotifier
 from collector.state import OrgState
-from collector.state_store import StateWriter, load_state, log_load_problem
+from collector.state_lock import StateInUseError, StateLock
+from collector.state_store import StateWriter, load_state, log_load
 from collector.web_app import make_web_app
 from collector.web_config import WebConfig
 from collector.web_guard import CHECK_SECONDS, WebGuard
@@ -47,6 +48,10 @@ WEB_SHUTDOWN_SECONDS: Final = 2.0
 
 class StartupError(Exception):
     """The daemon cannot start (for example, the listen address is taken)."""
+
+    def __init__(self, message: str, *, config_error: bool = False) -> None:
+        super().__init__(message)
+        self.config_error = config_error  # exit 2: the config asks for something impossible
 
 
 class Daemon:
@@ -82,6 +87,7 @@ class Daemon:
         self._background: set[asyncio.Task[object]] = set()
         self._secrets: set[str] = set()
         self._state_writer: StateWriter | None = None
+        self._state_lock: StateLock | None = None
         self.bound_port: int | None = None
         self.serving = asyncio.Event()
         names = self._settings.metrics.tenant_name_labels
@@ -206,9 +212,10 @@ class Daemon:
         if settings.state.path is None:
             return
         path = Path(settings.state.path)
+        self._lock_state(path)
         started = time.time()
         result = await asyncio.to_thread(load_state, path, started)
-        log_load_problem(self._log, path, result)
+        log_load(self._log, path, result)
         saved = result.state
         if saved is not None:
             restored = scheduler.restore(saved.orgs, counters=saved.clean_stop)
@@ -221,6 +228,7 @@ class Daemon:
                 age_seconds=round(started - saved.written_at, 1),
                 clean_stop=saved.clean_stop,
                 read_seconds=round(time.time() - started, 3),
+                ignored_bytes=result.ignored_bytes,
             )
         self._state_writer = StateWriter(
             path,
@@ -236,7 +244,27 @@ class Daemon:
         else:
             self._state_writer.notify()
 
+    def _lock_state(self, path: Path) -> None:
+        """One collector per state file: a second one pointed at it does not start."""
+        lock = StateLock(path)
+        try:
+            lock.acquire()
+        except StateInUseError as error:
+            raise StartupError(str(error), config_error=True) from None
+        except OSError as error:  # then writing it fails too, and says so, retried
+            self._log.warning(
+                "state_lock_failed",
+                path=str(lock.path),
+                error=error.strerror or str(error),
+                action="going on without checking that no other collector uses state.path",
+            )
+            return
+        self._state_lock = lock
+
     async def _close(self) -> None:
+        if self._state_lock is not None:
+            self._state_lock.release()
+            self._state_lock = None
         await self._listener.close()
         if self._web_runner is not None:
             await self._web_runner.cleanup()
@@ -480,5 +508,5 @@ async def run_daemon(
         await daemon.run()
     except StartupError as error:
         get_logger().error("startup_failed", error=str(error))
-        return 1
+        return 2 if error.config_error else 1
     return 0

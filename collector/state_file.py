@@ -29,7 +29,6 @@ the directory, so a crash or a full disk leaves the old file or the new one.
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -56,8 +55,6 @@ TENANT_FIELDS: Final = TenantUsage._fields
 # Far above a real file (10,000 orgs of 10 tenants is about 20 MB): a bound, so a
 # foreign multi-gigabyte file at the path is refused instead of read into memory.
 MAX_STATE_FILE_BYTES: Final = 1 << 30
-TEMP_SUFFIX: Final = ".tmp"
-WRITEV_PIECES: Final = 1024  # IOV_MAX on Linux
 _HEALTHS: Final = {health.value: health for health in Health}
 # Where a record's tenants go, to be cut out: orjson writes a control character only
 # escaped, so this byte is nowhere else in its output.
@@ -178,57 +175,7 @@ def encode_document_pieces(
     return pieces
 
 
-def write_atomically(path: Path, pieces: Sequence[bytes]) -> None:
-    """Replace `path` with `pieces`, concatenated, so that a crash at any point leaves
-    the old file or the new one, whole."""
-    temp = path.with_name(path.name + TEMP_SUFFIX)
-    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        for start in range(0, len(pieces), WRITEV_PIECES):
-            _write_all(descriptor, pieces[start : start + WRITEV_PIECES])
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    temp.replace(path)
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def _write_all(descriptor: int, pieces: Sequence[bytes]) -> None:
-    written = os.writev(descriptor, pieces)
-    if written == sum(map(len, pieces)):
-        return
-    # A short write (rare: a signal, a nearly full disk): the rest one piece at a time.
-    for piece in pieces:
-        if written >= len(piece):
-            written -= len(piece)
-            continue
-        view = memoryview(piece)[written:]
-        written = 0
-        while view:
-            view = view[os.write(descriptor, view) :]
-
-
 # -- reading -----------------------------------------------------------------------
-
-
-def read_state_file(path: Path) -> SavedState | None:
-    """The saved state; None when there is no file. Raises StateFileError."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_STATE_FILE_BYTES + 1)
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        raise StateFileError("is a directory, not a state file") from None
-    except OSError as error:
-        raise StateFileError(f"cannot be read: {error.strerror or error}") from None
-    if len(data) > MAX_STATE_FILE_BYTES:
-        raise StateFileError(f"is larger than {MAX_STATE_FILE_BYTES} bytes")
-    return decode_state(data)
 
 
 def set_aside(path: Path, now: float) -> Path:

@@ -1,18 +1,26 @@
-"""Keeps the state file: reads it once at start, rewrites it a few seconds after
-changes and once more at a clean stop.
+"""Keeps the state file: reads it once at start, writes what changed a few seconds
+after changes and once more at a clean stop.
 
-Writing is off the poll path: the scheduler only calls `notify()` (setting an
-event). The writer wakes, waits `write_delay_seconds` so that the changes of
-many polls share one write, re-encodes only the orgs that changed since the
-last write (yielding to the loop every few hundred; an org re-polled with the
-same tenants reuses their bytes), and writes the file in a worker thread. A
-failed write is logged and retried with backoff; polling never waits for it.
+The file is a journal (`state_journal.py`) of the records that `state_file.py`
+encodes, one per org. Writing is off the poll path: the scheduler only calls
+`notify()` (setting an event). The writer wakes, waits `write_delay_seconds` so
+that the changes of many polls share one write, encodes only the orgs that
+changed since the last write (yielding to the loop every few hundred; an org
+re-polled with the same tenants reuses their bytes), and appends them in a
+worker thread, each as a delta against the org's last whole record. The first
+write of a run, and one whenever the appended part has grown enough, rewrites
+the file whole. A failed write is logged and retried with backoff; polling
+never waits for it.
+
+A state file of the JSON format (before the journal) is read as before and
+replaced by the first write; a copy of it stays beside it (`LEGACY_SUFFIX`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,32 +32,41 @@ import structlog
 from collector.petra_usage import TenantUsage
 from collector.state import OrgState
 from collector.state_file import (
-    encode_document_pieces,
+    MAX_STATE_FILE_BYTES,
+    decode_state,
+    encode_document,
     encode_org_pieces,
-    read_state_file,
     set_aside,
-    write_atomically,
+)
+from collector.state_journal import (
+    Change,
+    Commit,
+    Journal,
+    JournalError,
+    is_journal,
+    read_journal,
 )
 from collector.state_records import SavedState, StateFileError
 
 # Work between two yields to the event loop, in orgs looked at: encoding one costs about
 # as much as looking at eight unchanged ones, so a yield comes after 100 encodings, or
-# after 800 orgs that are reused (a few milliseconds either way).
+# after 800 orgs that are unchanged (a few milliseconds either way).
 YIELD_EVERY: Final = 800
 ENCODE_COST: Final = 8
 ENCODE_BATCH: Final = YIELD_EVERY // ENCODE_COST
-# A large fleet's file is rewritten less often: at most this many bytes a second on
-# average. 10,000 orgs of 10 tenants (about 21 MB) are written every ~40 s instead of
-# every 5 s (about 45 GB a day, not 350); a fleet of a few hundred orgs every 5 s.
+# At most this many bytes a second on average: after a rewrite of a large fleet's file
+# (10,000 orgs of 10 tenants are about 21 MB) the next write waits ~40 s.
 WRITE_BYTES_PER_SECOND: Final = 512 * 1024
 RETRY_CAP_SECONDS: Final = 300.0
+LEGACY_SUFFIX: Final = ".json-v1"  # the JSON file a journal replaced, kept beside it
 
 _CacheKey = tuple[int, float | None]
 
 
 @dataclass(frozen=True, slots=True)
-class _Encoded:
-    """An org's bytes from the last write, and what they were made of."""
+class _Written:
+    """What the file holds of an org: the state it was written from (`key`), and its
+    last whole record (the base of its deltas), in `encode_org_pieces` pieces."""
 
     key: _CacheKey
     pieces: tuple[bytes, ...]
@@ -61,10 +78,11 @@ class WriteStats:
     """What the last write cost, for the benchmark and the tests."""
 
     orgs: int
-    encoded: int  # orgs re-encoded (the others reused their bytes from the last write)
+    encoded: int  # orgs encoded (the others did not change since the last write)
     bytes: int
+    rewrite: bool  # the whole file, not an append
     loop_seconds: float  # CPU time on the event loop: finding and encoding changes
-    thread_seconds: float  # in the worker thread: joining, writing, fsync, rename
+    thread_seconds: float  # in the worker thread: deltas, writing, fsync (and rename)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +91,61 @@ class LoadResult:
     problem: str | None = None  # why the file was not used
     set_aside_as: Path | None = None
     set_aside_error: str | None = None
+    legacy_kept_as: Path | None = None  # a JSON state file read, to be replaced
+    ignored_bytes: int = 0  # after the last whole write: one cut short by a crash
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    state: SavedState
+    ignored_bytes: int
+    legacy: bool  # a state file of the JSON format
+
+
+def read_saved_state(path: Path) -> SavedState | None:
+    """The saved state; None when there is no file. Raises StateFileError."""
+    read = _read(path)
+    return None if read is None else read.state
+
+
+def _read(path: Path) -> _Read | None:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_STATE_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise StateFileError("is a directory, not a state file") from None
+    except OSError as error:
+        raise StateFileError(f"cannot be read: {error.strerror or error}") from None
+    if len(data) > MAX_STATE_FILE_BYTES:
+        raise StateFileError(f"is larger than {MAX_STATE_FILE_BYTES} bytes")
+    if not is_journal(data):
+        return _Read(decode_state(data), 0, legacy=True)
+    try:
+        journal = read_journal(data)
+    except JournalError as error:
+        raise StateFileError(str(error)) from None
+    del data
+    document = encode_document(
+        journal.records.values(),
+        written_at=journal.commit.written_at,
+        clean_stop=journal.commit.clean_stop,
+    )
+    return _Read(decode_state(b"".join(document)), journal.ignored_bytes, legacy=False)
 
 
 def load_state(path: Path, now: float) -> LoadResult:
     """Read the file; an unusable one is renamed aside. Blocking: run it in a thread."""
     try:
-        return LoadResult(read_state_file(path))
+        read = _read(path)
     except StateFileError as error:
         problem = str(error)
+    else:
+        if read is None:
+            return LoadResult(None)
+        kept = _keep_legacy_copy(path) if read.legacy else None
+        return LoadResult(read.state, legacy_kept_as=kept, ignored_bytes=read.ignored_bytes)
     try:
         target = set_aside(path, now)
     except OSError as error:
@@ -88,9 +153,26 @@ def load_state(path: Path, now: float) -> LoadResult:
     return LoadResult(None, problem, set_aside_as=target)
 
 
-def log_load_problem(
-    log: structlog.typing.FilteringBoundLogger, path: Path, result: LoadResult
-) -> None:
+def _keep_legacy_copy(path: Path) -> Path | None:
+    """A second name for the JSON file, which stays when the journal replaces the first
+    (for a downgrade). An older copy already there is kept as it is."""
+    copy = path.with_name(path.name + LEGACY_SUFFIX)
+    with contextlib.suppress(FileExistsError):
+        try:
+            os.link(path, copy)
+        except OSError:
+            return None
+    return copy
+
+
+def log_load(log: structlog.typing.FilteringBoundLogger, path: Path, result: LoadResult) -> None:
+    if result.legacy_kept_as is not None:
+        log.info(
+            "state_migrated",
+            path=str(path),
+            old_file_kept_as=str(result.legacy_kept_as),
+            action="the JSON state file was read; the first write replaces it with a journal",
+        )
     if result.problem is None:
         return
     log.warning(
@@ -122,7 +204,8 @@ class StateWriter:
         self._monotonic = monotonic
         self._wall = wall
         self._log = logger
-        self._cache: dict[str, _Encoded] = {}
+        self._journal = Journal(path)
+        self._written: dict[str, _Written] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._failures = 0
@@ -139,17 +222,20 @@ class StateWriter:
         self._wake.set()
 
     async def run(self) -> None:
-        while not self._stopping.is_set():
-            await self._wake.wait()
-            pause = self._pause()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), pause)
-            if self._stopping.is_set():
-                break
-            self._wake.clear()
-            if not await self.write(clean_stop=False):
-                self._wake.set()
-        await self.write(clean_stop=True)
+        try:
+            while not self._stopping.is_set():
+                await self._wake.wait()
+                pause = self._pause()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), pause)
+                if self._stopping.is_set():
+                    break
+                self._wake.clear()
+                if not await self.write(clean_stop=False):
+                    self._wake.set()
+            await self.write(clean_stop=True)
+        finally:
+            self._journal.close()
 
     def _pause(self) -> float:
         """How long to wait before the next write, from the first change on."""
@@ -161,18 +247,19 @@ class StateWriter:
         return min(RETRY_CAP_SECONDS, self._delay * 2.0 ** min(self._failures, 20))
 
     async def write(self, *, clean_stop: bool) -> bool:
-        """Write the state of every org now. False (and logged) when the write failed."""
+        """Write what changed (or every org, when the file is due for a rewrite) now.
+        False (and logged) when the write failed."""
         cpu_started = time.thread_time()
         cpu_spent = 0.0
-        orgs: list[tuple[bytes, ...]] = []
-        cache: dict[str, _Encoded] = {}
-        encoded = work = 0
-        for state in self._states():
+        rewrite = self._journal.wants_rewrite
+        states = self._states()
+        changed: list[tuple[str, _Written, _Written | None]] = []
+        work = 0
+        for state in states:
             key = (state.version, state.next_poll_at)
-            cached = self._cache.get(state.name)
-            if cached is None or cached.key != key:
-                cached = self._encode(state, key, cached)
-                encoded += 1
+            written = self._written.get(state.name)
+            if rewrite or written is None or written.key != key:
+                changed.append((state.name, self._encode(state, key, written), written))
                 work += ENCODE_COST
             else:
                 work += 1
@@ -181,26 +268,26 @@ class StateWriter:
                 cpu_spent += time.thread_time() - cpu_started
                 await asyncio.sleep(0)
                 cpu_started = time.thread_time()
-            cache[state.name] = cached
-            orgs.append(cached.pieces)
-        self._cache = cache
+        names = {state.name for state in states}
+        gone = [] if rewrite else [name for name in self._written if name not in names]
         cpu_spent += time.thread_time() - cpu_started
-        written_at = self._wall()
+        commit = Commit(self._wall(), clean_stop)
         try:
-            size, thread_seconds = await asyncio.to_thread(
-                self._write_file, orgs, written_at, clean_stop
+            size, whole, thread_seconds = await asyncio.to_thread(
+                self._write_journal, changed, gone, commit, rewrite
             )
         except OSError as error:
-            self._failures += 1
-            self._log.error(
-                "state_write_failed",
-                path=str(self._path),
-                error=error.strerror or str(error),
-                consecutive_failures=self._failures,
-                retry_in_seconds=None if clean_stop else round(self._retry_delay(), 1),
-                action="polling goes on; the previous state file, if any, is kept",
-            )
+            self._failed(error, clean_stop)
             return False
+        if rewrite:
+            self._written = {}
+        for name in gone:
+            del self._written[name]
+        for name, encoded, before in changed:
+            if name in whole or before is None:
+                self._written[name] = encoded
+            else:  # appended as a delta: the base stays what it was
+                self._written[name] = _Written(encoded.key, before.pieces, before.tenants)
         if self._failures:
             self._log.info(
                 "state_write_recovered", path=str(self._path), after_failures=self._failures
@@ -208,25 +295,55 @@ class StateWriter:
             self._failures = 0
         self.writes += 1
         self._last_bytes = size
-        self.last_write = WriteStats(len(orgs), encoded, size, cpu_spent, thread_seconds)
+        self.last_write = WriteStats(
+            len(states), len(changed), size, rewrite, cpu_spent, thread_seconds
+        )
         return True
 
-    def _encode(self, state: OrgState, key: _CacheKey, cached: _Encoded | None) -> _Encoded:
-        """A changed org's bytes. Its tenants are usually the very tuple of the last write
-        (state.py keeps it while the answer says the same), whose bytes are reused."""
+    def _failed(self, error: OSError, clean_stop: bool) -> None:
+        self._failures += 1
+        self._log.error(
+            "state_write_failed",
+            path=str(self._path),
+            error=error.strerror or str(error),
+            consecutive_failures=self._failures,
+            retry_in_seconds=None if clean_stop else round(self._retry_delay(), 1),
+            action="polling goes on; the previous state file, if any, is kept",
+        )
+
+    def _encode(self, state: OrgState, key: _CacheKey, written: _Written | None) -> _Written:
+        """A changed org's pieces. Its tenants are usually the very tuple of its last
+        whole record (state.py keeps it while the answer says the same): reused."""
         tenants = None if state.report is None else state.report.tenants
         reused = None
-        if cached is not None and tenants is not None and cached.tenants is tenants:
-            reused = cached.pieces[1]
+        if written is not None and tenants is not None and written.tenants is tenants:
+            reused = written.pieces[1]
         pieces = encode_org_pieces(
             state, wall_now=self._wall(), monotonic_now=self._monotonic(), tenants=reused
         )
-        return _Encoded(key, pieces, tenants)
+        return _Written(key, pieces, tenants)
 
-    def _write_file(
-        self, orgs: list[tuple[bytes, ...]], written_at: float, clean_stop: bool
-    ) -> tuple[int, float]:
+    def _write_journal(
+        self,
+        changed: list[tuple[str, _Written, _Written | None]],
+        gone: list[str],
+        commit: Commit,
+        rewrite: bool,
+    ) -> tuple[int, frozenset[str], float]:
+        """In the worker thread: the records joined, deltas made, the file written."""
         started = time.thread_time()
-        pieces = encode_document_pieces(orgs, written_at=written_at, clean_stop=clean_stop)
-        write_atomically(self._path, pieces)
-        return sum(map(len, pieces)), time.thread_time() - started
+        if rewrite:
+            records = [(name, b"".join(encoded.pieces)) for name, encoded, _ in changed]
+            size = self._journal.rewrite(records, commit)
+            whole = frozenset(name for name, _ in records)
+        else:
+            changes = [
+                Change(
+                    name,
+                    b"".join(encoded.pieces),
+                    None if before is None else b"".join(before.pieces),
+                )
+                for name, encoded, before in changed
+            ]
+            size, whole = self._journal.append(changes, gone, commit)
+        return size, whole, time.thread_time() - started

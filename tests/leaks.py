@@ -7,6 +7,9 @@ messages and reprs, the config's warnings, a state file.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
+
+from collector.state_journal import read_journal
 
 SLICE = 8
 
@@ -24,3 +27,11 @@ def assert_no_key_material(keys: Iterable[str], *texts: str) -> None:
                     where = text.index(piece)
                     context = text[max(0, where - 40) : where].replace("\n", " ")
                     raise AssertionError(f"key material found after: ...{context!r}")
+
+
+def state_file_texts(path: Path) -> tuple[str, str]:
+    """What a state file holds, for `assert_no_key_material`: its bytes as they are on
+    disk, and its records as a reader rebuilds them (deltas inflated)."""
+    data = path.read_bytes()
+    records = read_journal(data).records.values()
+    return data.decode("latin-1"), b"\n".join(records).decode()

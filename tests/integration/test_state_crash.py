@@ -14,7 +14,8 @@ import aiohttp
 import pytest
 
 from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_simulator
-from collector.state_file import TEMP_SUFFIX, read_state_file
+from collector.state_journal import TEMP_SUFFIX
+from collector.state_store import read_saved_state
 from tests.integration.harness import write_config
 from tests.integration.test_cli import spawn_daemon
 from tests.outcomes import saved_report
@@ -92,7 +93,7 @@ async def test_sigkill_during_writes_never_leaves_a_torn_state_file(tmp_path: Pa
                 assert "state_restored" in events, f"round {round_number}"
             if temp.exists():
                 killed_mid_write += 1
-            saved = read_state_file(state_path)  # raises on a torn file
+            saved = read_saved_state(state_path)  # raises on a torn file
             if saved is None:
                 assert not written_before
                 continue

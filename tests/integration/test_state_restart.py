@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from collector.petra_simulator import HangFault, SimulatedOrg, Simulator, sim_key
-from collector.state_file import TEMP_SUFFIX, read_state_file
+from collector.state_journal import TEMP_SUFFIX
+from collector.state_store import read_saved_state
 from tests.integration.harness import Running, running_daemon, value
-from tests.leaks import assert_no_key_material
+from tests.leaks import assert_no_key_material, state_file_texts
 from tests.outcomes import saved_report
 
 pytestmark = pytest.mark.slow
@@ -81,11 +82,13 @@ async def test_a_restart_serves_the_same_series_at_once(tmp_path: Path) -> None:
         after = await scrape(second)
         (restored,) = second.events("state_restored")
         status, body = await second.get("/api/v1/status")
-        saved_text = await asyncio.to_thread(state_path.read_text)
+        saved_texts = await asyncio.to_thread(state_file_texts, state_path)
+        saved = await asyncio.to_thread(read_saved_state, state_path)
     assert petra_lines(after) == petra_lines(before)
-    assert_no_key_material([o.key for o in orgs], saved_text)
+    assert_no_key_material([o.key for o in orgs], *saved_texts)
     # Marked unclean at once: a crash of this run must not bring back the old counters.
-    assert '"clean_stop":false' in saved_text
+    assert saved is not None
+    assert not saved.clean_stop
     assert any(line.startswith("petra_tenant_licensed_users{") for line in petra_lines(after))
     assert 'petra_auth_failure{org="initech"} 1.0' in petra_lines(after)
     assert restored["orgs"] == 3
@@ -154,7 +157,7 @@ async def test_an_unwritable_state_directory_never_stops_polling(tmp_path: Path,
             return bool(running.events("state_write_recovered"))
 
         await running.wait_for(recovered, what="a write once the directory is writable")
-    saved = read_state_file(state_path)
+    saved = read_saved_state(state_path)
     assert saved is not None
     assert saved_report(saved.orgs["acme"]) is not None
 
@@ -178,7 +181,7 @@ async def test_a_corrupt_state_file_is_set_aside_and_the_daemon_starts_fresh(
         await running.wait_metric("petra_up", 1.0, org="acme")
 
         async def written() -> bool:
-            return read_state_file(state_path) is not None
+            return read_saved_state(state_path) is not None
 
         await running.wait_for(written, what="a new state file")
     assert unreadable["level"] == "warning"

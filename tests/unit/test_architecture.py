@@ -56,8 +56,10 @@ LAYERS: tuple[Layer, ...] = (
     # Petra's routes, each described once (path, timing, what a good answer leaves in
     # state, its state-file section): below the arms, which all read the descriptions.
     layer("routes", "routes"),
-    # The state file's format (every route's section through one codec), and its writer.
-    layer("storing", "state_file", "state_store"),
+    # The state file: its record format (every route's section through one codec), the
+    # journal that stores the records, the lock that keeps it to one collector, and the
+    # task that writes it.
+    layer("storing", "state_file", "state_journal", "state_lock", "state_store"),
     # The three arms the daemon wires together.
     layer("client", "petra_client", arm="client"),
     layer("polling", "scheduler", arm="polling"),

@@ -1,9 +1,8 @@
-"""The state file format: round trip, every refused shape, no key material, atomic writes."""
+"""The state file format: round trip, every refused shape, no key material."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import orjson
@@ -14,15 +13,11 @@ from collector.petra_usage import TenantUsage, UsageReport
 from collector.state import OrgState
 from collector.state_file import (
     FORMAT,
-    TEMP_SUFFIX,
     VERSION,
-    WRITEV_PIECES,
     decode_state,
     encode_document,
     encode_org,
-    read_state_file,
     set_aside,
-    write_atomically,
 )
 from collector.state_records import Health, SavedOrg, StateFileError
 from tests.leaks import assert_no_key_material
@@ -238,15 +233,6 @@ def test_whole_numbers_are_read_as_floats() -> None:
     assert type(report.tenants[0].licensed_users) is float
 
 
-def test_no_file_is_no_state(tmp_path: Path) -> None:
-    assert read_state_file(tmp_path / "state.json") is None
-
-
-def test_a_directory_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(StateFileError, match="is a directory"):
-        read_state_file(tmp_path)
-
-
 def test_set_aside_keeps_every_copy(tmp_path: Path) -> None:
     """Two bad files in the same second do not overwrite each other."""
     path = tmp_path / "state.json"
@@ -261,53 +247,7 @@ def test_set_aside_keeps_every_copy(tmp_path: Path) -> None:
     assert not path.exists()
 
 
-def test_write_replaces_the_file_whole(tmp_path: Path) -> None:
-    path = tmp_path / "state.json"
-    write_atomically(path, [b"old"])
-    write_atomically(path, [b"new"])
-    assert path.read_bytes() == b"new"
-    assert not path.with_name(path.name + TEMP_SUFFIX).exists()
-    assert oct(path.stat().st_mode & 0o777) == "0o600"
-
-
-def test_a_failed_write_leaves_the_old_file(tmp_path: Path) -> None:
-    """When the temp file cannot be made (here: a directory in its place), nothing changes."""
-    path = tmp_path / "state.json"
-    write_atomically(path, [b"old"])
-    path.with_name(path.name + TEMP_SUFFIX).mkdir()
-    with pytest.raises(OSError, match="Is a directory"):
-        write_atomically(path, [b"new"])
-    assert path.read_bytes() == b"old"
-
-
-def test_many_pieces_are_written_in_order(tmp_path: Path) -> None:
-    """More pieces than one writev takes: all of them, in order."""
-    path = tmp_path / "state.json"
-    pieces = [f"{i}:".encode() for i in range(WRITEV_PIECES * 2 + 7)]
-    write_atomically(path, pieces)
-    assert path.read_bytes() == b"".join(pieces)
-
-
-def test_a_short_write_is_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """writev may write less than asked (a signal, a nearly full disk): the rest follows."""
-
-    def short_writev(descriptor: int, pieces: list[bytes]) -> int:
-        return os.write(descriptor, pieces[0][:3])
-
-    monkeypatch.setattr(os, "writev", short_writev)
-    path = tmp_path / "state.json"
-    write_atomically(path, [b"first", b"second", b"third"])
-    assert path.read_bytes() == b"firstsecondthird"
-
-
 def test_saved_org_defaults_are_a_pending_org() -> None:
     saved = SavedOrg(KEY.fingerprint)
     assert saved.usage.health is Health.PENDING
     assert not saved.auth_failing
-
-
-def test_read_only_file_system_errors_are_os_errors(tmp_path: Path) -> None:
-    """A missing directory fails like a read-only one would: OSError, for the writer to log."""
-    with pytest.raises(OSError, match="No such file"):
-        write_atomically(tmp_path / "missing" / "state.json", [b"x"])
-    assert not (tmp_path / "missing").exists()

@@ -11,11 +11,20 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from collector import state_file, state_store
+from collector import state_file, state_journal, state_store
 from collector.petra_usage import TenantUsage, UsageReport
 from collector.state import OrgState
-from collector.state_file import TEMP_SUFFIX, decode_state, read_state_file, write_atomically
-from collector.state_store import ENCODE_BATCH, StateWriter, load_state
+from collector.state_file import encode_document, encode_org
+from collector.state_journal import HEADER, TEMP_SUFFIX, write_atomically
+from collector.state_records import StateFileError
+from collector.state_store import (
+    ENCODE_BATCH,
+    LEGACY_SUFFIX,
+    StateWriter,
+    load_state,
+    log_load,
+    read_saved_state,
+)
 from tests.outcomes import saved_report, succeed
 
 T0 = 1_795_671_116.0
@@ -62,7 +71,7 @@ async def test_many_changes_share_one_write(tmp_path: Path) -> None:
     await wait_until(lambda: saver.writes == 1)
     await asyncio.sleep(0.3)
     assert saver.writes == 1  # no change since: no second write
-    saved = read_state_file(path)
+    saved = read_saved_state(path)
     assert saved is not None
     assert set(saved.orgs) == {"acme", "globex"}
     assert not saved.clean_stop
@@ -82,7 +91,7 @@ async def test_only_changed_orgs_are_encoded_again(tmp_path: Path) -> None:
     assert await saver.write(clean_stop=False)
     assert saver.last_write.encoded == 2
     assert saver.last_write.orgs == 20
-    saved = read_state_file(tmp_path / "state.json")
+    saved = read_saved_state(tmp_path / "state.json")
     assert saved is not None
     assert saved.orgs["org-3"].usage.poll_duration == 1.0
     assert saved.orgs["org-7"].usage.next_poll_at == T0 + 5
@@ -115,7 +124,7 @@ async def test_unchanged_tenants_of_a_changed_org_are_not_encoded_again(
     assert saver.last_write is not None
     assert saver.last_write.encoded == 2
     assert encoded == [3]  # only the org whose tenants changed
-    saved = read_state_file(tmp_path / "state.json")
+    saved = read_saved_state(tmp_path / "state.json")
     assert saved is not None
     assert saved_report(saved.orgs["same"]) == same.report
     assert saved.orgs["same"].usage.poll_duration == 0.2
@@ -133,7 +142,7 @@ async def test_encoding_yields_to_the_loop(tmp_path: Path, monkeypatch: pytest.M
         turns_before_the_thread.append(turns)
         write_atomically(path, pieces)
 
-    monkeypatch.setattr(state_store, "write_atomically", counted)
+    monkeypatch.setattr(state_journal, "write_atomically", counted)
 
     async def ticker() -> None:
         nonlocal turns
@@ -172,7 +181,7 @@ async def test_a_failed_write_is_logged_and_retried_until_it_works(tmp_path: Pat
     assert failed[1]["retry_in_seconds"] > failed[0]["retry_in_seconds"]  # backing off
     recovered = [e for e in logs if e["event"] == "state_write_recovered"]
     assert recovered[0]["after_failures"] == len(failed)
-    assert read_state_file(path) is not None
+    assert read_saved_state(path) is not None
 
 
 async def test_stop_writes_once_more_marked_clean(tmp_path: Path) -> None:
@@ -186,7 +195,7 @@ async def test_stop_writes_once_more_marked_clean(tmp_path: Path) -> None:
     saver.stop()
     await task
     assert time.monotonic() - started < 5.0
-    saved = read_state_file(path)
+    saved = read_saved_state(path)
     assert saved is not None
     assert saved.clean_stop
 
@@ -214,7 +223,8 @@ def test_load_reads_what_was_written(tmp_path: Path) -> None:
     result = load_state(path, T0)
     assert result.state is not None
     assert saved_report(result.state.orgs["acme"]) is not None
-    assert result.state == decode_state(path.read_bytes())
+    assert result.state == read_saved_state(path)
+    assert (result.legacy_kept_as, result.ignored_bytes) == (None, 0)
 
 
 @pytest.mark.parametrize("content", [b"", b"{", b"null"])
@@ -245,3 +255,106 @@ async def test_a_large_file_is_written_less_often(
     saver.stop()
     await task
     assert took >= 0.5
+
+
+def test_no_file_is_no_state(tmp_path: Path) -> None:
+    assert read_saved_state(tmp_path / "state.json") is None
+
+
+def test_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StateFileError, match="is a directory"):
+        read_saved_state(tmp_path)
+
+
+def test_a_journal_that_does_not_read_is_set_aside(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(HEADER)
+    result = load_state(path, T0)
+    assert result.problem == "holds no complete write"
+    assert result.set_aside_as is not None
+
+
+def test_a_json_state_file_is_read_and_replaced_by_a_journal(tmp_path: Path) -> None:
+    """The format before the journal: read as it was, kept beside as `.json-v1`, logged,
+    and replaced by the first write."""
+    path = tmp_path / "state.json"
+    states = [org("acme")]
+    old = encode_document(
+        [encode_org(states[0], wall_now=T0, monotonic_now=0.0)], written_at=T0, clean_stop=True
+    )
+    path.write_bytes(b"".join(old))
+    result = load_state(path, T0)
+    assert result.state is not None
+    assert result.state.clean_stop
+    assert saved_report(result.state.orgs["acme"]) == states[0].report
+    assert result.legacy_kept_as == path.with_name("state.json" + LEGACY_SUFFIX)
+    assert result.legacy_kept_as.read_bytes() == b"".join(old)
+    with capture_logs() as logs:
+        log_load(structlog.get_logger(), path, result)
+    assert logs[0]["event"] == "state_migrated"
+    assert logs[0]["old_file_kept_as"] == str(result.legacy_kept_as)
+    assert asyncio.run(writer(path, states).write(clean_stop=False))
+    assert path.read_bytes().startswith(HEADER)
+    assert load_state(path, T0).legacy_kept_as is None
+    assert result.legacy_kept_as.read_bytes() == b"".join(old)  # still there, for a downgrade
+
+
+async def test_a_steady_poll_appends_a_few_dozen_bytes(tmp_path: Path) -> None:
+    """After the first write (the whole file), an org polled again with the same answer
+    is appended as a delta: far less than its record."""
+    path = tmp_path / "state.json"
+    states = [org(f"org-{i}") for i in range(20)]
+    saver = writer(path, states)
+    assert await saver.write(clean_stop=False)
+    assert saver.last_write is not None
+    assert saver.last_write.rewrite
+    whole = saver.last_write.bytes
+    for state in states[:10]:
+        assert state.report is not None
+        succeed(state, state.report, T0 + 300.123456, 0.0123456)
+    assert await saver.write(clean_stop=False)
+    steady = saver.last_write
+    assert steady is not None
+    assert not steady.rewrite
+    assert steady.encoded == 10
+    assert steady.bytes < 10 * 120 < whole / 2
+    saved = read_saved_state(path)
+    assert saved is not None
+    assert saved.orgs["org-3"].usage.last_success_at == T0 + 300.123456
+    assert saved.orgs["org-13"].usage.last_success_at == T0
+
+
+async def test_an_org_gone_from_the_config_is_gone_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    states = [org("acme"), org("globex")]
+    saver = writer(path, states)
+    assert await saver.write(clean_stop=False)
+    del states[1]
+    assert await saver.write(clean_stop=True)
+    saved = read_saved_state(path)
+    assert saved is not None
+    assert set(saved.orgs) == {"acme"}
+
+
+async def test_a_grown_journal_is_rewritten_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state_journal, "COMPACT_RATIO", 0.01)
+    path = tmp_path / "state.json"
+    states = [org("acme"), org("globex")]
+    saver = writer(path, states)
+    assert await saver.write(clean_stop=False)
+    states[0].next_poll_at = T0 + 5
+    assert await saver.write(clean_stop=False)
+    assert saver.last_write is not None
+    assert not saver.last_write.rewrite
+    states[0].next_poll_at = T0 + 10
+    assert await saver.write(clean_stop=False)
+    rewrite = saver.last_write
+    assert rewrite is not None
+    assert rewrite.rewrite
+    assert rewrite.encoded == 2
+    assert path.stat().st_size == rewrite.bytes
+    saved = read_saved_state(path)
+    assert saved is not None
+    assert saved.orgs["acme"].usage.next_poll_at == T0 + 10

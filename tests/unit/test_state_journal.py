@@ -1,0 +1,234 @@
+"""The state journal: atomic rewrites, appends, deltas, what a reader takes."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from collector.state_journal import (
+    COMPACT_RATIO,
+    HEADER,
+    TEMP_SUFFIX,
+    WRITEV_PIECES,
+    Change,
+    Commit,
+    Journal,
+    JournalError,
+    Kind,
+    commit_frame,
+    delta,
+    frame,
+    read_journal,
+    write_atomically,
+)
+
+
+def test_write_replaces_the_file_whole(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    write_atomically(path, [b"old"])
+    write_atomically(path, [b"new"])
+    assert path.read_bytes() == b"new"
+    assert not path.with_name(path.name + TEMP_SUFFIX).exists()
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_failed_write_leaves_the_old_file(tmp_path: Path) -> None:
+    """When the temp file cannot be made (here: a directory in its place), nothing changes."""
+    path = tmp_path / "state.json"
+    write_atomically(path, [b"old"])
+    path.with_name(path.name + TEMP_SUFFIX).mkdir()
+    with pytest.raises(OSError, match="Is a directory"):
+        write_atomically(path, [b"new"])
+    assert path.read_bytes() == b"old"
+
+
+def test_many_pieces_are_written_in_order(tmp_path: Path) -> None:
+    """More pieces than one writev takes: all of them, in order."""
+    path = tmp_path / "state.json"
+    pieces = [f"{i}:".encode() for i in range(WRITEV_PIECES * 2 + 7)]
+    write_atomically(path, pieces)
+    assert path.read_bytes() == b"".join(pieces)
+
+
+def test_a_short_write_is_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """writev may write less than asked (a signal, a nearly full disk): the rest follows."""
+
+    def short_writev(descriptor: int, pieces: list[bytes]) -> int:
+        return os.write(descriptor, pieces[0][:3])
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    path = tmp_path / "state.json"
+    write_atomically(path, [b"first", b"second", b"third"])
+    assert path.read_bytes() == b"firstsecondthird"
+
+
+def test_read_only_file_system_errors_are_os_errors(tmp_path: Path) -> None:
+    """A missing directory fails like a read-only one would: OSError, for the writer to log."""
+    with pytest.raises(OSError, match="No such file"):
+        write_atomically(tmp_path / "missing" / "state.json", [b"x"])
+    assert not (tmp_path / "missing").exists()
+
+
+COMMIT = Commit(1_795_671_116.0, clean_stop=False)
+RECORD = b'"acme":{"poll":{"last_poll_at":1795671116.25,"next_poll_at":1795671416.5}}' * 8
+
+
+def due(journal: Journal) -> bool:
+    """Whether the next write is a rewrite (a function: mypy would keep a property narrowed)."""
+    return journal.wants_rewrite
+
+
+def later(record: bytes, step: int) -> bytes:
+    return record.replace(b"1795671116.25", f"{1795671116 + step}.75".encode())
+
+
+def test_a_rewrite_reads_back_whole(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "state.json")
+    assert due(journal)  # nothing written in this run yet
+    size = journal.rewrite([("acme", RECORD), ("globex", b"{}")], COMMIT)
+    contents = read_journal((tmp_path / "state.json").read_bytes())
+    assert contents.records == {"acme": RECORD, "globex": b"{}"}
+    assert contents.commit == COMMIT
+    assert (contents.size, contents.ignored_bytes) == (size, 0)
+    assert not due(journal)
+    journal.close()
+
+
+def test_a_steady_change_appends_a_small_delta(tmp_path: Path) -> None:
+    """An org whose record changed in a few digits costs a few dozen bytes, not its size."""
+    path = tmp_path / "state.json"
+    journal = Journal(path)
+    journal.rewrite([("acme", RECORD), ("globex", b"{}")], COMMIT)
+    newer = later(RECORD, 60)
+    size, whole = journal.append([Change("acme", newer, RECORD)], [], COMMIT)
+    assert whole == frozenset()
+    assert size < 60 < len(RECORD)
+    newest = later(RECORD, 120)  # against the same base: the reader needs only the last
+    journal.append([Change("acme", newest, RECORD)], ["globex"], Commit(2.0, clean_stop=True))
+    contents = read_journal(path.read_bytes())
+    assert contents.records == {"acme": newest}
+    assert contents.commit == Commit(2.0, clean_stop=True)
+    journal.close()
+
+
+def test_a_change_unlike_its_base_is_written_whole(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "state.json")
+    journal.rewrite([("acme", RECORD)], COMMIT)
+    other = os.urandom(400)
+    _size, whole = journal.append(
+        [Change("acme", other, RECORD), Change("new", b"{}", None)], [], COMMIT
+    )
+    assert whole == {"acme", "new"}
+    assert read_journal((tmp_path / "state.json").read_bytes()).records == {
+        "acme": other,
+        "new": b"{}",
+    }
+    journal.close()
+
+
+def test_appends_grow_the_file_until_a_rewrite_is_due(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "state.json")
+    journal.rewrite([("acme", RECORD)], COMMIT)
+    step = 0
+    while not due(journal):
+        step += 1
+        journal.append([Change("acme", later(RECORD, step), RECORD)], [], COMMIT)
+    assert journal.size - journal.whole_size > COMPACT_RATIO * journal.whole_size
+    journal.rewrite([("acme", later(RECORD, step))], COMMIT)
+    assert not due(journal)
+    assert (tmp_path / "state.json").stat().st_size == journal.size
+    journal.close()
+
+
+@pytest.mark.parametrize("cut", [1, 5, 9, 20])
+def test_a_write_cut_short_is_ignored(tmp_path: Path, cut: int) -> None:
+    """A crash in the middle of an append: the reader takes the writes before it."""
+    path = tmp_path / "state.json"
+    journal = Journal(path)
+    journal.rewrite([("acme", RECORD)], COMMIT)
+    first = later(RECORD, 1)
+    journal.append([Change("acme", first, RECORD)], [], COMMIT)
+    whole = path.stat().st_size
+    journal.append([Change("acme", later(RECORD, 2), RECORD)], [], COMMIT)
+    journal.close()
+    data = path.read_bytes()
+    contents = read_journal(data[: len(data) - cut])
+    assert contents.records == {"acme": first}
+    assert (contents.size, contents.ignored_bytes) == (whole, len(data) - cut - whole)
+
+
+def test_a_changed_byte_ends_the_journal_at_the_write_before(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    journal = Journal(path)
+    journal.rewrite([("acme", RECORD)], COMMIT)
+    whole = path.stat().st_size
+    journal.append([Change("acme", later(RECORD, 1), RECORD)], [], COMMIT)
+    journal.close()
+    data = bytearray(path.read_bytes())
+    data[whole + 12] ^= 0x40
+    assert read_journal(bytes(data)).records == {"acme": RECORD}
+
+
+def test_a_failed_append_makes_the_next_write_a_rewrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path / "state.json")
+    journal.rewrite([("acme", RECORD)], COMMIT)
+
+    def full_disk(_descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        journal.append([Change("acme", later(RECORD, 1), RECORD)], [], COMMIT)
+    assert due(journal)
+    with pytest.raises(OSError, match="not open"):
+        journal.append([], [], COMMIT)
+
+
+def _unknown_kind() -> bytes:
+    body = b"\x04\x00acme{}"
+    return struct.pack("<IIB", len(body), zlib.crc32(body, 9), 9) + body
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (
+            b"petra-collector-state journal 3\n",
+            "has version 3; this petra-collector reads version 2",
+        ),
+        (b"something else\n", "is not a petra-collector state journal"),
+        (HEADER, "holds no complete write"),
+        (HEADER + frame(Kind.DELTA, b"x", "acme") + commit_frame(COMMIT), "before any whole"),
+        (
+            HEADER
+            + frame(Kind.FULL, b"{}", "acme")
+            + frame(Kind.DELTA, b"\xff", "acme")
+            + commit_frame(COMMIT),
+            "does not inflate",
+        ),
+        (
+            HEADER
+            + frame(Kind.FULL, b"{}", "acme")
+            + frame(Kind.DELTA, delta(b"{}", b"[]")[:-1], "acme")
+            + commit_frame(COMMIT),
+            "ends early",
+        ),
+        (HEADER + frame(Kind.FULL, b"", None) + commit_frame(COMMIT), "too short for an org name"),
+        (
+            HEADER + frame(Kind.FULL, b"\x09\x00acme", None) + commit_frame(COMMIT),
+            "too short for its org name",
+        ),
+        (HEADER + frame(Kind.FULL, b"\x01\x00\xff{}", None) + commit_frame(COMMIT), "not UTF-8"),
+        (HEADER + frame(Kind.COMMIT, b"1"), "commit frame of the wrong size"),
+        (HEADER + _unknown_kind() + commit_frame(COMMIT), "unknown kind 9"),
+    ],
+)
+def test_what_a_reader_refuses(data: bytes, problem: str) -> None:
+    with pytest.raises(JournalError, match=problem):
+        read_journal(data)
