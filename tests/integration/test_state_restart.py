@@ -162,6 +162,25 @@ async def test_an_unwritable_state_directory_never_stops_polling(tmp_path: Path,
     assert saved_report(saved.orgs["acme"]) is not None
 
 
+async def test_a_missing_state_directory_is_logged_and_polling_goes_on(tmp_path: Path) -> None:
+    """No lock file can be made either: said once (state_lock_failed), then the writes fail
+    and are retried as for any unwritable directory."""
+    state_path = tmp_path / "missing" / "state.json"
+    async with running_daemon(
+        tmp_path, [org("acme")], polling=POLLING, extra_config=state_config(state_path)
+    ) as running:
+        await running.wait_metric("petra_up", 1.0, org="acme")
+
+        async def failed() -> bool:
+            return bool(running.events("state_write_failed"))
+
+        await running.wait_for(failed, 10, "a failed write")
+        (lock,) = running.events("state_lock_failed")
+    assert lock["level"] == "warning"
+    assert lock["path"] == f"{state_path}.lock"
+    assert lock["error"] == "No such file or directory"
+
+
 async def _more(sim: Simulator, name: str, before: int) -> bool:
     return sim.request_count(name) > before
 
