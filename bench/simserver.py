@@ -81,10 +81,13 @@ async def serve(
     tls: Path | None = None,
     *,
     drift: bool = False,
+    drift_share: float = 1.0,
 ) -> None:
     simulated = bench_orgs(orgs, tenants, incidents)
     names = [org.name for org in simulated]
-    sim = Simulator(simulated, drift=drift)
+    # Every n-th org, for a share of 1/n: spread over the fleet and the same in every run.
+    drifting = None if drift_share >= 1 else names[:: round(1 / drift_share)]
+    sim = Simulator(simulated, drift=drift, drifting=drifting)
 
     async def bench_stats(request: web.Request) -> web.Response:
         detail = request.query.get("detail") == "1"
@@ -113,6 +116,13 @@ async def serve(
         await runner.cleanup()
 
 
+def _share(text: str) -> float:
+    share = float(text)
+    if not 0 < share <= 1:
+        raise argparse.ArgumentTypeError(f"{text}: a share is above 0 and at most 1")
+    return share
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--orgs", type=int, required=True)
@@ -126,11 +136,23 @@ def main() -> None:
     parser.add_argument(
         "--drift", action="store_true", help="tenants' billable counts move at every answer"
     )
+    parser.add_argument(
+        "--drift-share",
+        type=_share,
+        default=1.0,
+        help="with --drift, the share of orgs whose answers move (0.03: every 33rd org)",
+    )
     args = parser.parse_args()
     if args.cpu >= 0:
         pin_to_cpu(args.cpu)
     main_task = serve(
-        args.orgs, args.tenants, args.max_seconds, args.incidents, args.tls_dir, drift=args.drift
+        args.orgs,
+        args.tenants,
+        args.max_seconds,
+        args.incidents,
+        args.tls_dir,
+        drift=args.drift,
+        drift_share=args.drift_share,
     )
     try:
         import uvloop  # noqa: PLC0415 - optional: a faster server leaves the bench less noisy

@@ -55,7 +55,7 @@ import types
 import typing
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -567,12 +567,14 @@ class Simulator:
         *,
         latency_seconds: float = 0.0,
         drift: bool = False,
+        drifting: Collection[str] | None = None,
         incident_every_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._latency = latency_seconds
         self._drift = drift
+        self._drifting = None if drifting is None else frozenset(drifting)  # None: every org
         self._incident_every = incident_every_seconds
         self._clock = clock
         self._wall_clock = wall_clock
@@ -799,11 +801,14 @@ class Simulator:
 
     def _serve(self, state: _OrgState, as_of: str | None) -> bytes:
         """The report bytes for a 200, advancing drift and remembering them as served."""
-        if self._drift and state.last_served is not None:
+        if self._drift and state.last_served is not None and self._drifts(state.org.name):
             state.drift()
         body = self._report_bytes(state, as_of)
         state.last_served = body
         return body
+
+    def _drifts(self, name: str) -> bool:
+        return self._drifting is None or name in self._drifting
 
     def _report_bytes(self, state: _OrgState, as_of: str | None) -> bytes:
         second = int(self._wall_clock())

@@ -38,12 +38,14 @@ MAGIC: Final = b"petra-collector-state journal "
 VERSION: Final = 2
 HEADER: Final = MAGIC + str(VERSION).encode() + b"\n"
 # Appended frames may grow to this many times the whole records before the file is
-# rewritten: the rewrite then costs half as many bytes again as the appends did, and
-# the file stays within three times the size of the whole records.
-COMPACT_RATIO: Final = 2.0
+# rewritten: the rewrite then costs a third as many bytes again as the appends did, and
+# the file stays within four times the size of the whole records.
+COMPACT_RATIO: Final = 3.0
 # A delta larger than this share of its record is written as a whole record instead,
-# which becomes the org's new base.
-DELTA_MAX_SHARE: Final = 0.5
+# which becomes the org's new base. A steady org's delta is about 3 % of its record; one
+# against a base without the org's report (an org first written before its first poll)
+# is about 40 %, and would be paid again at every poll.
+DELTA_MAX_SHARE: Final = 0.2
 MAX_JOURNAL_BYTES: Final = 1 << 30  # a bound, so a foreign huge file is refused unread
 TEMP_SUFFIX: Final = ".tmp"
 WRITEV_PIECES: Final = 1024  # IOV_MAX on Linux

@@ -193,6 +193,26 @@ async def test_drift_moves_billable_users_a_little(serve: Serve) -> None:
     assert all(0 <= t["billableUsersThisMonth"] <= t["totalLicensedUsers"] for t in after)
 
 
+async def test_drift_can_be_kept_to_some_orgs(serve: Serve) -> None:
+    """With `drifting`, only those orgs' answers move; the others say the same each time."""
+    sim = Simulator(
+        [acme(), globex()],
+        drift=True,
+        drifting={"globex"},
+        clock=FakeClock(0.0),
+        wall_clock=lambda: WALL,
+    )
+    session = await serve(sim)
+
+    async def tenants(key: str) -> list[dict[str, object]]:
+        return list(orjson.loads((await get_usage(session, key))[1])["tenants"])
+
+    steady = [await tenants("petra_test_acme") for _ in range(4)]
+    moving = [await tenants("petra_test_globex") for _ in range(4)]
+    assert all(answer == steady[0] for answer in steady)
+    assert any(answer != moving[0] for answer in moving)
+
+
 async def test_set_tenants_serves_exactly_those(serve: Serve) -> None:
     """set_tenants replaces the generated tenants, and totalTenants follows."""
     sim = sim_of(acme())
