@@ -134,18 +134,7 @@ async def measure(
         state = workdir / "state.json"
         with config.open("a") as out:
             out.write(f"state:\n  path: {json.dumps(str(state))}\n")
-        command = [sys.executable, "-m", "collector", "run", "--config", str(config)]
-        command += ["--listen", f"127.0.0.1:{free_port()}"]
-        environment = dict(os.environ)
-        if code is not None:  # the baseline's package first on the path
-            environment["PYTHONPATH"] = str(code)
-        daemon = subprocess.Popen(  # noqa: S603 - our own module
-            command,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=code or REPOSITORY,
-            env=environment,
-        )
+        daemon = start_daemon(config, code)
         try:
             async with aiohttp.ClientSession() as http:
                 _log(f"run {run}, {variant}, {changing:.0%} changing: warming up")
@@ -188,13 +177,29 @@ async def measure(
     return result
 
 
+def start_daemon(config: Path, code: Path | None) -> subprocess.Popen[bytes]:
+    """`python -m collector run`, of this checkout or of the baseline's `code`."""
+    command = [sys.executable, "-m", "collector", "run", "--config", str(config)]
+    command += ["--listen", f"127.0.0.1:{free_port()}"]
+    environment = dict(os.environ)
+    if code is not None:  # the baseline's package first on the path
+        environment["PYTHONPATH"] = str(code)
+    return subprocess.Popen(  # noqa: S603 - our own module
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=code or REPOSITORY,
+        env=environment,
+    )
+
+
 def _check(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         raise RuntimeError(f"the daemon exited with {process.returncode}")
 
 
 def summary(results: list[Measurement]) -> list[dict[str, object]]:
-    rows = []
+    rows: list[dict[str, object]] = []
     for variant in ("baseline", "journal"):
         for share in sorted({r.changing_share for r in results}):
             figures = [

@@ -74,6 +74,8 @@ class Results:
     steady_write: dict[str, float] = field(default_factory=dict)
     writes_per_minute: float = 0.0
     read_seconds: float = 0.0
+    largest_file_bytes: int = 0  # the journal just before it is due for a rewrite
+    largest_read_seconds: float = 0.0
     restore_seconds: float = 0.0
     restart: dict[str, float] = field(default_factory=dict)
 
@@ -218,6 +220,26 @@ async def in_process(args: argparse.Namespace, workdir: Path, results: Results) 
     results.restore_seconds = round(time.perf_counter() - started, 3)
     assert len(restored) == args.orgs
     _log(f"read {results.read_seconds} s, restore {results.restore_seconds} s")
+    await grow_to_largest(writer, states)
+    results.largest_file_bytes = path.stat().st_size
+    started = time.perf_counter()
+    assert load_state(path, time.time()).state is not None
+    results.largest_read_seconds = round(time.perf_counter() - started, 3)
+    _log(f"largest: {results.largest_file_bytes} bytes, read {results.largest_read_seconds} s")
+
+
+async def grow_to_largest(writer: StateWriter, states: list[OrgState]) -> None:
+    """Writes with every org polled again in between, until the next write would rewrite
+    the file: the journal at its largest, the longest read at start."""
+    rounds = 0
+    while not writer.rewrite_due:
+        rounds += 1
+        for index, state in enumerate(states):
+            assert state.report is not None
+            polled = NOW + 300 * rounds + index * 0.0173
+            state.record_success(state.report, polled, 0.05 + index % 97 * 0.000931)
+            state.next_poll_at = polled + 300 + index % 89 * 0.0117
+        assert await writer.write(clean_stop=False)
 
 
 class _NoFetch:

@@ -1,26 +1,26 @@
 """Where the state lives on disk: an append-only journal of org records, compacted.
 
 A record is opaque bytes here (the state file's codec makes them: one org's
-record). The file is a header line and frames:
+record). The file is a header line, `petra-collector-state journal 2`, then
+writes, each one block:
 
-    petra-collector-state journal 2 (a line)
-    frame: <u32 payload length> <u32 CRC-32 of kind and payload> <u8 kind> <payload>
+    block: <u32 length> <u32 CRC-32 of the payload> <payload>
+    payload: <f64 written_at> <u8 clean_stop> <entry>...
+    entry: <u8 kind> <u16 name length> <u32 body length> <name, UTF-8> <body>
 
-Kinds: a whole record (`FULL`: name, record), a record as a delta against the
-org's last whole record in the file (`DELTA`: name, raw deflate with that
-record as the preset dictionary), an org that is gone (`FORGET`: name), and
-the end of one write (`COMMIT`: wall-clock time, clean stop). A name is a
-u16 length and UTF-8.
+Kinds: a whole record (`FULL`), a record as a delta against the org's last
+whole record in the file (`DELTA`: raw deflate with that record as the
+preset dictionary), and an org that is gone (`FORGET`, no body).
 
-A write appends the frames of the orgs that changed and a commit, then
-fdatasync: a steady org's poll changes a few times and counters, and its
-delta against the org's whole record is about 60 bytes. Readers take every
-frame up to the last commit whose frames are all whole and match their CRC;
-what follows (a write cut short by a crash or a full disk) is ignored, and
-the next write starts the file anew. When the appended frames reach
-`COMPACT_RATIO` times the size of the whole records, the file is rewritten
-with one whole record per org (a temp file beside it, fsync, rename, fsync of
-the directory), so a crash at any point leaves a file that reads whole.
+A write appends one block with the orgs that changed, then fdatasync: a
+steady org's poll changes a few times and counters, and its delta against
+the org's whole record is about 60-80 bytes. Readers take every block up to
+the first that is not whole or does not match its CRC; from there on (a
+write cut short by a crash or a full disk) nothing is used, and the next
+write starts the file anew. When the appended blocks reach `COMPACT_RATIO`
+times the size of the whole records, the file is rewritten with one whole
+record per org (a temp file beside it, fsync, rename, fsync of the
+directory), so a crash at any point leaves a file that reads whole.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Final
 MAGIC: Final = b"petra-collector-state journal "
 VERSION: Final = 2
 HEADER: Final = MAGIC + str(VERSION).encode() + b"\n"
-# Appended frames may grow to this many times the whole records before the file is
+# Appended blocks may grow to this many times the whole records before the file is
 # rewritten: the rewrite then costs a third as many bytes again as the appends did, and
 # the file stays within four times the size of the whole records.
 COMPACT_RATIO: Final = 3.0
@@ -46,21 +46,19 @@ COMPACT_RATIO: Final = 3.0
 # against a base without the org's report (an org first written before its first poll)
 # is about 40 %, and would be paid again at every poll.
 DELTA_MAX_SHARE: Final = 0.2
-MAX_JOURNAL_BYTES: Final = 1 << 30  # a bound, so a foreign huge file is refused unread
 TEMP_SUFFIX: Final = ".tmp"
 WRITEV_PIECES: Final = 1024  # IOV_MAX on Linux
 
-_FRAME: Final = struct.Struct("<IIB")
-_NAME: Final = struct.Struct("<H")
+_BLOCK: Final = struct.Struct("<II")
 _COMMIT: Final = struct.Struct("<d?")
-_DEFLATE_WINDOW: Final = -15  # raw deflate: the frame's CRC already checks the bytes
+_ENTRY: Final = struct.Struct("<BHI")
+_DEFLATE_WINDOW: Final = -15  # raw deflate: the block's CRC already checks the bytes
 
 
 class Kind(enum.IntEnum):
     FULL = 1
     DELTA = 2
     FORGET = 3
-    COMMIT = 4
 
 
 class JournalError(Exception):
@@ -108,78 +106,73 @@ def read_journal(data: bytes) -> JournalContents:
     if version != str(VERSION).encode():
         shown = version.decode("ascii", "replace")
         raise JournalError(f"has version {shown}; this petra-collector reads version {VERSION}")
-    bases: dict[str, bytes] = {}
-    deltas: dict[str, bytes] = {}
-    pending: list[tuple[Kind, str, bytes]] = []
+    # Where each org's base and latest delta are, by name as bytes: a large file holds
+    # hundreds of thousands of entries, and only the last of each org is used.
+    bases: dict[bytes, tuple[int, int]] = {}
+    deltas: dict[bytes, tuple[int, int]] = {}
     commit: Commit | None = None
-    offset = committed_end = header_end + 1
     view = memoryview(data)
-    while offset + _FRAME.size <= len(data):
-        length, crc, kind = _FRAME.unpack_from(data, offset)
-        body_start = offset + _FRAME.size
-        body_end = body_start + length
-        if body_end > len(data) or zlib.crc32(view[body_start:body_end], kind) != crc:
+    offset = header_end + 1
+    while offset + _BLOCK.size <= len(data):
+        length, crc = _BLOCK.unpack_from(data, offset)
+        start = offset + _BLOCK.size
+        end = start + length
+        if end > len(data) or length < _COMMIT.size or zlib.crc32(view[start:end]) != crc:
             break
-        offset = body_end
-        if kind == Kind.COMMIT:
-            commit = _read_commit(view[body_start:body_end])
-            for change in pending:
-                _apply(change, bases, deltas)
-            pending.clear()
-            committed_end = offset
-            continue
-        if kind not in (Kind.FULL, Kind.DELTA, Kind.FORGET):
-            raise JournalError(f"has a frame of unknown kind {kind} at byte {offset - length}")
-        name, body = _split_name(view[body_start:body_end])
-        pending.append((Kind(kind), name, body))
+        commit = Commit(*_COMMIT.unpack_from(data, start))
+        _read_entries(data, start + _COMMIT.size, end, bases, deltas)
+        offset = end
     if commit is None:
         raise JournalError("holds no complete write")
-    records = {name: _record(name, base, deltas.get(name)) for name, base in bases.items()}
-    return JournalContents(records, commit, committed_end, len(data) - committed_end)
+    records = {}
+    for raw_name, (start, end) in bases.items():
+        name = _name(raw_name)
+        at = deltas.get(raw_name)
+        records[name] = data[start:end] if at is None else _inflate(name, data, start, end, at)
+    return JournalContents(records, commit, offset, len(data) - offset)
 
 
-def _read_commit(body: memoryview) -> Commit:
-    if len(body) != _COMMIT.size:
-        raise JournalError("has a commit frame of the wrong size")
-    written_at, clean_stop = _COMMIT.unpack(body)
-    return Commit(written_at, clean_stop)
+def _read_entries(
+    data: bytes,
+    position: int,
+    end: int,
+    bases: dict[bytes, tuple[int, int]],
+    deltas: dict[bytes, tuple[int, int]],
+) -> None:
+    while position < end:
+        if position + _ENTRY.size > end:
+            raise JournalError(f"has an entry cut short at byte {position}")
+        kind, name_length, body_length = _ENTRY.unpack_from(data, position)
+        body_start = position + _ENTRY.size + name_length
+        name = data[position + _ENTRY.size : body_start]
+        position = body_start + body_length
+        if position > end:
+            raise JournalError(f"has an entry that runs past its write at byte {body_start}")
+        if kind == Kind.DELTA:
+            if name not in bases:
+                raise JournalError(f"has a delta for org {name!r} before any whole record of it")
+            deltas[name] = (body_start, position)
+        elif kind == Kind.FULL:
+            bases[name] = (body_start, position)
+            deltas.pop(name, None)
+        elif kind == Kind.FORGET:
+            bases.pop(name, None)
+            deltas.pop(name, None)
+        else:
+            raise JournalError(f"has an entry of unknown kind {kind} at byte {body_start}")
 
 
-def _split_name(body: memoryview) -> tuple[str, bytes]:
-    if len(body) < _NAME.size:
-        raise JournalError("has a frame too short for an org name")
-    (length,) = _NAME.unpack_from(body)
-    end = _NAME.size + length
-    if len(body) < end:
-        raise JournalError("has a frame too short for its org name")
+def _name(raw: bytes) -> str:
     try:
-        name = str(body[_NAME.size : end], "utf-8")
+        return raw.decode()
     except UnicodeDecodeError:
         raise JournalError("has an org name that is not UTF-8") from None
-    return name, bytes(body[end:])
 
 
-def _apply(
-    change: tuple[Kind, str, bytes], bases: dict[str, bytes], deltas: dict[str, bytes]
-) -> None:
-    kind, name, body = change
-    deltas.pop(name, None)
-    if kind == Kind.FULL:
-        bases[name] = body
-    elif kind == Kind.FORGET:
-        bases.pop(name, None)
-    elif name not in bases:
-        raise JournalError(f"has a delta for org {name!r} before any whole record of it")
-    else:
-        deltas[name] = body
-
-
-def _record(name: str, base: bytes, delta: bytes | None) -> bytes:
-    if delta is None:
-        return base
-    inflater = zlib.decompressobj(_DEFLATE_WINDOW, zdict=base)
+def _inflate(name: str, data: bytes, start: int, end: int, delta_at: tuple[int, int]) -> bytes:
+    inflater = zlib.decompressobj(_DEFLATE_WINDOW, zdict=data[start:end])
     try:
-        record = inflater.decompress(delta) + inflater.flush()
+        record = inflater.decompress(data[delta_at[0] : delta_at[1]]) + inflater.flush()
     except zlib.error:
         raise JournalError(f"has a delta for org {name!r} that does not inflate") from None
     if not inflater.eof:
@@ -190,15 +183,20 @@ def _record(name: str, base: bytes, delta: bytes | None) -> bytes:
 # -- writing -----------------------------------------------------------------------
 
 
-def frame(kind: Kind, body: bytes, name: str | None = None) -> bytes:
-    if name is not None:
-        encoded = name.encode()
-        body = _NAME.pack(len(encoded)) + encoded + body
-    return _FRAME.pack(len(body), zlib.crc32(body, kind), kind) + body
+def entry(kind: Kind, name: str, body: bytes = b"") -> bytes:
+    encoded = name.encode()
+    return _ENTRY.pack(kind, len(encoded), len(body)) + encoded + body
 
 
-def commit_frame(commit: Commit) -> bytes:
-    return frame(Kind.COMMIT, _COMMIT.pack(commit.written_at, commit.clean_stop))
+def block(commit: Commit, entries: Sequence[bytes]) -> list[bytes]:
+    """One write's bytes, in pieces to write one after another."""
+    head = _COMMIT.pack(commit.written_at, commit.clean_stop)
+    crc = zlib.crc32(head)
+    length = len(head)
+    for piece in entries:
+        crc = zlib.crc32(piece, crc)
+        length += len(piece)
+    return [_BLOCK.pack(length, crc), head, *entries]
 
 
 def delta(base: bytes, record: bytes) -> bytes:
@@ -225,9 +223,10 @@ class Journal:
 
     def rewrite(self, records: Iterable[tuple[str, bytes]], commit: Commit) -> int:
         """Replace the file with one whole record per org. Raises OSError. Bytes written."""
-        pieces = [HEADER]
-        pieces.extend(frame(Kind.FULL, record, name) for name, record in records)
-        pieces.append(commit_frame(commit))
+        pieces = [
+            HEADER,
+            *block(commit, [entry(Kind.FULL, name, record) for name, record in records]),
+        ]
         self.close()
         write_atomically(self.path, pieces)
         size = sum(map(len, pieces))
@@ -238,22 +237,22 @@ class Journal:
     def append(
         self, changes: Sequence[Change], gone: Iterable[str], commit: Commit
     ) -> tuple[int, frozenset[str]]:
-        """Append the changes and a commit. Raises OSError (the next write is then a
+        """Append the changes as one write. Raises OSError (the next write is then a
         rewrite). Returns the bytes written and the orgs written whole (their new base)."""
         if self._descriptor is None:
             raise OSError("the state journal is not open")
-        pieces: list[bytes] = []
+        entries: list[bytes] = []
         whole = []
         for change in changes:
             if change.base is not None:
                 shrunk = delta(change.base, change.record)
                 if len(shrunk) <= DELTA_MAX_SHARE * len(change.record):
-                    pieces.append(frame(Kind.DELTA, shrunk, change.name))
+                    entries.append(entry(Kind.DELTA, change.name, shrunk))
                     continue
-            pieces.append(frame(Kind.FULL, change.record, change.name))
+            entries.append(entry(Kind.FULL, change.name, change.record))
             whole.append(change.name)
-        pieces.extend(frame(Kind.FORGET, b"", name) for name in gone)
-        pieces.append(commit_frame(commit))
+        entries.extend(entry(Kind.FORGET, name) for name in gone)
+        pieces = block(commit, entries)
         try:
             for start in range(0, len(pieces), WRITEV_PIECES):
                 _write_all(self._descriptor, pieces[start : start + WRITEV_PIECES])

@@ -213,6 +213,12 @@ class StateWriter:
         self.last_write: WriteStats | None = None
         self.writes = 0
 
+    @property
+    def rewrite_due(self) -> bool:
+        """The next write rewrites the file whole (the first of a run, after a failed one,
+        or once the appends have grown enough)."""
+        return self._journal.wants_rewrite
+
     def notify(self) -> None:
         """Something changed: write within `write_delay` seconds. Cheap; call freely."""
         self._wake.set()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import struct
-import zlib
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,9 @@ from collector.state_journal import (
     Journal,
     JournalError,
     Kind,
-    commit_frame,
+    block,
     delta,
-    frame,
+    entry,
     read_journal,
     write_atomically,
 )
@@ -190,9 +189,8 @@ def test_a_failed_append_makes_the_next_write_a_rewrite(
         journal.append([], [], COMMIT)
 
 
-def _unknown_kind() -> bytes:
-    body = b"\x04\x00acme{}"
-    return struct.pack("<IIB", len(body), zlib.crc32(body, 9), 9) + body
+def written(*entries: bytes, commit: Commit = COMMIT) -> bytes:
+    return b"".join(block(commit, entries))
 
 
 @pytest.mark.parametrize(
@@ -204,29 +202,23 @@ def _unknown_kind() -> bytes:
         ),
         (b"something else\n", "is not a petra-collector state journal"),
         (HEADER, "holds no complete write"),
-        (HEADER + frame(Kind.DELTA, b"x", "acme") + commit_frame(COMMIT), "before any whole"),
+        (HEADER + written(entry(Kind.DELTA, "acme", b"x")), "before any whole"),
         (
-            HEADER
-            + frame(Kind.FULL, b"{}", "acme")
-            + frame(Kind.DELTA, b"\xff", "acme")
-            + commit_frame(COMMIT),
+            HEADER + written(entry(Kind.FULL, "acme", b"{}"), entry(Kind.DELTA, "acme", b"\xff")),
             "does not inflate",
         ),
         (
             HEADER
-            + frame(Kind.FULL, b"{}", "acme")
-            + frame(Kind.DELTA, delta(b"{}", b"[]")[:-1], "acme")
-            + commit_frame(COMMIT),
+            + written(
+                entry(Kind.FULL, "acme", b"{}"),
+                entry(Kind.DELTA, "acme", delta(b"{}", b"[]")[:-1]),
+            ),
             "ends early",
         ),
-        (HEADER + frame(Kind.FULL, b"", None) + commit_frame(COMMIT), "too short for an org name"),
-        (
-            HEADER + frame(Kind.FULL, b"\x09\x00acme", None) + commit_frame(COMMIT),
-            "too short for its org name",
-        ),
-        (HEADER + frame(Kind.FULL, b"\x01\x00\xff{}", None) + commit_frame(COMMIT), "not UTF-8"),
-        (HEADER + frame(Kind.COMMIT, b"1"), "commit frame of the wrong size"),
-        (HEADER + _unknown_kind() + commit_frame(COMMIT), "unknown kind 9"),
+        (HEADER + written(entry(Kind.FULL, "acme", b"{}")[:5]), "an entry cut short"),
+        (HEADER + written(entry(Kind.FULL, "acme", b"{}")[:-1]), "runs past its write"),
+        (HEADER + written(struct.pack("<BHI", Kind.FULL, 1, 2) + b"\xff{}"), "not UTF-8"),
+        (HEADER + written(struct.pack("<BHI", 9, 4, 2) + b"acme{}"), "unknown kind 9"),
     ],
 )
 def test_what_a_reader_refuses(data: bytes, problem: str) -> None:
