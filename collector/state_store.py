@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,7 +92,9 @@ class LoadResult:
     problem: str | None = None  # why the file was not used
     set_aside_as: Path | None = None
     set_aside_error: str | None = None
-    legacy_kept_as: Path | None = None  # a JSON state file read, to be replaced
+    legacy: bool = False  # a JSON state file was read; the first write replaces it
+    legacy_kept_as: Path | None = None
+    legacy_copy_error: str | None = None
     ignored_bytes: int = 0  # after the last whole write: one cut short by a crash
 
 
@@ -144,8 +147,12 @@ def load_state(path: Path, now: float) -> LoadResult:
     else:
         if read is None:
             return LoadResult(None)
-        kept = _keep_legacy_copy(path) if read.legacy else None
-        return LoadResult(read.state, legacy_kept_as=kept, ignored_bytes=read.ignored_bytes)
+        if not read.legacy:
+            return LoadResult(read.state, ignored_bytes=read.ignored_bytes)
+        kept, copy_error = _keep_legacy_copy(path)
+        return LoadResult(
+            read.state, legacy=True, legacy_kept_as=kept, legacy_copy_error=copy_error
+        )
     try:
         target = set_aside(path, now)
     except OSError as error:
@@ -153,24 +160,30 @@ def load_state(path: Path, now: float) -> LoadResult:
     return LoadResult(None, problem, set_aside_as=target)
 
 
-def _keep_legacy_copy(path: Path) -> Path | None:
+def _keep_legacy_copy(path: Path) -> tuple[Path | None, str | None]:
     """A second name for the JSON file, which stays when the journal replaces the first
-    (for a downgrade). An older copy already there is kept as it is."""
+    (for a downgrade), or why there is none. An older copy already there is kept."""
     copy = path.with_name(path.name + LEGACY_SUFFIX)
-    with contextlib.suppress(FileExistsError):
+    try:
+        os.link(path, copy)
+    except FileExistsError:
+        return copy, None
+    except OSError:  # a file system without hard links: a copy of the bytes instead
         try:
-            os.link(path, copy)
-        except OSError:
-            return None
-    return copy
+            shutil.copyfile(path, copy)
+        except OSError as error:
+            return None, error.strerror or str(error)
+    return copy, None
 
 
 def log_load(log: structlog.typing.FilteringBoundLogger, path: Path, result: LoadResult) -> None:
-    if result.legacy_kept_as is not None:
+    if result.legacy:
+        kept = result.legacy_kept_as
         log.info(
             "state_migrated",
             path=str(path),
-            old_file_kept_as=str(result.legacy_kept_as),
+            old_file_kept_as=None if kept is None else str(kept),
+            copy_error=result.legacy_copy_error,
             action="the JSON state file was read; the first write replaces it with a journal",
         )
     if result.problem is None:

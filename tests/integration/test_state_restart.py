@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from collector.apikey import ApiKey
 from collector.petra_simulator import HangFault, SimulatedOrg, Simulator, sim_key
-from collector.state_journal import TEMP_SUFFIX
+from collector.petra_usage import TenantUsage
+from collector.state_journal import HEADER, TEMP_SUFFIX
 from collector.state_store import read_saved_state
 from tests.integration.harness import Running, running_daemon, value
 from tests.leaks import assert_no_key_material, state_file_texts
@@ -179,6 +181,86 @@ async def test_a_missing_state_directory_is_logged_and_polling_goes_on(tmp_path:
     assert lock["level"] == "warning"
     assert lock["path"] == f"{state_path}.lock"
     assert lock["error"] == "No such file or directory"
+
+
+# One tenant as the JSON state file kept it: an array in `tenant_fields` order.
+TENANT_V1 = ["T-MIGRATED", None, "Kept Tenant", "EDR", "Billable", False, 41.0, 40.0, 1.0]
+TENANT_V1 += [None, None]
+
+
+def json_state_file(name: str, fingerprint: str, now: float) -> bytes:
+    """A state file as the releases before the journal wrote it (JSON, version 1): one
+    org polled a minute ago, due again in an hour, with one tenant."""
+    record = {
+        "key_fingerprint": fingerprint,
+        "health": "ok",
+        "poll": {
+            "last_poll_at": now - 60,
+            "last_success_at": now - 60,
+            "next_poll_at": now + 3600,
+            "poll_duration": 0.01,
+            "consecutive_failures": 0,
+        },
+        "counters": {
+            "requests_by_code": {"200": 7},
+            "auth_failures_total": 0,
+            "rate_limited_total": 0,
+        },
+        "report": {
+            "as_of": "2026-12-01",
+            "report_generated_at": now - 60,
+            "organization_name": "Acme MSP",
+            "total_tenants": 1.0,
+            "tenants": [TENANT_V1],
+            "notes": [],
+        },
+    }
+    return json.dumps(
+        {
+            "format": "petra-collector-state",
+            "version": 1,
+            "written_at": now - 30,
+            "clean_stop": True,
+            "tenant_fields": list(TenantUsage._fields),
+            "orgs": {name: record},
+        }
+    ).encode()
+
+
+async def test_a_json_state_file_of_an_earlier_release_is_served_and_migrated(
+    tmp_path: Path,
+) -> None:
+    """The series of the old file are served at once, the org keeps its schedule (no
+    poll), `state_migrated` is logged, and the first write replaces the file with a
+    journal, the old one kept beside it."""
+    acme = org("acme")
+    state_path = tmp_path / "state.json"
+    old = json_state_file("acme", ApiKey(acme.key).fingerprint, time.time())
+    state_path.write_bytes(old)
+    sim = Simulator([acme])
+    async with running_daemon(
+        tmp_path, [acme], simulator=sim, polling=POLLING, extra_config=state_config(state_path)
+    ) as running:
+        samples = await running.metrics()
+        assert (
+            value(samples, "petra_tenant_billable_users", org="acme", tenant_id="T-MIGRATED")
+            == 40.0
+        )
+        (migrated,) = running.events("state_migrated")
+        (restored,) = running.events("state_restored")
+
+        async def rewritten() -> bool:
+            return state_path.read_bytes().startswith(HEADER)
+
+        await running.wait_for(rewritten, 5, "the journal in the old file's place")
+        assert sim.request_count("acme") == 0  # due in an hour, as the old file said
+    assert migrated["old_file_kept_as"] == f"{state_path}.json-v1"
+    assert (restored["orgs"], restored["clean_stop"]) == (1, True)
+    assert await asyncio.to_thread(Path(f"{state_path}.json-v1").read_bytes) == old
+    saved = read_saved_state(state_path)
+    assert saved is not None
+    assert saved.orgs["acme"].requests_by_code == {"200": 7}
+    assert saved.orgs["acme"].report is not None
 
 
 async def _more(sim: Simulator, name: str, before: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -224,7 +225,7 @@ def test_load_reads_what_was_written(tmp_path: Path) -> None:
     assert result.state is not None
     assert saved_report(result.state.orgs["acme"]) is not None
     assert result.state == read_saved_state(path)
-    assert (result.legacy_kept_as, result.ignored_bytes) == (None, 0)
+    assert (result.legacy, result.ignored_bytes) == (False, 0)
 
 
 @pytest.mark.parametrize("content", [b"", b"{", b"null"])
@@ -295,8 +296,37 @@ def test_a_json_state_file_is_read_and_replaced_by_a_journal(tmp_path: Path) -> 
     assert logs[0]["old_file_kept_as"] == str(result.legacy_kept_as)
     assert asyncio.run(writer(path, states).write(clean_stop=False))
     assert path.read_bytes().startswith(HEADER)
-    assert load_state(path, T0).legacy_kept_as is None
+    assert not load_state(path, T0).legacy
     assert result.legacy_kept_as.read_bytes() == b"".join(old)  # still there, for a downgrade
+
+
+def test_an_older_json_copy_is_kept_and_one_that_cannot_be_made_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.json"
+    copy = path.with_name("state.json" + LEGACY_SUFFIX)
+    document = encode_document([], written_at=T0, clean_stop=False)
+    copy.write_bytes(b"an older copy")
+    path.write_bytes(b"".join(document))
+    assert load_state(path, T0).legacy_kept_as == copy
+    assert copy.read_bytes() == b"an older copy"
+    copy.unlink()
+
+    def no_links(_source: Path, _target: Path) -> None:
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert load_state(path, T0).legacy_kept_as == copy  # copied instead
+    assert copy.read_bytes() == b"".join(document)
+    copy.unlink()
+    copy.mkdir()  # neither can be made
+    result = load_state(path, T0)
+    assert (result.legacy, result.legacy_kept_as) == (True, None)
+    assert result.legacy_copy_error == "Is a directory"
+    with capture_logs() as logs:
+        log_load(structlog.get_logger(), path, result)
+    assert logs[0]["event"] == "state_migrated"
+    assert (logs[0]["old_file_kept_as"], logs[0]["copy_error"]) == (None, "Is a directory")
 
 
 async def test_a_steady_poll_appends_a_few_dozen_bytes(tmp_path: Path) -> None:
