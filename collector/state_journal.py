@@ -184,12 +184,17 @@ def _inflate(name: str, data: bytes, start: int, end: int, delta_at: tuple[int, 
 
 
 def entry(kind: Kind, name: str, body: bytes = b"") -> bytes:
+    return _entry_head(kind, name, len(body)) + body
+
+
+def _entry_head(kind: Kind, name: str, body_length: int) -> bytes:
     encoded = name.encode()
-    return _ENTRY.pack(kind, len(encoded), len(body)) + encoded + body
+    return _ENTRY.pack(kind, len(encoded), body_length) + encoded
 
 
 def block(commit: Commit, entries: Sequence[bytes]) -> list[bytes]:
-    """One write's bytes, in pieces to write one after another."""
+    """One write's bytes, in pieces to write one after another (`entries` may be cut
+    anywhere: they are written as they are)."""
     head = _COMMIT.pack(commit.written_at, commit.clean_stop)
     crc = zlib.crc32(head)
     length = len(head)
@@ -221,12 +226,15 @@ class Journal:
             return True
         return self.size - self.whole_size > COMPACT_RATIO * self.whole_size
 
-    def rewrite(self, records: Iterable[tuple[str, bytes]], commit: Commit) -> int:
-        """Replace the file with one whole record per org. Raises OSError. Bytes written."""
-        pieces = [
-            HEADER,
-            *block(commit, [entry(Kind.FULL, name, record) for name, record in records]),
-        ]
+    def rewrite(self, records: Iterable[tuple[str, Sequence[bytes]]], commit: Commit) -> int:
+        """Replace the file with one whole record per org, each given in pieces to write
+        one after another (never joined: a large fleet's records are tens of MB). Raises
+        OSError. Returns the bytes written."""
+        entries: list[bytes] = []
+        for name, record in records:
+            entries.append(_entry_head(Kind.FULL, name, sum(map(len, record))))
+            entries.extend(record)
+        pieces = [HEADER, *block(commit, entries)]
         self.close()
         write_atomically(self.path, pieces)
         size = sum(map(len, pieces))

@@ -352,7 +352,7 @@ class StateWriter:
         """In the worker thread: the records joined, deltas made, the file written."""
         started = time.thread_time()
         if rewrite:
-            records = [(name, b"".join(encoded.pieces)) for name, encoded, _ in changed]
+            records = [(name, encoded.pieces) for name, encoded, _ in changed]
             size = self._journal.rewrite(records, commit)
             whole = frozenset(name for name, _ in records)
         else:

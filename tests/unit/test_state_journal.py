@@ -88,7 +88,7 @@ def later(record: bytes, step: int) -> bytes:
 def test_a_rewrite_reads_back_whole(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "state.json")
     assert due(journal)  # nothing written in this run yet
-    size = journal.rewrite([("acme", RECORD), ("globex", b"{}")], COMMIT)
+    size = journal.rewrite([("acme", [RECORD[:10], RECORD[10:]]), ("globex", [b"{}"])], COMMIT)
     contents = read_journal((tmp_path / "state.json").read_bytes())
     assert contents.records == {"acme": RECORD, "globex": b"{}"}
     assert contents.commit == COMMIT
@@ -101,7 +101,7 @@ def test_a_steady_change_appends_a_small_delta(tmp_path: Path) -> None:
     """An org whose record changed in a few digits costs a few dozen bytes, not its size."""
     path = tmp_path / "state.json"
     journal = Journal(path)
-    journal.rewrite([("acme", RECORD), ("globex", b"{}")], COMMIT)
+    journal.rewrite([("acme", [RECORD[:10], RECORD[10:]]), ("globex", [b"{}"])], COMMIT)
     newer = later(RECORD, 60)
     size, whole = journal.append([Change("acme", newer, RECORD)], [], COMMIT)
     assert whole == frozenset()
@@ -116,7 +116,7 @@ def test_a_steady_change_appends_a_small_delta(tmp_path: Path) -> None:
 
 def test_a_change_unlike_its_base_is_written_whole(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "state.json")
-    journal.rewrite([("acme", RECORD)], COMMIT)
+    journal.rewrite([("acme", [RECORD])], COMMIT)
     other = os.urandom(400)
     _size, whole = journal.append(
         [Change("acme", other, RECORD), Change("new", b"{}", None)], [], COMMIT
@@ -131,13 +131,13 @@ def test_a_change_unlike_its_base_is_written_whole(tmp_path: Path) -> None:
 
 def test_appends_grow_the_file_until_a_rewrite_is_due(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "state.json")
-    journal.rewrite([("acme", RECORD)], COMMIT)
+    journal.rewrite([("acme", [RECORD])], COMMIT)
     step = 0
     while not due(journal):
         step += 1
         journal.append([Change("acme", later(RECORD, step), RECORD)], [], COMMIT)
     assert journal.size - journal.whole_size > COMPACT_RATIO * journal.whole_size
-    journal.rewrite([("acme", later(RECORD, step))], COMMIT)
+    journal.rewrite([("acme", [later(RECORD, step)])], COMMIT)
     assert not due(journal)
     assert (tmp_path / "state.json").stat().st_size == journal.size
     journal.close()
@@ -148,7 +148,7 @@ def test_a_write_cut_short_is_ignored(tmp_path: Path, cut: int) -> None:
     """A crash in the middle of an append: the reader takes the writes before it."""
     path = tmp_path / "state.json"
     journal = Journal(path)
-    journal.rewrite([("acme", RECORD)], COMMIT)
+    journal.rewrite([("acme", [RECORD])], COMMIT)
     first = later(RECORD, 1)
     journal.append([Change("acme", first, RECORD)], [], COMMIT)
     whole = path.stat().st_size
@@ -163,7 +163,7 @@ def test_a_write_cut_short_is_ignored(tmp_path: Path, cut: int) -> None:
 def test_a_changed_byte_ends_the_journal_at_the_write_before(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     journal = Journal(path)
-    journal.rewrite([("acme", RECORD)], COMMIT)
+    journal.rewrite([("acme", [RECORD])], COMMIT)
     whole = path.stat().st_size
     journal.append([Change("acme", later(RECORD, 1), RECORD)], [], COMMIT)
     journal.close()
@@ -176,7 +176,7 @@ def test_a_failed_append_makes_the_next_write_a_rewrite(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     journal = Journal(tmp_path / "state.json")
-    journal.rewrite([("acme", RECORD)], COMMIT)
+    journal.rewrite([("acme", [RECORD])], COMMIT)
 
     def full_disk(_descriptor: int) -> None:
         raise OSError(28, "No space left on device")
