@@ -61,6 +61,10 @@ class Kind(enum.IntEnum):
     FORGET = 3
 
 
+_DELTA: Final = int(Kind.DELTA)
+_FULL: Final = int(Kind.FULL)
+
+
 class JournalError(Exception):
     """The file cannot be used; the message names the problem."""
 
@@ -139,20 +143,23 @@ def _read_entries(
     bases: dict[bytes, tuple[int, int]],
     deltas: dict[bytes, tuple[int, int]],
 ) -> None:
+    # The loop a large file runs hundreds of thousands of times: names bound locally, the
+    # kinds as plain ints (an enum member is looked up on its class each time).
+    unpack, head, delta_kind, full_kind = _ENTRY.unpack_from, _ENTRY.size, _DELTA, _FULL
     while position < end:
-        if position + _ENTRY.size > end:
+        if position + head > end:
             raise JournalError(f"has an entry cut short at byte {position}")
-        kind, name_length, body_length = _ENTRY.unpack_from(data, position)
-        body_start = position + _ENTRY.size + name_length
-        name = data[position + _ENTRY.size : body_start]
+        kind, name_length, body_length = unpack(data, position)
+        body_start = position + head + name_length
+        name = data[position + head : body_start]
         position = body_start + body_length
         if position > end:
             raise JournalError(f"has an entry that runs past its write at byte {body_start}")
-        if kind == Kind.DELTA:
+        if kind == delta_kind:
             if name not in bases:
                 raise JournalError(f"has a delta for org {name!r} before any whole record of it")
             deltas[name] = (body_start, position)
-        elif kind == Kind.FULL:
+        elif kind == full_kind:
             bases[name] = (body_start, position)
             deltas.pop(name, None)
         elif kind == Kind.FORGET:

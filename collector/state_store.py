@@ -130,12 +130,16 @@ def _read(path: Path) -> _Read | None:
     except JournalError as error:
         raise StateFileError(str(error)) from None
     del data
-    document = encode_document(
-        journal.records.values(),
-        written_at=journal.commit.written_at,
-        clean_stop=journal.commit.clean_stop,
+    document = b"".join(
+        encode_document(
+            journal.records.values(),
+            written_at=journal.commit.written_at,
+            clean_stop=journal.commit.clean_stop,
+        )
     )
-    return _Read(decode_state(b"".join(document)), journal.ignored_bytes, legacy=False)
+    ignored = journal.ignored_bytes
+    del journal  # its records are in the document now: not twice in memory while it parses
+    return _Read(decode_state(document), ignored, legacy=False)
 
 
 def load_state(path: Path, now: float) -> LoadResult:
