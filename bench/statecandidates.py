@@ -56,7 +56,7 @@ def sqlite_bytes_per_poll(args: argparse.Namespace, directory: Path) -> float:
     database = sqlite3.connect(directory / "state.db", isolation_level=None)
     database.execute("pragma journal_mode=wal")
     database.execute("pragma synchronous=normal")
-    database.execute("create table orgs (name text primary key, record blob) without rowid")
+    database.execute("create table orgs (name text primary key, record blob)")
     with database:
         database.executemany(
             "insert into orgs values (?, ?)",

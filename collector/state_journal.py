@@ -26,6 +26,7 @@ directory), so a crash at any point leaves a file that reads whole.
 from __future__ import annotations
 
 import enum
+import mmap
 import os
 import struct
 import zlib
@@ -101,10 +102,12 @@ def is_journal(head: bytes) -> bool:
     return head.startswith(MAGIC)
 
 
-def read_journal(data: bytes) -> JournalContents:
-    """Parse a whole file. Raises JournalError naming the first problem."""
+def read_journal(data: bytes | mmap.mmap) -> JournalContents:
+    """Parse a whole file (its bytes, or the file mapped: a journal near its largest is
+    several times the records, better left in the page cache than copied). Raises
+    JournalError naming the first problem."""
     header_end = data.find(b"\n", 0, 64)
-    if not data.startswith(MAGIC) or header_end < 0:
+    if data[: len(MAGIC)] != MAGIC or header_end < 0:
         raise JournalError("is not a petra-collector state journal")
     version = data[len(MAGIC) : header_end]
     if version != str(VERSION).encode():
@@ -115,17 +118,17 @@ def read_journal(data: bytes) -> JournalContents:
     bases: dict[bytes, tuple[int, int]] = {}
     deltas: dict[bytes, tuple[int, int]] = {}
     commit: Commit | None = None
-    view = memoryview(data)
     offset = header_end + 1
-    while offset + _BLOCK.size <= len(data):
-        length, crc = _BLOCK.unpack_from(data, offset)
-        start = offset + _BLOCK.size
-        end = start + length
-        if end > len(data) or length < _COMMIT.size or zlib.crc32(view[start:end]) != crc:
-            break
-        commit = Commit(*_COMMIT.unpack_from(data, start))
-        _read_entries(data, start + _COMMIT.size, end, bases, deltas)
-        offset = end
+    with memoryview(data) as view:
+        while offset + _BLOCK.size <= len(data):
+            length, crc = _BLOCK.unpack_from(data, offset)
+            start = offset + _BLOCK.size
+            end = start + length
+            if end > len(data) or length < _COMMIT.size or zlib.crc32(view[start:end]) != crc:
+                break
+            commit = Commit(*_COMMIT.unpack_from(data, start))
+            _read_entries(data, start + _COMMIT.size, end, bases, deltas)
+            offset = end
     if commit is None:
         raise JournalError("holds no complete write")
     records = {}
@@ -137,7 +140,7 @@ def read_journal(data: bytes) -> JournalContents:
 
 
 def _read_entries(
-    data: bytes,
+    data: bytes | mmap.mmap,
     position: int,
     end: int,
     bases: dict[bytes, tuple[int, int]],
@@ -176,7 +179,9 @@ def _name(raw: bytes) -> str:
         raise JournalError("has an org name that is not UTF-8") from None
 
 
-def _inflate(name: str, data: bytes, start: int, end: int, delta_at: tuple[int, int]) -> bytes:
+def _inflate(
+    name: str, data: bytes | mmap.mmap, start: int, end: int, delta_at: tuple[int, int]
+) -> bytes:
     inflater = zlib.decompressobj(_DEFLATE_WINDOW, zdict=data[start:end])
     try:
         record = inflater.decompress(data[delta_at[0] : delta_at[1]]) + inflater.flush()

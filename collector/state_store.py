@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import mmap
 import os
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 import structlog
 
@@ -40,9 +41,11 @@ from collector.state_file import (
     set_aside,
 )
 from collector.state_journal import (
+    MAGIC,
     Change,
     Commit,
     Journal,
+    JournalContents,
     JournalError,
     is_journal,
     read_journal,
@@ -105,6 +108,14 @@ class _Read:
     legacy: bool  # a state file of the JSON format
 
 
+def _read_journal(handle: BinaryIO) -> JournalContents:
+    with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        try:
+            return read_journal(mapped)
+        except JournalError as error:
+            raise StateFileError(str(error)) from None
+
+
 def read_saved_state(path: Path) -> SavedState | None:
     """The saved state; None when there is no file. Raises StateFileError."""
     read = _read(path)
@@ -114,22 +125,16 @@ def read_saved_state(path: Path) -> SavedState | None:
 def _read(path: Path) -> _Read | None:
     try:
         with path.open("rb") as handle:
-            data = handle.read(MAX_STATE_FILE_BYTES + 1)
+            head = handle.read(len(MAGIC))
+            if not is_journal(head):
+                return _read_json(head + handle.read(MAX_STATE_FILE_BYTES + 1 - len(head)))
+            journal = _read_journal(handle)
     except FileNotFoundError:
         return None
     except IsADirectoryError:
         raise StateFileError("is a directory, not a state file") from None
     except OSError as error:
         raise StateFileError(f"cannot be read: {error.strerror or error}") from None
-    if len(data) > MAX_STATE_FILE_BYTES:
-        raise StateFileError(f"is larger than {MAX_STATE_FILE_BYTES} bytes")
-    if not is_journal(data):
-        return _Read(decode_state(data), 0, legacy=True)
-    try:
-        journal = read_journal(data)
-    except JournalError as error:
-        raise StateFileError(str(error)) from None
-    del data
     document = b"".join(
         encode_document(
             journal.records.values(),
@@ -140,6 +145,13 @@ def _read(path: Path) -> _Read | None:
     ignored = journal.ignored_bytes
     del journal  # its records are in the document now: not twice in memory while it parses
     return _Read(decode_state(document), ignored, legacy=False)
+
+
+def _read_json(data: bytes) -> _Read:
+    """A state file of the JSON format, of the releases before the journal."""
+    if len(data) > MAX_STATE_FILE_BYTES:
+        raise StateFileError(f"is larger than {MAX_STATE_FILE_BYTES} bytes")
+    return _Read(decode_state(data), 0, legacy=True)
 
 
 def load_state(path: Path, now: float) -> LoadResult:
