@@ -29,7 +29,7 @@ from pathlib import Path
 import structlog
 
 from bench.statefile import NOW, fleet
-from collector.state import OrgState
+from collector.state import USAGE, OrgState
 from collector.state_file import encode_org
 from collector.state_store import StateWriter
 
@@ -46,7 +46,8 @@ def poll(states: list[OrgState], number: int) -> OrgState:
     state = states[number % len(states)]
     assert state.report is not None
     polled = NOW + number * 0.01
-    state.record_success(state.report, polled, 0.0123 + number % 7 * 0.001)
+    state.record_success(USAGE, polled, 0.0123 + number % 7 * 0.001)
+    state.take_report(state.report)
     state.next_poll_at = polled + 20.0 + number % 13 * 0.37
     return state
 

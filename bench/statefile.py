@@ -52,7 +52,7 @@ from collector.petra_simulator import HangFault, bench_orgs, fault_to_json, writ
 from collector.petra_usage import TenantUsage, UsageReport
 from collector.routes import BILLING, BillingFigures, BillingSide
 from collector.scheduler import Scheduler
-from collector.state import OrgState, RouteState
+from collector.state import USAGE, OrgState, RouteState
 from collector.state_store import WRITE_BYTES_PER_SECOND, StateWriter, WriteStats, load_state
 
 WRITE_DELAY = 5.0
@@ -237,7 +237,8 @@ async def grow_to_largest(writer: StateWriter, states: list[OrgState]) -> None:
         for index, state in enumerate(states):
             assert state.report is not None
             polled = NOW + 300 * rounds + index * 0.0173
-            state.record_success(state.report, polled, 0.05 + index % 97 * 0.000931)
+            state.record_success(USAGE, polled, 0.05 + index % 97 * 0.000931)
+            state.take_report(state.report)
             state.next_poll_at = polled + 300 + index % 89 * 0.0117
         assert await writer.write(clean_stop=False)
 

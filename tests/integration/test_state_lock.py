@@ -10,8 +10,9 @@ from pathlib import Path
 from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_simulator
 from collector.state_store import read_saved_state
 from tests.integration.harness import write_config
-from tests.integration.test_cli import free_port, spawn_daemon
+from tests.integration.test_cli import spawn_daemon
 from tests.integration.test_state_crash import wait_ready
+from tests.processes import free_port
 
 
 async def test_a_second_collector_on_the_same_state_file_exits_2_naming_it(

@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -259,8 +260,8 @@ async def test_a_json_state_file_of_an_earlier_release_is_served_and_migrated(
     assert await asyncio.to_thread(Path(f"{state_path}.json-v1").read_bytes) == old
     saved = read_saved_state(state_path)
     assert saved is not None
-    assert saved.orgs["acme"].requests_by_code == {"200": 7}
-    assert saved.orgs["acme"].report is not None
+    assert saved.orgs["acme"].usage.requests_by_code == {"200": 7}
+    assert saved_report(saved.orgs["acme"]) is not None
 
 
 async def _more(sim: Simulator, name: str, before: int) -> bool:
