@@ -1,9 +1,14 @@
-"""The state file: what each org's state looks like on disk, and how it gets there.
+"""The state file's records: what each org's state looks like on disk.
 
-A JSON document, versioned, one record per org:
+One org's record is `"name":{...}`, JSON (`encode_org`); the journal
+(state_journal.py) stores these bytes. A reader joins the latest record of
+each org into the JSON document that releases before the journal wrote
+whole, versioned:
 
     {"format": "petra-collector-state", "version": 1, "written_at": <epoch s>,
      "clean_stop": <bool>, "tenant_fields": [...], "orgs": {<name>: <record>}}
+
+and reads it as before (`decode_state`), so such a file is still read.
 
 A record holds `key_fingerprint`, `/v1/usage`'s outcome (`health` and a
 `poll` section: times, the failure streak, the last error), and optional
@@ -22,8 +27,6 @@ misread needs a new version, which older readers refuse.
 No key, nor any part of one, is written: orgs are matched by name and key
 fingerprint. Reading is strict: anything that is not exactly this shape is
 refused as a whole with one line saying what and where (`StateFileError`).
-Writing is atomic: a temp file beside the target, fsync, rename, fsync of
-the directory, so a crash or a full disk leaves the old file or the new one.
 """
 
 from __future__ import annotations

@@ -7,12 +7,16 @@ incidents side, and an org whose key was rejected on the incidents route.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+
+import structlog
 
 from collector.routes import INCIDENTS, IncidentsSide
 from collector.state import OrgState
 from collector.state_file import decode_state, encode_document, encode_org
 from collector.state_records import Health
+from collector.state_store import StateWriter, load_state, read_saved_state
 from tests.outcomes import incidents_of
 
 OLD_FILE = Path(__file__).parent / "data" / "state-before-routes.json"
@@ -52,3 +56,28 @@ def test_an_old_file_is_written_again_byte_for_byte() -> None:
     parts = [encode_org(state, wall_now=T0, monotonic_now=M0) for state in states]
     again = b"".join(encode_document(parts, written_at=T0, clean_stop=True))
     assert again == OLD_FILE.read_bytes()
+
+
+def test_an_old_file_loads_through_the_store_and_becomes_a_journal(tmp_path: Path) -> None:
+    """At `state.path`, the old file is read whole (kept beside as `.json-v1`), and the
+    journal written in its place reads back the same orgs."""
+    path = tmp_path / "state.json"
+    path.write_bytes(OLD_FILE.read_bytes())
+    loaded = load_state(path, T0)
+    assert loaded.legacy
+    assert loaded.state == decode_state(OLD_FILE.read_bytes())
+    assert loaded.legacy_kept_as is not None
+    assert loaded.legacy_kept_as.read_bytes() == OLD_FILE.read_bytes()
+    states = [restored("acme", "sha256:b4550c178423")]
+    writer = StateWriter(
+        path,
+        lambda: states,
+        write_delay=5.0,
+        monotonic=lambda: M0,
+        wall=lambda: T0,
+        logger=structlog.get_logger(),
+    )
+    assert asyncio.run(writer.write(clean_stop=False))
+    journal = read_saved_state(path)
+    assert journal is not None
+    assert journal.orgs["acme"] == decode_state(OLD_FILE.read_bytes()).orgs["acme"]
