@@ -236,7 +236,7 @@ async def test_no_user_field_leaves_the_answer(tmp_path: Path) -> None:
         outputs = [*run.pages, run.log_stream.getvalue()]
 
         async def state_file_with_incidents() -> list[str] | None:
-            files = await asyncio.to_thread(_json_files, tmp_path)
+            files = await asyncio.to_thread(_state_file_texts, tmp_path)
             return files if any('"incidents"' in text for text in files) else None
 
         outputs += await eventually(state_file_with_incidents, "a state file with incidents")
@@ -256,9 +256,10 @@ async def test_incidents_are_off_by_default(tmp_path: Path) -> None:
         assert value(samples, "petra_api_requests_total", org="acme", code="200", route="usage")
 
 
-def _json_files(directory: Path) -> list[str]:
-    """Every JSON file the daemon may have written (a state file), as text."""
-    return [path.read_text() for path in directory.rglob("*.json")]
+def _state_file_texts(directory: Path) -> list[str]:
+    """The state file as it is on disk and as a reader rebuilds it, as text."""
+    path = directory / "state.json"
+    return list(state_file_texts(path)) if path.exists() else []
 
 
 async def _usage_polls_at_least(run: Running, count: int) -> bool:
