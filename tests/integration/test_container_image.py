@@ -25,10 +25,10 @@ import pytest
 
 from collector import __version__
 from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_simulator
-from collector.state_file import FORMAT
+from collector.state_store import read_saved_state
 from tests.container import IMAGE, Podman, build_image, git_revision
 from tests.integration.harness import FAST_POLLING
-from tests.leaks import assert_no_key_material
+from tests.leaks import assert_no_key_material, state_file_texts
 from tests.tools import REQUIRE_TOOLS_ENV, require_tool
 
 pytestmark = pytest.mark.slow
@@ -158,11 +158,12 @@ async def test_image_builds_runs_reports_healthy_and_stops_cleanly(tmp_path: Pat
         assert exit_code.strip() == "0", logs[-2000:] + errors[-2000:]
         events = [json.loads(line)["event"] for line in logs.splitlines() if line.startswith("{")]
         assert events[-1] == "stopped"
-        state_text = (tmp_path / "state" / "state.json").read_text()
-        state = json.loads(state_text)
-        assert state["format"] == FORMAT
-        assert "acme" in state_text
-        assert_no_key_material([ACME.key], logs, errors, body, state_text)
+        state_path = tmp_path / "state" / "state.json"
+        saved = read_saved_state(state_path)
+        assert saved is not None
+        assert saved.clean_stop
+        assert "acme" in saved.orgs
+        assert_no_key_material([ACME.key], logs, errors, body, *state_file_texts(state_path))
     finally:
         await asyncio.to_thread(podman.status, "rm", "--force", name)
         await runner.cleanup()
