@@ -78,10 +78,10 @@ async def test_sigkill_during_writes_never_leaves_a_torn_state_file(tmp_path: Pa
             port = free_port()
             process = await spawn_daemon(config, port)
             try:
-                await wait_ready(port, process)
-                if round_number % 2:
+                if round_number % 2:  # at any time: mostly during or between appends
+                    await wait_ready(port, process)
                     await asyncio.sleep(rng.uniform(0.05, 0.35))
-                else:  # half of the kills aimed at a write in progress
+                else:  # aimed at the rewrite that is each run's first write
                     await asyncio.to_thread(kill_when_writing, process.pid, temp, 5.0)
             finally:
                 if process.returncode is None:
