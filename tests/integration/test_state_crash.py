@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
-import time
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -40,16 +39,24 @@ async def wait_ready(port: int, process: asyncio.subprocess.Process) -> None:
         await eventually(ready, "the daemon's /readyz", every=0.02, ignore=(aiohttp.ClientError,))
 
 
-def kill_when_writing(pid: int, temp: Path, within: float) -> bool:
-    """SIGKILL `pid` the moment a write is under way (its temp file exists). Spins: the
-    window between creating the temp file and renaming it is a few milliseconds."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if temp.exists():
-            os.kill(pid, signal.SIGKILL)
-            return True
-    os.kill(pid, signal.SIGKILL)
-    return False
+# Spins in a process of its own: this one's GIL is busy with the simulator, and the window
+# between creating the temp file and renaming it is a few milliseconds.
+_SPINNER = """
+import os, signal, sys, time
+pid, temp, deadline = int(sys.argv[1]), sys.argv[2], time.monotonic() + float(sys.argv[3])
+while time.monotonic() < deadline and not os.path.exists(temp):
+    pass
+os.kill(pid, signal.SIGKILL)
+"""
+
+
+async def kill_when_writing(pid: int, temp: Path, within: float) -> None:
+    """SIGKILL `pid` the moment a rewrite is under way (its temp file exists), or after
+    `within` seconds."""
+    spinner = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _SPINNER, str(pid), str(temp), str(within)
+    )
+    await spinner.wait()
 
 
 async def test_sigkill_during_writes_never_leaves_a_torn_state_file(tmp_path: Path) -> None:
@@ -82,7 +89,7 @@ async def test_sigkill_during_writes_never_leaves_a_torn_state_file(tmp_path: Pa
                     await wait_ready(port, process)
                     await asyncio.sleep(rng.uniform(0.05, 0.35))
                 else:  # aimed at the rewrite that is each run's first write
-                    await asyncio.to_thread(kill_when_writing, process.pid, temp, 5.0)
+                    await kill_when_writing(process.pid, temp, 5.0)
             finally:
                 if process.returncode is None:
                     process.send_signal(signal.SIGKILL)
