@@ -21,6 +21,7 @@ from collector.petra_simulator import (
     sim_key,
 )
 from tests.integration.harness import Running, Samples, running_daemon, value
+from tests.leaks import state_file_texts
 
 # One request a second per key on the route: a round of 3 tenants takes 3 s.
 SPACING = 1.0
@@ -229,9 +230,7 @@ async def test_no_billable_user_leaves_the_answer(tmp_path: Path) -> None:
             await run.get(f"/page/orgs/{name}")
         outputs = [*run.pages, run.log_stream.getvalue()]
         await asyncio.sleep(0.3)  # the state file is written a moment after the requests
-        files = await asyncio.to_thread(
-            lambda: [path.read_text() for path in tmp_path.rglob("*.json")]
-        )
+        files = await asyncio.to_thread(state_file_texts, tmp_path / "state.json")
         assert any('"billable_users"' in text for text in files), "no state file with billing"
         outputs += files
         for text in outputs:
