@@ -7,7 +7,7 @@ that live on, so those pages would stay in the daemon's RSS for good (about
 100 MB at 20,000 orgs x 10 tenants). `malloc_trim(0)` releases every free page
 of the heap; it takes a few milliseconds even for a heap of several hundred
 megabytes, and the daemon calls it after each render and every few seconds
-(gcfreeze.keep_settled). With another C library (musl, macOS) there is no such
+(memory_gc.keep_settled). With another C library (musl, macOS) there is no such
 call and `trim()` does nothing.
 """
 

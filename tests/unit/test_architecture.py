@@ -8,10 +8,10 @@ different `arm`s of the flow never import each other at all: the Petra
 client, the polling loops and the serving side meet only in `app`.
 
 Where new modules go (docs/architecture.md, "Where a change belongs"):
-a parser of Petra answers (e.g. `incidents`) beside `usage` in "parsing";
-state across restarts (`statefile`) beside `state`; a reader of state
-beside `metrics` in "reading"; a pure, stdlib-only helper (like `gzipstream`)
-in "foundation"; a new command beside `check`.
+a parser of Petra answers (e.g. `petra_billing`) beside `petra_usage` in
+"parsing"; what a route keeps across restarts in its codec in `routes`; a
+reader of state beside `metrics` in "reading"; a pure, stdlib-only helper
+(like `gzipstream`) in "foundation"; a new command beside `check`.
 """
 
 from __future__ import annotations

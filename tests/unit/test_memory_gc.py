@@ -1,4 +1,4 @@
-"""gcfreeze: what lives on is frozen out of full collections; young cycles are not."""
+"""memory_gc: what lives on is frozen out of full collections; young cycles are not."""
 
 from __future__ import annotations
 

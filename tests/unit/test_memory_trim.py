@@ -1,4 +1,4 @@
-"""malloctrim: pages freed between live objects go back to the system."""
+"""memory_trim: pages freed between live objects go back to the system."""
 
 from __future__ import annotations
 
