@@ -20,20 +20,7 @@ import orjson
 
 from bench.simserver import pin_to_cpu
 from collector.petra_simulator import sim_key
-
-FIELDS = (
-    "petraTenantId",
-    "microsoftTenantId",
-    "displayName",
-    "service",
-    "billableStatus",
-    "isPaused",
-    "totalLicensedUsers",
-    "billableUsersThisMonth",
-    "proratingPercentageThisMonth",
-    "onboardingDate",
-    "firstBillableDate",
-)
+from collector.petra_usage import TENANT_KEYS
 
 
 async def poll_all(base_url: str, names: list[str], rate: float, seconds: float, limit: int) -> int:
@@ -55,7 +42,7 @@ async def poll_all(base_url: str, names: list[str], rate: float, seconds: float,
             if response.status != 200:
                 return
         data = orjson.loads(body)
-        latest[index] = [tuple(map(tenant.get, FIELDS)) for tenant in data["tenants"]]
+        latest[index] = [tuple(map(tenant.get, TENANT_KEYS)) for tenant in data["tenants"]]
         ok += 1
 
     loop = asyncio.get_running_loop()

@@ -1,4 +1,4 @@
-"""`/v1/billable-users` JSON -> `TenantBilling`. Pure and tolerant.
+"""`/v1/billable-users` JSON -> `BillingReport`. Pure and tolerant.
 
 Personal data stops here: the answer's `users` (people's names, mails and
 principal names) is never read, nor are the tenant's names; what leaves this

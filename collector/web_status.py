@@ -135,7 +135,8 @@ class TenantIncidentsStatus(TypedDict):
 
 
 class TenantStatus(TypedDict):
-    """One tenant of `/api/v1/orgs/NAME`, as last reported: usage.TenantUsage's fields."""
+    """One tenant of `/api/v1/orgs/NAME`, as last reported: the fields of
+    `petra_usage.TenantUsage` (a tuple there, a JSON object here; a test holds them equal)."""
 
     tenant_id: str
     microsoft_tenant_id: str | None
