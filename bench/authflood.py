@@ -44,6 +44,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.petra_simulator import SimulatedOrg, Simulator, bench_orgs, start_simulator
 from collector.web_basicauth import BasicAuth, new_check_executor
+from tests.simulated import key_file_orgs
 from tests.webtls import TlsFiles, basic_auth, bcrypt_hash, write_web_config
 
 USER = "prometheus"
@@ -97,13 +98,6 @@ class Collector:
 
 
 def write_config(directory: Path, simulator_url: str, orgs: list[SimulatedOrg]) -> Path:
-    keys = directory / "keys"
-    keys.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for org in orgs:
-        (keys / org.name).write_text(org.key + "\n")
-        (keys / org.name).chmod(0o600)  # readable by others, it would be warned about
-        entries.append({"name": org.name, "api_key_file": str(keys / org.name)})
     config = {
         "api": {"base_url": simulator_url},
         "polling": {
@@ -111,7 +105,7 @@ def write_config(directory: Path, simulator_url: str, orgs: list[SimulatedOrg]) 
             "requests_per_minute_per_key": 60,
             "max_requests_per_second": 1000,
         },
-        "orgs": entries,
+        "orgs": key_file_orgs(directory, orgs),
     }
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -41,6 +41,7 @@ import yaml
 
 from bench.authflood import free_port, gaps
 from collector.petra_simulator import SimulatedOrg, Simulator, bench_orgs, start_simulator
+from tests.simulated import key_file_orgs
 from tests.webtls import TlsFiles, write_web_config
 
 POLL_INTERVAL_SECONDS = 2.0
@@ -88,13 +89,7 @@ class Collector:
 def write_config(
     directory: Path, simulator_url: str, orgs: list[SimulatedOrg], server: dict[str, float]
 ) -> Path:
-    keys = directory / "keys"
-    keys.mkdir(parents=True, exist_ok=True)  # and `directory`
-    entries = []
-    for org in orgs:
-        (keys / org.name).write_text(org.key + "\n")
-        (keys / org.name).chmod(0o600)
-        entries.append({"name": org.name, "api_key_file": str(keys / org.name)})
+    orgs_entries = key_file_orgs(directory, orgs)  # makes `directory` too
     config = {
         "api": {"base_url": simulator_url},
         "polling": {
@@ -104,7 +99,7 @@ def write_config(
         },
         "server": server,
         "state": {"path": str(directory / "state.json"), "write_delay_seconds": 0.5},
-        "orgs": entries,
+        "orgs": orgs_entries,
     }
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -30,7 +28,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.run import DAEMON_CPU, Sim, cpu_seconds, free_port
+from bench.run import Sim, cpu_seconds, daemon_ready, start_daemon
 from collector.config import IncidentsSettings, PollingSettings
 from collector.petra_simulator import bench_orgs, write_bench_config
 
@@ -70,32 +68,6 @@ def _log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-async def _ready(http: aiohttp.ClientSession, port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        with contextlib.suppress(aiohttp.ClientError):
-            async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
-                if response.status == 200:
-                    return
-        if process.poll() is not None:
-            raise RuntimeError(f"the daemon exited with {process.returncode}")
-        await asyncio.sleep(0.2)
-    raise RuntimeError("the daemon was not ready within 120 s")
-
-
-def start_daemon(config: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """`python -m collector run` on `config`, pinned to the daemon's CPU; and its port."""
-    port = free_port()
-    command = [sys.executable, "-m", "collector", "run", "--config", str(config)]
-    command += ["--listen", f"127.0.0.1:{port}", "--log-level", "error"]
-    log = (workdir / "daemon.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - our own module
-    if hasattr(os, "sched_setaffinity"):
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(process.pid, {DAEMON_CPU})
-    return process, port
-
-
 async def measure(
     sim: Sim, http: aiohttp.ClientSession, args: argparse.Namespace, *, incidents: bool
 ) -> Mode:
@@ -115,9 +87,9 @@ async def measure(
         polling=polling,
         incidents_interval_seconds=interval if incidents else None,
     )
-    process, port = start_daemon(config, workdir)
+    process, port = start_daemon(config, workdir / "daemon.log", "--log-level", "error")
     try:
-        await _ready(http, port, process)
+        await daemon_ready(http, port, process, 120)
         _log(f"incidents {'on' if incidents else 'off'}: warming up for {args.interval:g} s")
         await asyncio.sleep(args.interval)  # every org's first polls: not measured
         stats0, cpu0, t0 = await sim.stats(http), cpu_seconds(process.pid), time.monotonic()

@@ -180,37 +180,53 @@ class Daemon:
     orgs: list[int]  # indexes into the simulator's org list
 
 
+def start_daemon(config: Path, log: Path, *options: str) -> tuple[subprocess.Popen[bytes], int]:
+    """`python -m collector run` on `config` on a free port, pinned to the daemon's CPU,
+    writing to `log`; and its port."""
+    port = free_port()
+    command = [sys.executable, "-m", "collector", "run", "--config", str(config)]
+    command += ["--listen", f"127.0.0.1:{port}", *options]
+    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)  # noqa: S603 - our own module
+    if hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(process.pid, {DAEMON_CPU})
+    return process, port
+
+
 def start_daemons(config: Path, args: argparse.Namespace, workdir: Path) -> list[Daemon]:
     daemons = []
     names = [f"org-{i:05d}" for i in range(1, args.orgs + 1)]
     for index in range(args.shards):
-        port = free_port()
-        command = [sys.executable, "-m", "collector", "run", "--config", str(config)]
-        command += ["--listen", f"127.0.0.1:{port}"]
         shard = f"{index}/{args.shards}" if args.shards > 1 else "-"
-        if args.shards > 1:
-            command += ["--shard", shard]
-        log = (workdir / f"daemon-{index}.log").open("wb")
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - our own module
-        if hasattr(os, "sched_setaffinity"):
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(process.pid, {DAEMON_CPU})
+        options = ["--shard", shard] if args.shards > 1 else []
+        process, port = start_daemon(config, workdir / f"daemon-{index}.log", *options)
         owned = [i for i, n in enumerate(names) if shard_of(n, args.shards) == index]
         daemons.append(Daemon(shard, port, process, owned))
     return daemons
 
 
 async def wait_ready(http: aiohttp.ClientSession, daemon: Daemon, within: float) -> None:
+    await daemon_ready(http, daemon.port, daemon.process, within, f"daemon {daemon.shard}")
+
+
+async def daemon_ready(
+    http: aiohttp.ClientSession,
+    port: int,
+    process: subprocess.Popen[bytes],
+    within: float,
+    name: str = "the daemon",
+) -> None:
+    """Returns when the daemon on `port` answers /readyz; raises when it exits or is late."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         with contextlib.suppress(aiohttp.ClientError):
-            async with http.get(f"http://127.0.0.1:{daemon.port}/readyz") as response:
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
                 if response.status == 200:
                     return
-        if daemon.process.poll() is not None:
-            raise RuntimeError(f"daemon {daemon.shard} exited with {daemon.process.returncode}")
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}")
         await asyncio.sleep(0.2)
-    raise RuntimeError(f"daemon {daemon.shard} not ready within {within} s")
+    raise RuntimeError(f"{name} was not ready within {within:g} s")
 
 
 async def scrape(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 
-from collector.petra_simulator import Simulator, start_simulator
+from collector.petra_simulator import SimulatedOrg, Simulator, start_simulator
 
 
 @contextlib.asynccontextmanager
@@ -16,3 +17,16 @@ async def running_simulator(simulator: Simulator) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+def key_file_orgs(directory: Path, orgs: Iterable[SimulatedOrg]) -> list[dict[str, str]]:
+    """Each org's key in a file of its own under `directory/keys`, readable by its owner
+    only (else the daemon warns); the config's `orgs` entries that name them."""
+    keys = directory / "keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for org in orgs:
+        (keys / org.name).write_text(org.key + "\n")
+        (keys / org.name).chmod(0o600)
+        entries.append({"name": org.name, "api_key_file": str(keys / org.name)})
+    return entries

@@ -44,6 +44,7 @@ from tests.integration.test_prometheus_e2e import PROMETHEUS_DIR, eventually, qu
 from tests.leaks import assert_no_key_material
 from tests.processes import LOOPBACK, free_port, start_process, stop_process
 from tests.prometheus import running_prometheus
+from tests.simulated import key_file_orgs
 
 pytestmark = pytest.mark.slow
 
@@ -99,12 +100,7 @@ class WebhookReceiver:
 
 
 def collector_config(directory: Path, simulator_port: int) -> Path:
-    keys = directory / "keys"
-    keys.mkdir()
-    orgs = []
-    for org in ORGS:
-        (keys / org.name).write_text(org.key + "\n")
-        orgs.append({"name": org.name, "api_key_file": str(keys / org.name)})
+    orgs = key_file_orgs(directory, ORGS)
     config = {
         "api": {"base_url": f"http://{LOOPBACK}:{simulator_port}"},
         "polling": {

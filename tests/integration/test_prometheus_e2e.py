@@ -33,6 +33,7 @@ from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_si
 from tests.deploy.dashboard import all_expressions
 from tests.processes import LOOPBACK, free_port, log_tails, start_process, stop_process
 from tests.prometheus import running_prometheus
+from tests.simulated import key_file_orgs
 from tests.tools import require_tool
 from tests.waiting import eventually as wait_until
 from tests.webtls import TlsFiles, basic_auth, bcrypt_hash, write_web_config
@@ -79,12 +80,7 @@ T = TypeVar("T")
 
 
 def write_collector_config(directory: Path, simulator_port: int) -> Path:
-    keys = directory / "keys"
-    keys.mkdir()
-    orgs = []
-    for org in ORGS:
-        (keys / org.name).write_text(org.key + "\n")
-        orgs.append({"name": org.name, "api_key_file": str(keys / org.name)})
+    orgs = key_file_orgs(directory, ORGS)
     config = {
         "api": {"base_url": f"http://{LOOPBACK}:{simulator_port}"},
         # Every 2 s, so the success ratio's second poll comes within seconds: 30 usage and

@@ -44,6 +44,7 @@ from tests.integration.test_prometheus_e2e import (
     query,
 )
 from tests.processes import LOOPBACK, free_port, start_process, stop_process
+from tests.simulated import key_file_orgs
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.slow
@@ -63,12 +64,7 @@ REPLICAS = ("a", "b")
 
 def collector_config(directory: Path, simulator_port: int) -> Path:
     """One config for both replicas; each gets half of the key's budget."""
-    keys = directory / "keys"
-    keys.mkdir()
-    orgs = []
-    for org in ORGS:
-        (keys / org.name).write_text(org.key + "\n")
-        orgs.append({"name": org.name, "api_key_file": str(keys / org.name)})
+    orgs = key_file_orgs(directory, ORGS)
     config = {
         "api": {"base_url": f"http://{LOOPBACK}:{simulator_port}"},
         "polling": {
