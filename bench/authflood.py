@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 import bcrypt
@@ -152,28 +153,48 @@ async def collector(
         await wait_ready(running)
         yield running
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), timeout=10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop(process)
 
 
-async def wait_ready(running: Collector, within: float = 30.0) -> None:
+class Started(Protocol):
+    """A daemon this module or `bench.hostile` started, as waiting for it needs it."""
+
+    @property
+    def process(self) -> asyncio.subprocess.Process: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def client_ssl(self) -> ssl.SSLContext | None: ...
+    @property
+    def log(self) -> Path: ...
+
+
+async def wait_ready(running: Started, within: float = 30.0) -> None:
     deadline = time.monotonic() + within
-    async with aiohttp.ClientSession() as http:
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
         while True:
             if running.process.returncode is not None:
                 raise RuntimeError(f"the collector exited: {running.log.read_text()[-2000:]}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(running.url + "/readyz", ssl=running.client_ssl) as response:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                ssl_context = running.client_ssl or False
+                async with http.get(running.url + "/readyz", ssl=ssl_context) as response:
                     if response.status == 200:
                         return
             if time.monotonic() > deadline:
                 raise RuntimeError("the collector did not get ready")
             await asyncio.sleep(0.1)
+
+
+async def stop(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM, and SIGKILL when it is still running 10 s later."""
+    if process.returncode is None:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), timeout=10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
 
 async def flood(

@@ -39,7 +39,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from bench.authflood import free_port, gaps
+from bench.authflood import free_port, gaps, stop, wait_ready
 from collector.petra_simulator import SimulatedOrg, Simulator, bench_orgs, start_simulator
 from tests.simulated import key_file_orgs
 from tests.webtls import TlsFiles, write_web_config
@@ -148,26 +148,7 @@ async def limited_collector(
         await wait_ready(running)
         yield running
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), timeout=10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-
-async def wait_ready(running: Collector, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        if running.process.returncode is not None:
-            raise RuntimeError(f"the collector exited: {running.log.read_text()[-2000:]}")
-        with contextlib.suppress(aiohttp.ClientError, OSError):
-            if await probe(running) == 200:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError("the collector did not get ready")
-        await asyncio.sleep(0.1)
+        await stop(process)
 
 
 async def probe(running: Collector, path: str = "/readyz") -> int:
