@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 
+import aiohttp
+
 from collector.petra_simulator import SimulatedOrg, Simulator, start_simulator
+
+# The `serve` fixture (tests/unit/conftest.py): serves a simulator until the test ends,
+# and gives a session whose base URL is the simulator's.
+Serve = Callable[[Simulator], Awaitable[aiohttp.ClientSession]]
 
 
 @contextlib.asynccontextmanager

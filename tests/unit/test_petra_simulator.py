@@ -8,7 +8,6 @@ import re
 import stat
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from collector.petra_simulator import (
 )
 from tests.fakeclock import FakeClock
 from tests.leaks import assert_no_key_material
+from tests.simulated import Serve
 
 WALL = 1_795_671_116.0  # 2026-11-26T05:31:56Z
 TENANT_FIELDS = {
@@ -57,28 +57,6 @@ TENANT_FIELDS = {
     "proratingPercentageThisMonth",
 }
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-Serve = Callable[[Simulator], Awaitable[aiohttp.ClientSession]]
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    """Start a simulator on 127.0.0.1 and return a session whose base URL points at it."""
-    runners: list[aiohttp.web.AppRunner] = []
-    sessions: list[aiohttp.ClientSession] = []
-
-    async def start(sim: Simulator) -> aiohttp.ClientSession:
-        runner, port = await start_simulator(sim)
-        runners.append(runner)
-        sessions.append(aiohttp.ClientSession(f"http://127.0.0.1:{port}"))
-        return sessions[-1]
-
-    yield start
-    for session in sessions:
-        await session.close()
-    for runner in runners:
-        await runner.cleanup()
 
 
 def acme(tenant_count: int = 3, requests_per_minute: int = 10) -> SimulatedOrg:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,10 @@ from collector.petra_simulator import (
     Simulator,
     StatusFault,
     bench_orgs,
-    start_simulator,
     write_bench_config,
 )
+from tests.fakeclock import FakeClock
+from tests.simulated import Serve
 
 WALL = 1_795_671_116.0  # 2026-11-26T05:31:56Z
 DAY = 86400.0
@@ -47,36 +47,6 @@ USER_FIELDS = {
     "accountEnabled",
     "lastPasswordChangeDateTime",
 }
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-Serve = Callable[[Simulator], Awaitable[aiohttp.ClientSession]]
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    """Start a simulator on 127.0.0.1 and return a session whose base URL points at it."""
-    runners: list[aiohttp.web.AppRunner] = []
-    sessions: list[aiohttp.ClientSession] = []
-
-    async def start(sim: Simulator) -> aiohttp.ClientSession:
-        runner, port = await start_simulator(sim)
-        runners.append(runner)
-        sessions.append(aiohttp.ClientSession(f"http://127.0.0.1:{port}"))
-        return sessions[-1]
-
-    yield start
-    for session in sessions:
-        await session.close()
-    for runner in runners:
-        await runner.cleanup()
 
 
 def acme(**fields: Any) -> SimulatedOrg:
