@@ -20,6 +20,7 @@ from collector.config import CliOverrides, HostPort, Shard, load_config
 from collector.logs import configure_logging
 from collector.petra_simulator import SimulatedOrg, Simulator, start_simulator
 from collector.web_config import load_web_config
+from tests.leaks import state_file_texts
 from tests.waiting import HANG_SECONDS, eventually
 
 # Fast pacing for tests: Petra's real limits would make every test take minutes.
@@ -118,6 +119,26 @@ class Running:
             if line["event"] == event and all(line.get(k) == v for k, v in fields.items())
         ]
 
+    async def everything_shown(
+        self, orgs: Iterable[str], state_file: Path, section: str
+    ) -> list[str]:
+        """What a reader of the daemon can see: /metrics, the page and its fragments, the
+        JSON of the whole and of each of `orgs`, the log so far, and the state file once
+        it holds a `section` (its writer runs a moment after the changes)."""
+        for path in ("/metrics", "/", "/page/rows", "/api/v1/status"):
+            await self.get(path)
+        for name in orgs:
+            await self.get(f"/api/v1/orgs/{name}")
+            await self.get(f"/page/orgs/{name}")
+        shown = [*self.pages, self.log_stream.getvalue()]
+
+        async def state_with_section() -> list[str] | None:
+            texts = await asyncio.to_thread(_state_texts, state_file)
+            return texts if any(f'"{section}"' in text for text in texts) else None
+
+        shown += await eventually(state_with_section, f"a state file with {section}")
+        return shown
+
     async def wait_for(
         self, check: Callable[[], Awaitable[bool]], within: float = HANG_SECONDS, what: str = ""
     ) -> None:
@@ -137,6 +158,12 @@ class Running:
 
         await self.wait_for(check, within, f"{name}{labels} == {expected}")
         return latest
+
+
+def _state_texts(path: Path) -> list[str]:
+    """The state file as it is on disk and as a reader rebuilds it; none while it does not
+    exist yet."""
+    return list(state_file_texts(path)) if path.exists() else []
 
 
 @asynccontextmanager

@@ -21,7 +21,6 @@ from collector.petra_simulator import (
     sim_key,
 )
 from tests.integration.harness import Running, Samples, running_daemon, value
-from tests.leaks import state_file_texts
 
 # One request a second per key on the route: a round of 3 tenants takes 3 s.
 SPACING = 1.0
@@ -221,18 +220,9 @@ async def test_no_billable_user_leaves_the_answer(tmp_path: Path) -> None:
                 for user in users:
                     secrets.update(v for v in user.values() if isinstance(v, str))
         assert len(secrets) > 20
-        await run.get("/metrics")
-        await run.get("/")
-        await run.get("/page/rows")
-        await run.get("/api/v1/status")
-        for name in ("acme", "globex"):
-            await run.get(f"/api/v1/orgs/{name}")
-            await run.get(f"/page/orgs/{name}")
-        outputs = [*run.pages, run.log_stream.getvalue()]
-        await asyncio.sleep(0.3)  # the state file is written a moment after the requests
-        files = await asyncio.to_thread(state_file_texts, tmp_path / "state.json")
-        assert any('"billable_users"' in text for text in files), "no state file with billing"
-        outputs += files
+        outputs = await run.everything_shown(
+            ("acme", "globex"), tmp_path / "state.json", "billable_users"
+        )
         for text in outputs:
             leaked = sorted(secret for secret in secrets if secret in text)
             assert not leaked, f"user data {leaked[:3]} leaked"

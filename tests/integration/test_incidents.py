@@ -225,21 +225,10 @@ async def test_no_user_field_leaves_the_answer(tmp_path: Path) -> None:
                 user = incident["user"]
                 secrets.update(v for v in user.values() if isinstance(v, str))
         assert len(secrets) > 60
-        await run.get("/metrics")
-        await run.get("/")
-        await run.get("/page/rows")
-        await run.get("/api/v1/status")
-        for name in ("acme", "globex"):
-            await run.get(f"/api/v1/orgs/{name}")
-            await run.get(f"/page/orgs/{name}")
-        assert any("Incidents of" in page for page in run.pages)  # the detail was rendered
-        outputs = [*run.pages, run.log_stream.getvalue()]
-
-        async def state_file_with_incidents() -> list[str] | None:
-            files = await asyncio.to_thread(_state_file_texts, tmp_path)
-            return files if any('"incidents"' in text for text in files) else None
-
-        outputs += await eventually(state_file_with_incidents, "a state file with incidents")
+        outputs = await run.everything_shown(
+            ("acme", "globex"), tmp_path / "state.json", "incidents"
+        )
+        assert any("Incidents of" in page for page in outputs)  # the detail was rendered
         for text in outputs:
             leaked = sorted(secret for secret in secrets if secret in text)
             assert not leaked, f"user data {leaked[:3]} leaked"
@@ -254,12 +243,6 @@ async def test_incidents_are_off_by_default(tmp_path: Path) -> None:
         assert run.simulator.request_count("acme", "incidents") == 0
         assert not [key for key in samples if "incident" in key[0]]
         assert value(samples, "petra_api_requests_total", org="acme", code="200", route="usage")
-
-
-def _state_file_texts(directory: Path) -> list[str]:
-    """The state file as it is on disk and as a reader rebuilds it, as text."""
-    path = directory / "state.json"
-    return list(state_file_texts(path)) if path.exists() else []
 
 
 async def _usage_polls_at_least(run: Running, count: int) -> bool:
