@@ -62,7 +62,7 @@ class BillingProbe:
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
     org: str
-    ok: bool  # usage answered, and incidents too when they are probed
+    ok: bool  # usage answered, and every other route probed too
     outcome: Health  # what the status page would show for this answer (of /v1/usage)
     detail: str
     seconds: float
