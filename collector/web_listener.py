@@ -231,6 +231,7 @@ class Listener:
     ) -> bool:
         """A connection's handler has its transport; False: it was closed meanwhile."""
         if connection.gone:
+            # A stream's transport (asyncio's or uvloop's) has abort(); BaseTransport does not.
             transport.abort()  # type: ignore[attr-defined]
             return False
         connection.transport = transport
@@ -273,7 +274,7 @@ class Listener:
         if connection.handshake is not None:
             connection.handshake.cancel()
         elif connection.transport is not None:
-            connection.transport.abort()  # type: ignore[attr-defined]
+            connection.transport.abort()  # type: ignore[attr-defined]  # as in made()
         self._gone(connection)
 
     def _gone(self, connection: _Connection) -> None:

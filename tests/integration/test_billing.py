@@ -45,6 +45,7 @@ def org(name: str, tenants: int = 3, **fields: Any) -> SimulatedOrg:
 def tenants_of(sim: Simulator, name: str) -> list[dict[str, Any]]:
     report = sim.last_body(name)
     assert report is not None
+    # The simulator's own report: its tenants are a list of objects.
     tenants: list[dict[str, Any]] = list(report["tenants"])  # type: ignore[call-overload]
     return tenants
 

@@ -136,6 +136,7 @@ async def test_probe_asks_billing_for_one_tenant_when_enabled(tmp_path: Path) ->
         tenants = simulator.last_body("fine")
     assert asked == {"fine": 1, "halfway": 1}
     assert tenants is not None
+    # The simulator's own report: a list of tenant objects under "tenants".
     assert first == [tenants["tenants"][0]["petraTenantId"]]  # type: ignore[index]
     fine = results["fine"].billing
     assert fine is not None

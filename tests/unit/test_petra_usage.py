@@ -389,6 +389,7 @@ def test_tenants_as_before_are_taken_from_the_previous_report() -> None:
     )
     assert later.tenants is first.tenants
     assert later.notes == first.notes
+    # Both reports carry a reportGeneratedAt (float | None to mypy).
     assert later.report_generated_at == first.report_generated_at + 60  # type: ignore[operator]
     assert later.total_tenants == 1.0
     changed = parse_usage_body(b'{"tenants": [{"petraTenantId": "b"}]}', first)
