@@ -88,6 +88,15 @@ class WebhookReceiver:
         self.notifications.append(Notification(request.match_info["receiver"], body, raw))
         return web.Response(text="ok")
 
+    async def serve(self) -> tuple[web.AppRunner, int]:
+        """Serves the receiver on a free 127.0.0.1 port: its runner (to clean up) and port."""
+        app = web.Application()
+        app.router.add_post("/{receiver}", self.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, LOOPBACK, 0).start()
+        return runner, runner.addresses[0][1]
+
     def key_alerts(self, status: str) -> list[dict[str, Any]]:
         """PetraApiKeyInvalid alerts delivered to the pager with `status`, in order."""
         return [
@@ -163,13 +172,7 @@ async def test_rejected_key_pages_with_runbook_and_resolves_after_the_fix(
         tmp_path / "alertmanager" / "alertmanager.log",
     ]
     receiver = WebhookReceiver()
-    app = web.Application()
-    app.router.add_post("/{receiver}", receiver.handle)
-    receiver_runner = web.AppRunner(app)
-    await receiver_runner.setup()
-    site = web.TCPSite(receiver_runner, LOOPBACK, 0)
-    await site.start()
-    receiver_port = receiver_runner.addresses[0][1]
+    receiver_runner, receiver_port = await receiver.serve()
 
     simulator = Simulator(ORGS)
     simulator.delete_key(BAD_ORG)  # answered 401 from the first poll on

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import ClientSession, ClientTimeout
 
 from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_simulator
 from tests.alertmanager import fast_copy, running_alertmanager
@@ -124,12 +124,7 @@ async def test_two_replicas_page_once_and_survive_the_loss_of_one(tmp_path: Path
     logs = [tmp_path / f"collector-{name}.log" for name in REPLICAS]
     logs += [tmp_path / "prometheus.log", tmp_path / "alertmanager" / "alertmanager.log"]
     receiver = WebhookReceiver()
-    app = web.Application()
-    app.router.add_post("/{receiver}", receiver.handle)
-    receiver_runner = web.AppRunner(app)
-    await receiver_runner.setup()
-    await web.TCPSite(receiver_runner, LOOPBACK, 0).start()
-    receiver_port = receiver_runner.addresses[0][1]
+    receiver_runner, receiver_port = await receiver.serve()
 
     simulator = Simulator(ORGS)
     simulator.delete_key(BAD_ORG)
