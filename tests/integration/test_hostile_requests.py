@@ -213,7 +213,13 @@ async def test_at_the_cap_the_longest_idle_connection_makes_room(tmp_path: Path)
         port = run.daemon.bound_port
         assert port is not None
         held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
-        await asyncio.sleep(0.2)  # all three accepted
+        own = run.daemon.exposition.own
+
+        async def at_the_cap() -> bool:
+            # Read in-process: a scrape would open a fourth connection, over the cap.
+            return own.get_sample_value("petra_collector_http_connections") == 3
+
+        await run.wait_for(at_the_cap, what="three connections accepted")
         try:
             request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
             assert head(await exchange(run, request))[0] == 200
