@@ -1,7 +1,8 @@
 """One polling loop per org and route, inside every limit at once.
 
 Each org has one loop per route that the config turns on (`routes.ROUTES`:
-`/v1/usage` always, `/v1/incidents` when enabled), all the same loop
+`/v1/usage` always, `/v1/incidents` and `/v1/billable-users` when enabled; the
+latter asked one tenant of the usage report at a time), all the same loop
 (`_run_route`) and the same outcome recorder (`_record`); what differs
 between routes is in their `routes.Route` description. Before each request a
 loop waits, in this order, for: its due time (or an early wake-up, e.g. its
