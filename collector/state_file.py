@@ -15,10 +15,11 @@ A record holds `key_fingerprint`, `/v1/usage`'s outcome (`health` and a
 sections: `auth` (while the key is rejected, with the routes answered 401),
 `counters`, `report` (the last good usage report; each tenant an array in
 `tenant_fields` order) and one section per other polled route, named as the
-route (`incidents`): the same outcome (`health`, `poll`), its
-`requests_by_code`, and what the route's own codec (routes.py) keeps of its
+route (`incidents`, `billable_users`): the same outcome (`health`, `poll`),
+its `requests_by_code`, and what the route's own codec (routes.py) keeps of its
 answers (for incidents: the last counts and the incidents already announced,
-by id and creation time, bounded by the window; nothing about a user). Every
+by id and creation time, bounded by the window; for billable users: each
+tenant's figures and when it was last asked; nothing about a user). Every
 route's outcome goes through one codec here (`_encode_outcome`,
 `_decode_outcome`). A reader ignores sections it does not know, so a section
 can be added without a new version; a change that an older reader would
