@@ -642,7 +642,6 @@ class Scheduler:
         """One request on one route of one org inside every limit, recorded under the
         key's lock. Returns the delay to the route's next request."""
         route = each.route
-        self._refresh_key(runner)
         tenant = None
         if route.per == "tenant":
             tenant, wait = self._choose_tenant(runner, each, Asking(self._wall(), self._sections))
