@@ -121,7 +121,7 @@ def next_delay(
     return backoff_delay(failures, interval, rng)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _KeyGate:
     """One key on one route: its budget, and one request in flight at a time."""
 
@@ -251,7 +251,7 @@ class Scheduler:
             polling, incidents or IncidentsSettings(), billing or BillingSettings()
         )
         self._budgets: RouteBudgets[ApiKey] = RouteBudgets(self._rates(self._sections))
-        self._locks: dict[tuple[ApiKey, str], asyncio.Lock] = {}
+        self._gates: dict[tuple[ApiKey, str], _KeyGate] = {}
         self._pacer = Pacer(polling.max_requests_per_second)
         self._slots = asyncio.Semaphore(polling.concurrency)
         self._group: asyncio.TaskGroup | None = None
@@ -369,8 +369,8 @@ class Scheduler:
             self._toggle_routes(existing)
         used = {runner.keys.key for runner in self._runners.values()}
         self._budgets.keep_only(used)
-        for pair in [pair for pair in self._locks if pair[0] not in used]:
-            del self._locks[pair]
+        for pair in [pair for pair in self._gates if pair[0] not in used]:
+            del self._gates[pair]
         self._on_change()
 
     def _adopt_limits(self, polling: PollingSettings) -> None:
@@ -628,15 +628,10 @@ class Scheduler:
         return tenant, wait
 
     def _gate(self, key: ApiKey, route: str) -> _KeyGate:
-        lock = self._locks.get((key, route))
-        if lock is None:
-            lock = self._locks[key, route] = asyncio.Lock()
-        return _KeyGate(self._budgets.budget(key, route), lock)
-
-    async def _wait_until(self, moment: float) -> None:
-        delay = moment - self._monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        gate = self._gates.get((key, route))
+        if gate is None:
+            gate = self._gates[key, route] = _KeyGate(self._budgets.budget(key, route))
+        return gate
 
     async def _poll(self, runner: _OrgRunner, each: _RouteRunner) -> float:
         """One request on one route of one org inside every limit, recorded under the
@@ -650,11 +645,18 @@ class Scheduler:
         key = runner.keys.key
         gate = self._gate(key, route.name)
         async with gate.lock:
-            await self._wait_until(gate.budget.reserve(self._monotonic()))
+            # Most reservations are due at once: no sleep then, not even a sleep(0).
+            now = self._monotonic()
+            send_at = gate.budget.reserve(now)
+            if send_at > now:
+                await asyncio.sleep(send_at - now)
             # Connection slot first, then the send slot: when a hung API frees many
             # connections at once, the queued requests still leave evenly spaced.
             async with self._slots:
-                await self._wait_until(self._pacer.reserve(self._monotonic()))
+                now = self._monotonic()
+                send_at = self._pacer.reserve(now)
+                if send_at > now:
+                    await asyncio.sleep(send_at - now)
                 if self._stopping.is_set():
                     return 0.0
                 asking = Asking(self._wall(), self._sections, tenant)
@@ -732,13 +734,6 @@ class Scheduler:
         previous_failures = side.consecutive_failures
         log = _OrgLog(self._log, state)
         fields = route.log_fields()
-        delay = next_delay(
-            error,
-            interval=self._backoff_cap(runner, route),
-            auth_failure_interval=self._polling.auth_failure_interval_seconds,
-            failures=0 if error is None else previous_failures + 1,
-            rng=self._rng,
-        )
         if error is None:
             delay = self._pace(runner, route)
             state.count_request(name, "200")
@@ -751,6 +746,13 @@ class Scheduler:
             if route.take(state, answer, asking, log):
                 runner.wake_per_tenant()
             return delay
+        delay = next_delay(
+            error,
+            interval=self._backoff_cap(runner, route),
+            auth_failure_interval=self._polling.auth_failure_interval_seconds,
+            failures=previous_failures + 1,
+            rng=self._rng,
+        )
         state.count_request(name, error.code)
         if isinstance(error, KeyRejected):
             event = state.record_auth_failure(name, error.message, now, duration, self._monotonic())

@@ -193,11 +193,16 @@ class OrgState(RouteState):
 
     def take_report(self, report: UsageReport) -> None:
         """A good usage answer: the report kept and exported."""
-        if self.report is not None and report.tenants == self.report.tenants:
-            # Usually nothing changed: keep the old tuple, so only one copy lives and
-            # readers that cache what they derive from it (the /metrics cache) see
-            # the very same object.
-            report = report._replace(tenants=self.report.tenants)
+        kept = self.report
+        if (
+            kept is not None
+            and report.tenants is not kept.tenants
+            and report.tenants == kept.tenants
+        ):
+            # Nothing changed but the answer was read anew: keep the old tuple, so only
+            # one copy lives and readers that cache what they derive from it (the
+            # /metrics cache) see the very same object. (Usually the parse kept it.)
+            report = report._replace(tenants=kept.tenants)
         self.report = report
         self.version += 1
 
