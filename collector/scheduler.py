@@ -674,9 +674,12 @@ class Scheduler:
                 finally:
                     each.in_flight = False
                 duration = self._monotonic() - started
-            if isinstance(error, KeyRejected) and key != runner.keys.key:
-                # The key was replaced while this request was on the wire: the 401
-                # is about the old key. Say nothing of it and try the new one now.
+            if isinstance(error, KeyRejected) and (
+                key != runner.keys.key or self._refresh_key(runner)
+            ):
+                # The key was replaced while this request was on the wire, or its file
+                # changed before the watcher's next look (polls no longer look first):
+                # the 401 is about the old key. Say nothing of it; try the new one now.
                 return 0.0
             if runner.routes.get(route.name) is not each:
                 # Turned off by a reload while the request was on the wire.

@@ -15,9 +15,12 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
+from collector import scheduler as scheduler_module
 from collector.apikey import ApiKey
 from collector.config import OrgConfig, PollingSettings
 from collector.keys import KeySource
@@ -330,6 +333,36 @@ def test_a_rejected_key_is_checked_again_at_the_auth_failure_pace() -> None:
     assert acme is not None
     assert acme.auth_failing
     assert acme.auth_failures_total == 4
+
+
+def test_a_401_with_a_key_file_changed_since_is_about_the_old_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Polls no longer look at the key file first: when a 401 comes for a key whose file
+    has changed since (the watcher had not looked yet), it says nothing of the old key, and
+    the new one is tried at once."""
+    monkeypatch.setattr(scheduler_module, "KEY_CHECK_SECONDS", 10_000.0)  # the watcher sleeps
+    key_file = tmp_path / "acme"
+    key_file.write_text(KEY_A)
+    source = KeySource("file", str(key_file))
+    fetcher = ScriptedFetcher(default={KEY_A: Outcome(error=KeyRejected(None))})
+    scheduler = new_scheduler(fetcher, [OrgConfig("acme", source, 60.0, source.load())])
+    key_file.write_text(KEY_B)  # rotated before the first poll, unseen by the watcher
+
+    with capture_logs() as logs:
+        run_virtual(run_for(scheduler, 100.0))
+
+    first = initial_offset("acme", 60.0)
+    assert fetcher.starts(KEY_A) == [pytest.approx(first)]
+    assert fetcher.starts(KEY_B)[0] == pytest.approx(first + 0.1)  # right after the 401
+    events = [entry["event"] for entry in logs]
+    assert "key_reloaded" in events
+    assert "auth_failed" not in events
+    acme = scheduler.state("acme")
+    assert acme is not None
+    assert not acme.auth_failing
+    assert acme.auth_failures_total == 0
+    assert acme.key_fingerprint == ApiKey(KEY_B).fingerprint
 
 
 def test_a_new_key_for_a_rejected_org_is_tried_at_once() -> None:
