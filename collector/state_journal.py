@@ -25,6 +25,7 @@ directory), so a crash at any point leaves a file that reads whole.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import mmap
 import os
@@ -296,12 +297,18 @@ def write_atomically(path: Path, pieces: Sequence[bytes]) -> None:
     temp = path.with_name(path.name + TEMP_SUFFIX)
     descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        for start in range(0, len(pieces), WRITEV_PIECES):
-            _write_all(descriptor, pieces[start : start + WRITEV_PIECES])
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    temp.replace(path)
+        try:
+            for start in range(0, len(pieces), WRITEV_PIECES):
+                _write_all(descriptor, pieces[start : start + WRITEV_PIECES])
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        temp.replace(path)
+    except OSError:
+        # Most often a full disk: the part written would hold the space the next try needs.
+        with contextlib.suppress(OSError):  # the first error is the one to report
+            temp.unlink(missing_ok=True)
+        raise
     directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(directory)

@@ -45,6 +45,24 @@ def test_a_failed_write_leaves_the_old_file(tmp_path: Path) -> None:
     assert path.read_bytes() == b"old"
 
 
+def test_a_rewrite_that_fails_half_way_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk after some bytes: the old file stays, and the part written is removed
+    (it would hold the space the next write needs)."""
+    path = tmp_path / "state.json"
+    write_atomically(path, [b"old"])
+
+    def disk_full(_descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_atomically(path, [b"new"])
+    assert path.read_bytes() == b"old"
+    assert not path.with_name(path.name + TEMP_SUFFIX).exists()
+
+
 def test_many_pieces_are_written_in_order(tmp_path: Path) -> None:
     """More pieces than one writev takes: all of them, in order."""
     path = tmp_path / "state.json"
