@@ -36,6 +36,7 @@ DEFAULT_PORT: Final = 9865
 PETRA_PUBLISHED_REQUESTS_PER_MINUTE: Final = 10
 PETRA_BILLING_REQUESTS_PER_MINUTE: Final = 1  # /v1/billable-users, per the newer reference
 ORG_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
+ORG_NAME_MAX_LENGTH: Final = 0xFFFF  # the state journal keeps a name's length in 16 bits
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 DEFAULT_TELEMETRY_PATH: Final = "/metrics"
 # The daemon's other routes (web_app.py), which the metrics path must not shadow.
@@ -608,6 +609,13 @@ def _convert_name(problems: Problems) -> Callable[[str, object], str | None]:
         if not ORG_NAME.fullmatch(text):
             problems.error(
                 path, f"{shown(text)!r} may only contain letters, digits, '_', '.' and '-'"
+            )
+            return None
+        if len(text) > ORG_NAME_MAX_LENGTH:  # ASCII only: a character is a byte
+            problems.error(
+                path,
+                f"is {len(text)} characters long; at most {ORG_NAME_MAX_LENGTH}"
+                " (the state file's limit)",
             )
             return None
         return text

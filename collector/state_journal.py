@@ -53,7 +53,7 @@ WRITEV_PIECES: Final = 1024  # IOV_MAX on Linux
 
 _BLOCK: Final = struct.Struct("<II")
 _COMMIT: Final = struct.Struct("<d?")
-_ENTRY: Final = struct.Struct("<BHI")
+_ENTRY: Final = struct.Struct("<BHI")  # a name's length is a u16: config.py holds org names to it
 _DEFLATE_WINDOW: Final = -15  # raw deflate: the block's CRC already checks the bytes
 
 

@@ -180,6 +180,13 @@ BAD_FILES = [
     ),
     pytest.param(
         Bad(
+            f"orgs:\n  - {{name: {'a.' * 32_768}, api_key_file: acme.key}}\n",
+            ("orgs[0].name: is 65536 characters long; at most 65535",),
+        ),
+        id="org-name-too-long-for-the-state-file",
+    ),
+    pytest.param(
+        Bad(
             "orgs:\n  - {name: true, api_key_file: acme.key}\n",
             ("orgs[0].name: must be a string, not a boolean",),
         ),
