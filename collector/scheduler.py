@@ -252,6 +252,7 @@ class Scheduler:
         )
         self._budgets: RouteBudgets[ApiKey] = RouteBudgets(self._rates(self._sections))
         self._gates: dict[tuple[ApiKey, str], _KeyGate] = {}
+        self._keys_replaced = False  # a key file changed since the last _drop_unused_keys
         self._pacer = Pacer(polling.max_requests_per_second)
         self._slots = asyncio.Semaphore(polling.concurrency)
         self._group: asyncio.TaskGroup | None = None
@@ -367,11 +368,17 @@ class Scheduler:
             if existing.config != org:
                 self._update(existing, org)
             self._toggle_routes(existing)
+        self._drop_unused_keys()
+        self._on_change()
+
+    def _drop_unused_keys(self) -> None:
+        """Budgets and gates only of keys that some org uses (after a reload or a key
+        file's rotation, the old key's would stay for the rest of the run)."""
+        self._keys_replaced = False
         used = {runner.keys.key for runner in self._runners.values()}
         self._budgets.keep_only(used)
         for pair in [pair for pair in self._gates if pair[0] not in used]:
             del self._gates[pair]
-        self._on_change()
 
     def _adopt_limits(self, polling: PollingSettings) -> None:
         if polling.max_requests_per_second != self._polling.max_requests_per_second:
@@ -486,6 +493,8 @@ class Scheduler:
         position = 0
         while True:
             await asyncio.sleep(KEY_CHECK_SECONDS)
+            if self._keys_replaced:  # once a round: a look at every org
+                self._drop_unused_keys()
             watched = [r for r in self._runners.values() if r.keys.watches_file]
             if not watched:
                 continue
@@ -503,6 +512,7 @@ class Scheduler:
             return False  # the common case: no logger is bound (that costs ~2 us per org)
         log = self._log.bind(org=runner.config.name)
         if result.status is KeyStatus.CHANGED:
+            self._keys_replaced = True  # the watcher drops the old key's gates
             old = runner.state.key_fingerprint
             if self._on_keys_changed is not None:
                 self._on_keys_changed([runner.keys.key.reveal()])

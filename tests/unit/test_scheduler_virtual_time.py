@@ -365,6 +365,27 @@ def test_a_401_with_a_key_file_changed_since_is_about_the_old_key(
     assert acme.key_fingerprint == ApiKey(KEY_B).fingerprint
 
 
+def test_a_rotated_key_file_leaves_no_gate_of_the_old_key_behind(tmp_path: Path) -> None:
+    """The watcher swaps the key without a reload: the old key's budget and gate go too
+    (else every rotation of a long run left them, per route, until the next reload)."""
+    key_file = tmp_path / "acme"
+    key_file.write_text(KEY_A)
+    source = KeySource("file", str(key_file))
+    fetcher = ScriptedFetcher()
+    scheduler = new_scheduler(fetcher, [OrgConfig("acme", source, 60.0, source.load())])
+
+    def rotate() -> None:
+        key_file.write_text(KEY_B)
+
+    run_virtual(run_for(scheduler, 200.0, midway=(90.0, rotate)))
+
+    assert fetcher.starts(KEY_A)
+    assert fetcher.starts(KEY_B)
+    gates = scheduler._gates  # noqa: SLF001 - what is kept per key is not shown anywhere
+    assert {key.reveal() for key, _route in gates} == {KEY_B}
+    assert len(scheduler._budgets) == len(gates)  # noqa: SLF001 - as above
+
+
 def test_a_new_key_for_a_rejected_org_is_tried_at_once() -> None:
     """A reload that gives a rejected org a new key sends with it right away, not at the
     next 900 s re-check, and the org shows the new key's fingerprint."""
