@@ -81,6 +81,7 @@ class UsageReport(NamedTuple):
     digest: bytes = b""
 
 
+_new_report: Final = tuple.__new__
 TENANTS_KEY: Final = b'"tenants"'
 
 
@@ -126,7 +127,7 @@ def parse_usage(data: object, digest: bytes = b"") -> UsageReport:
     tenants: list[TenantUsage] = []
     seen: set[str] = set()
     dates, texts, counts, ratios = _DATES, TEXTS, FLOATS_OF_INTS, RATIOS_OF_INTS
-    fields_of = _FIELDS_OF
+    fields_of, see, add = _FIELDS_OF, seen.add, tenants.append
     for index, item in enumerate(raw_tenants):
         if type(item) is dict:
             try:
@@ -158,7 +159,7 @@ def parse_usage(data: object, digest: bytes = b"") -> UsageReport:
         if tenant_id in seen:
             notes.append(f"tenants[{index}] repeats petraTenantId {tenant_id!r}, skipped")
             continue
-        seen.add(tenant_id)
+        see(tenant_id)
         # `tenant_usage`, inline: a value of the type Petra sends (string, boolean, int,
         # a date seen before) is taken here, anything else by the same general helper,
         # so the result is the same; no call per field, the bulk of a 100-tenant parse.
@@ -172,9 +173,9 @@ def parse_usage(data: object, digest: bytes = b"") -> UsageReport:
             onboarded = dates[onboarded] if type(onboarded) is str else _date(onboarded)
             first = dates[first] if type(first) is str else _date(first)
         except (KeyError, OverflowError):  # a date not seen yet; an int beyond any float
-            tenants.append(tenant_usage(tenant_id, values))
+            add(tenant_usage(tenant_id, values))
             continue
-        tenants.append(
+        add(
             _new_tenant(
                 TenantUsage,
                 (
@@ -209,14 +210,20 @@ def _report(
     notes: tuple[str, ...],
     digest: bytes,
 ) -> UsageReport:
-    return UsageReport(
-        as_of=json_text(data.get("asOf")),
-        report_generated_at=iso_datetime(data.get("reportGeneratedAt")),
-        organization_name=json_text(data.get("organizationName")),
-        total_tenants=json_number(data.get("totalTenants")),
-        tenants=tenants,
-        notes=notes,
-        digest=digest,
+    # The common types inline and NamedTuple's constructor skipped, as for a tenant.
+    get = data.get
+    as_of, name = get("asOf"), get("organizationName")
+    return _new_report(
+        UsageReport,
+        (
+            (as_of or None) if type(as_of) is str else json_text(as_of),
+            iso_datetime(get("reportGeneratedAt")),
+            (name or None) if type(name) is str else json_text(name),
+            json_number(get("totalTenants")),
+            tenants,
+            notes,
+            digest,
+        ),
     )
 
 
