@@ -137,12 +137,15 @@ async def test_probe_asks_billing_for_one_tenant_when_enabled(tmp_path: Path) ->
     assert asked == {"fine": 1, "halfway": 1}
     assert tenants is not None
     # The simulator's own report: a list of tenant objects under "tenants".
-    assert first == [tenants["tenants"][0]["petraTenantId"]]  # type: ignore[index]
+    first_tenant = tenants["tenants"][0]  # type: ignore[index]
+    assert first == [first_tenant["petraTenantId"]]
     fine = results["fine"].billing
     assert fine is not None
     assert fine.ok
-    assert fine.billable_users is not None
+    assert fine.tenant_id == first_tenant["petraTenantId"]
+    assert fine.billable_users == first_tenant["billableUsersThisMonth"]
     assert not results["halfway"].ok
+    assert results["halfway"].outcome is Health.OK  # usage answered
     text = render_check(
         str(config), None, describe_config(settings), list(results.values()), style="table"
     )
