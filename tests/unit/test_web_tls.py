@@ -116,47 +116,38 @@ def test_switch_gives_new_handshakes_the_new_certificate(tmp_path: Path, loop_na
     run_on(loop_name, main)
 
 
-def test_min_version_is_enforced(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("min_version", "max_version", "refused_client"),
+    [
+        ("TLS13", None, ("maximum_version", ssl.TLSVersion.TLSv1_2)),
+        ("TLS12", "TLS12", ("minimum_version", ssl.TLSVersion.TLSv1_3)),
+    ],
+    ids=["min", "max"],
+)
+def test_version_bounds_are_enforced(
+    tmp_path: Path,
+    min_version: str,
+    max_version: str | None,
+    refused_client: tuple[str, ssl.TLSVersion],
+) -> None:
+    """A client limited to a version outside the bounds is refused; a client offering every
+    version is answered."""
     files = TlsFiles(tmp_path)
     context = server_context(
         cert_file=str(files.cert_file),
         key_file=str(files.key_file),
         client_auth_type="NoClientCert",
         client_ca_file=None,
-        min_version="TLS13",
-        max_version=None,
+        min_version=min_version,
+        max_version=max_version,
     )
 
     async def main() -> None:
         server, port = await serve(context)
-        old_client = files.client_context()
-        old_client.maximum_version = ssl.TLSVersion.TLSv1_2
+        outside = files.client_context()
+        setattr(outside, *refused_client)
         try:
-            assert await answered(port, old_client) is None
-            assert await answered(port, files.client_context()) is not None
-        finally:
-            server.close()
-
-    asyncio.run(main())
-
-
-def test_max_version_is_enforced(tmp_path: Path) -> None:
-    files = TlsFiles(tmp_path)
-    context = server_context(
-        cert_file=str(files.cert_file),
-        key_file=str(files.key_file),
-        client_auth_type="NoClientCert",
-        client_ca_file=None,
-        min_version="TLS12",
-        max_version="TLS12",
-    )
-
-    async def main() -> None:
-        server, port = await serve(context)
-        new_client = files.client_context()
-        new_client.minimum_version = ssl.TLSVersion.TLSv1_3
-        try:
-            assert await answered(port, new_client) is None
+            assert await answered(port, outside) is None
             assert await answered(port, files.client_context()) is not None
         finally:
             server.close()
