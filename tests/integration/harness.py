@@ -125,11 +125,13 @@ class Running:
         """What a reader of the daemon can see: /metrics, the page and its fragments, the
         JSON of the whole and of each of `orgs`, the log so far, and the state file once
         it holds a `section` (its writer runs a moment after the changes)."""
-        for path in ("/metrics", "/", "/page/rows", "/api/v1/status"):
-            await self.get(path)
+        paths = ["/metrics", "/", "/page/rows", "/api/v1/status"]
         for name in orgs:
-            await self.get(f"/api/v1/orgs/{name}")
-            await self.get(f"/page/orgs/{name}")
+            paths += [f"/api/v1/orgs/{name}", f"/page/orgs/{name}"]
+        for path in paths:
+            status, _text = await self.get(path)
+            # An error page shows nothing, so a leak test over it would pass on a leak.
+            assert status == 200, f"{path} answered {status}"
         shown = [*self.pages, self.log_stream.getvalue()]
 
         async def state_with_section() -> list[str] | None:
