@@ -6,9 +6,9 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from collector.check import describe_config, probe, render_check
+from collector.check import ProbeResult, describe_config, probe, render_check
 from collector.cli import orgjson_text
-from collector.config import load_config
+from collector.config import Settings, load_config
 from collector.petra_simulator import (
     RateLimitFault,
     SimulatedOrg,
@@ -24,6 +24,17 @@ NAMES = ("fine", "forbidden", "limited", "down")
 REVOKED_KEY = "petra_revoked_probe_0123456789abcdef"
 
 
+async def probe_simulator(
+    tmp_path: Path, simulator: Simulator, keys: dict[str, str], extra: str = ""
+) -> tuple[Path, Settings, dict[str, ProbeResult]]:
+    """`check --probe` on a config of `keys` against `simulator`: the config's path, its
+    settings, and each org's result."""
+    async with running_simulator(simulator) as simulator_url:
+        config = write_config(tmp_path, simulator_url, keys, extra=extra)
+        settings = load_config(config).settings
+        return config, settings, {r.org: r for r in await probe(settings)}
+
+
 async def test_probe_tells_every_answer_apart(tmp_path: Path) -> None:
     """OK with tenants, key rejected, forbidden, rate-limited with the wait, unreachable."""
     orgs = [SimulatedOrg(name, sim_key(name), tenant_count=2) for name in NAMES]
@@ -31,11 +42,8 @@ async def test_probe_tells_every_answer_apart(tmp_path: Path) -> None:
     simulator.set_fault("forbidden", StatusFault(403, "Forbidden"))
     simulator.set_fault("limited", RateLimitFault(42))
     simulator.set_fault("down", StatusFault(503, "maintenance"))
-    async with running_simulator(simulator) as simulator_url:
-        keys = {org.name: org.key for org in orgs} | {"revoked": REVOKED_KEY}
-        config = write_config(tmp_path, simulator_url, keys)
-        settings = load_config(config).settings
-        results = {r.org: r for r in await probe(settings)}
+    keys = {org.name: org.key for org in orgs} | {"revoked": REVOKED_KEY}
+    config, settings, results = await probe_simulator(tmp_path, simulator, keys)
     outcomes = {name: (r.ok, r.outcome) for name, r in results.items()}
     assert outcomes == {
         "fine": (True, "ok"),
@@ -73,12 +81,10 @@ async def test_probe_asks_incidents_too_when_enabled(tmp_path: Path) -> None:
     ]
     simulator = Simulator(orgs)
     simulator.set_fault("halfway", StatusFault(503, "incidents down"), "incidents")
-    async with running_simulator(simulator) as simulator_url:
-        keys = {org.name: org.key for org in orgs}
-        config = write_config(tmp_path, simulator_url, keys, extra="incidents: {enabled: true}\n")
-        settings = load_config(config).settings
-        results = {r.org: r for r in await probe(settings)}
-        asked = {org.name: simulator.request_count(org.name, "incidents") for org in orgs}
+    keys = {org.name: org.key for org in orgs}
+    extra = "incidents: {enabled: true}\n"
+    config, settings, results = await probe_simulator(tmp_path, simulator, keys, extra)
+    asked = {org.name: simulator.request_count(org.name, "incidents") for org in orgs}
     assert asked == {"fine": 1, "busy": 1, "halfway": 1}
     assert results["fine"].ok
     assert results["fine"].incidents is not None
@@ -126,14 +132,12 @@ async def test_probe_asks_billing_for_one_tenant_when_enabled(tmp_path: Path) ->
     ]
     simulator = Simulator(orgs)
     simulator.set_fault("halfway", StatusFault(503, "billing down"), "billable_users")
-    async with running_simulator(simulator) as url:
-        keys = {org.name: org.key for org in orgs}
-        config = write_config(tmp_path, url, keys, extra="billing: {enabled: true}\n")
-        settings = load_config(config).settings
-        results = {r.org: r for r in await probe(settings)}
-        asked = {org.name: simulator.request_count(org.name, "billable_users") for org in orgs}
-        first = simulator.billing_asked("fine")
-        tenants = simulator.last_body("fine")
+    keys = {org.name: org.key for org in orgs}
+    extra = "billing: {enabled: true}\n"
+    config, settings, results = await probe_simulator(tmp_path, simulator, keys, extra)
+    asked = {org.name: simulator.request_count(org.name, "billable_users") for org in orgs}
+    first = simulator.billing_asked("fine")
+    tenants = simulator.last_body("fine")
     assert asked == {"fine": 1, "halfway": 1}
     assert tenants is not None
     # The simulator's own report: a list of tenant objects under "tenants".
