@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import subprocess
 import sys
@@ -28,7 +27,14 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.run import Sim, cpu_seconds, daemon_ready, start_daemon
+from bench.run import (
+    Sim,
+    aligned,
+    append_json_line,
+    cpu_seconds,
+    daemon_ready,
+    start_daemon,
+)
 from collector.config import IncidentsSettings, PollingSettings
 from collector.petra_simulator import bench_orgs, write_bench_config
 
@@ -170,8 +176,7 @@ def report(result: Figures) -> str:
             ),
         ),
     ]
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+    return aligned(rows)
 
 
 async def main_async(args: argparse.Namespace) -> Figures:
@@ -198,8 +203,7 @@ def main() -> None:
     result = asyncio.run(main_async(args))
     print(report(result))
     if args.json is not None:
-        with args.json.open("a") as out:
-            out.write(json.dumps(asdict(result)) + "\n")
+        append_json_line(args.json, asdict(result))
 
 
 if __name__ == "__main__":

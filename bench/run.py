@@ -66,6 +66,18 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def aligned(rows: list[tuple[str, str]]) -> str:
+    """Two columns of figures, the names padded to one width."""
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+def append_json_line(path: Path, record: dict[str, Any]) -> None:
+    """Append `record` to `path` as one JSON line."""
+    with path.open("a") as out:
+        out.write(json.dumps(record) + "\n")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
