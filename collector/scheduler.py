@@ -746,16 +746,16 @@ class Scheduler:
         side = state.side(name)
         previous_failures = side.consecutive_failures
         log = _OrgLog(self._log, state)
-        fields = route.log_fields()
         if error is None:
             delay = self._pace(runner, route)
             state.count_request(name, "200")
             event = state.record_success(name, now, duration)
+            # The route's log fields are built only for a line: most polls log none.
             if event is AuthEvent.RECOVERED:
-                log.info("auth_recovered", after_failures=previous_failures, **fields)
+                log.info("auth_recovered", after_failures=previous_failures, **route.log_fields())
                 runner.wake_others(name)  # they waited at the slow re-check pace
             elif previous_failures:
-                log.info("poll_recovered", after_failures=previous_failures, **fields)
+                log.info("poll_recovered", after_failures=previous_failures, **route.log_fields())
             if route.take(state, answer, asking, log):
                 runner.wake_per_tenant()
             return delay
@@ -767,6 +767,7 @@ class Scheduler:
             rng=self._rng,
         )
         state.count_request(name, error.code)
+        fields = route.log_fields()
         if isinstance(error, KeyRejected):
             event = state.record_auth_failure(name, error.message, now, duration, self._monotonic())
             self._log_auth_event(log, state, event, error, delay=delay, route=route)

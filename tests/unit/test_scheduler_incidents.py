@@ -20,7 +20,7 @@ from collector.petra_billing import BillingReport
 from collector.petra_errors import KeyRejected, RateLimited, Unavailable
 from collector.petra_incidents import IncidentsReport
 from collector.petra_usage import TenantUsage, UsageReport
-from collector.routes import ROUTES, incidents_side
+from collector.routes import ROUTES, Route, incidents_side
 from collector.scheduler import Scheduler, initial_offset
 from collector.state_records import Health
 from tests.outcomes import incidents_of
@@ -84,6 +84,24 @@ def test_incidents_are_polled_on_their_own_schedule() -> None:
     assert incidents_side(state) is not None
     assert incidents_of(state).health is Health.OK
     assert incidents_of(state).requests_by_code["200"] == len(starts)
+
+
+def test_quiet_successful_polls_build_no_log_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A poll that logs nothing builds nothing for a log line: the route's fields are
+    made only when a line is written."""
+    built: list[str] = []
+    original = Route.log_fields
+
+    def counting(route: Route) -> dict[str, object]:
+        built.append(route.name)
+        return original(route)
+
+    monkeypatch.setattr(Route, "log_fields", counting)
+    fetcher = ScriptedFetcher()
+    scheduler = scheduler_of(fetcher, [org("acme", KEY_A)])
+    run_virtual(run_for(scheduler, 200.0))
+    assert len(fetcher.incident_starts(KEY_A)) > 1
+    assert built == []
 
 
 def test_off_means_no_incidents_request() -> None:
