@@ -102,7 +102,6 @@ class Listener:
         self._open: set[_Connection] = set()
         # Open connections with no request being answered, the longest-waiting first.
         self._idle: dict[_Connection, None] = {}
-        self._by_handler: dict[web.RequestHandler, _Connection] = {}
         self._room = asyncio.Event()
         self._sockets: list[socket.socket] = []
         self._accepting: list[asyncio.Task[None]] = []
@@ -226,28 +225,26 @@ class Listener:
 
     # -- what the request handler tells ----------------------------------------------------
 
-    def made(
-        self, connection: _Connection, handler: web.RequestHandler, transport: asyncio.BaseTransport
-    ) -> bool:
+    def made(self, connection: _Connection, transport: asyncio.BaseTransport) -> bool:
         """A connection's handler has its transport; False: it was closed meanwhile."""
         if connection.gone:
             # A stream's transport (asyncio's or uvloop's) has abort(); BaseTransport does not.
             transport.abort()  # type: ignore[attr-defined]
             return False
         connection.transport = transport
-        self._by_handler[handler] = connection
         return True
 
-    def lost(self, connection: _Connection, handler: web.RequestHandler) -> None:
-        self._by_handler.pop(handler, None)
+    def lost(self, connection: _Connection) -> None:
         self._gone(connection)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Marks the connection busy while its request is answered: no deadline, not evicted."""
-        connection = self._by_handler.get(request.protocol)
-        if connection is None:
+        # The connection rides on its handler: no lookup table per request.
+        protocol = request.protocol
+        if not isinstance(protocol, GatedRequestHandler):
             return await handler(request)
+        connection = protocol.connection
         connection.busy = True
         self._idle.pop(connection, None)
         if connection.deadline is not None:
@@ -300,15 +297,15 @@ class GatedRequestHandler(web.RequestHandler):
     def __init__(self, server: web.Server, listener: Listener, connection: _Connection) -> None:
         super().__init__(server, loop=asyncio.get_running_loop(), **_HANDLER_OPTIONS)
         self._listener = listener
-        self._connection = connection
+        self.connection = connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._listener.made(self._connection, self, transport):
+        if self._listener.made(self.connection, transport):
             super().connection_made(transport)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         super().connection_lost(exc)
-        self._listener.lost(self._connection, self)
+        self._listener.lost(self.connection)
 
     def handle_error(
         self,
