@@ -14,7 +14,7 @@ the listener can use: the TLS context is built, the hashes are bcrypt hashes.
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -77,7 +77,8 @@ class WebConfig:
 
     source: str
     tls: TlsSettings | None = None
-    users: tuple[tuple[str, str], ...] = ()  # (user, bcrypt hash)
+    # (user, bcrypt hash); out of the repr: a hash is for an offline guesser to try.
+    users: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     headers: tuple[tuple[str, str], ...] = ()
     ssl_context: ssl.SSLContext | None = None
 

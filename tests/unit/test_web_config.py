@@ -45,6 +45,13 @@ def test_full_file_with_relative_paths_loads(tmp_path: Path) -> None:
     }
 
 
+def test_the_repr_shows_no_password_hash(tmp_path: Path) -> None:
+    hashed = bcrypt_hash("secret")
+    config = load_web_config(write_web_config(tmp_path / "web.yaml", users={"prometheus": hashed}))
+    assert config.users == (("prometheus", hashed),)
+    assert hashed not in repr(config)
+
+
 def test_empty_file_means_no_tls_and_no_users(tmp_path: Path) -> None:
     path = tmp_path / "web.yaml"
     path.write_text("")
