@@ -50,7 +50,7 @@ from collector.petra_billing import BillingReport
 from collector.petra_incidents import IncidentsReport
 from collector.petra_simulator import HangFault, bench_orgs, fault_to_json, write_bench_config
 from collector.petra_usage import TenantUsage, UsageReport
-from collector.routes import BILLING, BillingFigures, BillingSide
+from collector.routes import BILLING, BillingFigures, BillingSide, Sections
 from collector.scheduler import Scheduler
 from collector.state import USAGE, OrgState, RouteState
 from collector.state_store import WRITE_BYTES_PER_SECOND, StateWriter, WriteStats, load_state
@@ -212,9 +212,9 @@ async def in_process(args: argparse.Namespace, workdir: Path, results: Results) 
     loaded = load_state(path, time.time())
     results.read_seconds = round(time.perf_counter() - started, 3)
     assert loaded.state is not None
-    scheduler = Scheduler(_NoFetch(), PollingSettings())
+    scheduler = Scheduler(_NoFetch(), Sections(PollingSettings()))
     orgs = [OrgConfig(s.name, KeySource("inline", inline=KEY), 300.0, KEY) for s in states]
-    scheduler.apply(orgs, PollingSettings())
+    scheduler.apply(orgs, Sections(PollingSettings()))
     started = time.perf_counter()
     restored = scheduler.restore(loaded.state.orgs, counters=True)
     results.restore_seconds = round(time.perf_counter() - started, 3)

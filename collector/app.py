@@ -33,6 +33,7 @@ from collector.logs import REDACTOR, configure_logging, get_logger
 from collector.metrics import CollectorMetrics, PetraCollector, tenant_families
 from collector.open_files import OpenFilesLimit, connection_cap, raise_open_files_limit
 from collector.petra_client import new_client, new_session
+from collector.routes import Sections
 from collector.scheduler import Scheduler
 from collector.sdnotify import SystemdNotifier
 from collector.state import OrgState
@@ -162,12 +163,10 @@ class Daemon:
         try:
             scheduler = Scheduler(
                 new_client(self._session, settings.api),
-                settings.polling,
+                Sections.of(settings),
                 logger=self._log,
                 on_keys_changed=self._remember_secrets,
                 on_change=self._state_changed,
-                incidents=settings.incidents,
-                billing=settings.billing,
             )
             self._scheduler = scheduler
             self._adopt(settings)
@@ -366,7 +365,7 @@ class Daemon:
         assert self._scheduler is not None  # noqa: S101 - run() creates it before adopting
         owned = self.owned_orgs(settings)
         self._remember_secrets([org.key.reveal() for org in settings.orgs])
-        self._scheduler.apply(owned, settings.polling, settings.incidents, settings.billing)
+        self._scheduler.apply(owned, Sections.of(settings))
         self._settings = settings
         self._metrics.config_loaded(len(owned), time.time())
 

@@ -25,7 +25,13 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal, NamedTuple, Protocol
 
 from collector.apikey import ApiKey
-from collector.config import BillingSettings, IncidentsSettings, OrgConfig, PollingSettings
+from collector.config import (
+    BillingSettings,
+    IncidentsSettings,
+    OrgConfig,
+    PollingSettings,
+    Settings,
+)
 from collector.petra_billing import BillingReport
 from collector.petra_incidents import (
     MAX_LIMIT,
@@ -74,8 +80,13 @@ class Sections:
     """The parts of the config that routes read."""
 
     polling: PollingSettings
-    incidents: IncidentsSettings
-    billing: BillingSettings
+    incidents: IncidentsSettings = field(default_factory=IncidentsSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Sections:
+        """The sections of a loaded config: the one place that names each route's section."""
+        return cls(settings.polling, settings.incidents, settings.billing)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from typing import Final
 import structlog
 
 from collector.apikey import ApiKey
-from collector.config import BillingSettings, IncidentsSettings, OrgConfig, PollingSettings
+from collector.config import OrgConfig, PollingSettings
 from collector.keys import KeyHolder, KeyStatus
 from collector.petra_errors import Forbidden, KeyRejected, PetraError, RateLimited
 from collector.ratelimit import KeyBudget, Pacer, RouteBudgets
@@ -230,15 +230,13 @@ class Scheduler:
     def __init__(
         self,
         fetcher: Fetcher,
-        polling: PollingSettings,
+        sections: Sections,
         *,
         wall_clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
         logger: structlog.typing.FilteringBoundLogger | None = None,
         on_keys_changed: Callable[[list[str]], None] | None = None,
         on_change: Callable[[], None] | None = None,
-        incidents: IncidentsSettings | None = None,
-        billing: BillingSettings | None = None,
     ) -> None:
         self._fetcher = fetcher
         self._on_keys_changed = on_keys_changed
@@ -247,14 +245,12 @@ class Scheduler:
         self._rng = rng
         self._log: structlog.typing.FilteringBoundLogger = logger or structlog.get_logger()
         self._runners: dict[str, _OrgRunner] = {}
-        self._sections = Sections(
-            polling, incidents or IncidentsSettings(), billing or BillingSettings()
-        )
+        self._sections = sections
         self._budgets: RouteBudgets[ApiKey] = RouteBudgets(self._rates(self._sections))
         self._gates: dict[tuple[ApiKey, str], _KeyGate] = {}
         self._keys_replaced = False  # a key file changed since the last _drop_unused_keys
-        self._pacer = Pacer(polling.max_requests_per_second)
-        self._slots = asyncio.Semaphore(polling.concurrency)
+        self._pacer = Pacer(sections.polling.max_requests_per_second)
+        self._slots = asyncio.Semaphore(sections.polling.concurrency)
         self._group: asyncio.TaskGroup | None = None
         self._running_loop: asyncio.AbstractEventLoop | None = None
         self._stopping = asyncio.Event()
@@ -344,14 +340,11 @@ class Scheduler:
     def apply(
         self,
         orgs: Iterable[OrgConfig],
-        polling: PollingSettings,
-        incidents: IncidentsSettings | None = None,
-        billing: BillingSettings | None = None,
+        sections: Sections,
     ) -> None:
         """Adopt a new org list and settings. Unchanged orgs keep state and schedule."""
-        sections = Sections(polling, incidents or IncidentsSettings(), billing or BillingSettings())
-        if polling != self._polling:
-            self._adopt_limits(polling)
+        if sections.polling != self._polling:
+            self._adopt_limits(sections.polling)
         self._budgets.set_rates(self._rates(sections))
         self._sections = sections
         wanted = {org.name: org for org in orgs}

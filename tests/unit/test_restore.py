@@ -11,6 +11,7 @@ from collector.metrics import PetraCollector
 from collector.petra_billing import BillingReport
 from collector.petra_incidents import IncidentsReport
 from collector.petra_usage import TenantUsage, UsageReport
+from collector.routes import Sections
 from collector.scheduler import Scheduler, initial_offset, resume_delay
 from collector.state import OrgState
 from collector.state_records import Health, SavedOrg
@@ -93,8 +94,8 @@ def org(name: str, key: ApiKey) -> OrgConfig:
 
 
 def scheduler_with(*orgs: OrgConfig) -> Scheduler:
-    scheduler = Scheduler(NeverFetch(), PollingSettings())
-    scheduler.apply(orgs, PollingSettings())
+    scheduler = Scheduler(NeverFetch(), Sections(PollingSettings()))
+    scheduler.apply(orgs, Sections(PollingSettings()))
     return scheduler
 
 

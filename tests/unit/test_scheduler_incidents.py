@@ -20,7 +20,7 @@ from collector.petra_billing import BillingReport
 from collector.petra_errors import KeyRejected, RateLimited, Unavailable
 from collector.petra_incidents import IncidentsReport
 from collector.petra_usage import TenantUsage, UsageReport
-from collector.routes import ROUTES, Route, incidents_side
+from collector.routes import ROUTES, Route, Sections, incidents_side
 from collector.scheduler import Scheduler, initial_offset
 from collector.state_records import Health
 from tests.outcomes import incidents_of
@@ -61,10 +61,9 @@ def scheduler_of(
     def wall() -> float:
         return WALL_AT_START + asyncio.get_running_loop().time()
 
-    scheduler = Scheduler(
-        fetcher, polling, wall_clock=wall, rng=lambda: 0.5, incidents=incidents, billing=billing
-    )
-    scheduler.apply(orgs, polling, incidents, billing)
+    sections = Sections(polling, incidents, billing or BillingSettings())
+    scheduler = Scheduler(fetcher, sections, wall_clock=wall, rng=lambda: 0.5)
+    scheduler.apply(orgs, sections)
     return scheduler
 
 
@@ -248,11 +247,11 @@ def test_reload_starts_and_stops_the_incidents_loops() -> None:
         running = asyncio.create_task(scheduler.run())
         await asyncio.sleep(100.0)
         assert fetcher.incident_calls == []
-        scheduler.apply(orgs, ROOMY, ON)
+        scheduler.apply(orgs, Sections(ROOMY, ON))
         await asyncio.sleep(200.0)
         asked = len(fetcher.incident_calls)
         assert asked >= 3
-        scheduler.apply(orgs, ROOMY, IncidentsSettings())
+        scheduler.apply(orgs, Sections(ROOMY, IncidentsSettings()))
         await asyncio.sleep(300.0)
         assert len(fetcher.incident_calls) == asked
         state = scheduler.state("acme")
@@ -286,7 +285,7 @@ def test_an_org_removed_by_a_reload_stops_asking_for_incidents() -> None:
         running = asyncio.create_task(scheduler.run())
         await asyncio.sleep(100.0)
         assert fetcher.incident_starts(KEY_A)
-        scheduler.apply([globex], ROOMY, ON)
+        scheduler.apply([globex], Sections(ROOMY, ON))
         asked = len(fetcher.incident_starts(KEY_A))
         await asyncio.sleep(300.0)
         assert len(fetcher.incident_starts(KEY_A)) == asked

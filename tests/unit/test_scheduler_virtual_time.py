@@ -28,6 +28,7 @@ from collector.petra_billing import BillingReport
 from collector.petra_errors import KeyRejected, PetraError, RateLimited, Unavailable
 from collector.petra_incidents import IncidentsReport
 from collector.petra_usage import UsageReport
+from collector.routes import Sections
 from collector.scheduler import Scheduler, initial_offset
 from collector.state_records import Health
 from tests.virtualtime import run_virtual
@@ -155,8 +156,8 @@ def new_scheduler(
     def wall() -> float:
         return WALL_AT_START + asyncio.get_running_loop().time()
 
-    scheduler = Scheduler(fetcher, polling, wall_clock=wall, rng=rng)
-    scheduler.apply(orgs, polling)
+    scheduler = Scheduler(fetcher, Sections(polling), wall_clock=wall, rng=rng)
+    scheduler.apply(orgs, Sections(polling))
     return scheduler
 
 
@@ -253,7 +254,7 @@ def test_apply_keeps_unchanged_orgs_schedules_and_state() -> None:
     acme_before = scheduler.state("acme")
 
     def reload() -> None:
-        scheduler.apply(reloaded, ROOMY)
+        scheduler.apply(reloaded, Sections(ROOMY))
 
     run_virtual(run_for(scheduler, 400.0, midway=(100.0, reload)))
 
@@ -393,7 +394,7 @@ def test_a_new_key_for_a_rejected_org_is_tried_at_once() -> None:
     scheduler = new_scheduler(fetcher, [org("acme", KEY_A)])
 
     def new_key() -> None:
-        scheduler.apply([org("acme", KEY_B)], ROOMY)
+        scheduler.apply([org("acme", KEY_B)], Sections(ROOMY))
 
     run_virtual(run_for(scheduler, 200.0, midway=(100.0, new_key)))
 
