@@ -164,12 +164,7 @@ class OrgState(RouteState):
             if side is None:
                 continue
             side.restore_outcome(record, counters=counters)
-            if side is self:
-                report = record.data
-                if isinstance(report, UsageReport):
-                    self.report = report._replace(tenants=shared_tenants(report.tenants))
-            else:
-                side.restore_data(record.data)
+            side.restore_data(record.data)
         self.auth_failing = saved.auth_failing
         self.auth_failing_since = saved.auth_failing_since
         self.auth_failed_fingerprint = saved.auth_failed_fingerprint
@@ -184,6 +179,11 @@ class OrgState(RouteState):
             self.rate_limited_total = saved.rate_limited_total
         self.restored = True
         self.version += 1
+
+    def restore_data(self, data: object) -> None:
+        """The kept usage report, its tenants shared with other orgs' equal ones."""
+        if isinstance(data, UsageReport):
+            self.report = data._replace(tenants=shared_tenants(data.tenants))
 
     def count_request(self, route: str, code: str) -> None:
         """One more answer (or failure) on `route` with this `code` label."""
