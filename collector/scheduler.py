@@ -33,6 +33,7 @@ import structlog
 
 from collector.apikey import ApiKey
 from collector.config import OrgConfig, PollingSettings
+from collector.key_watch import KeyWatch
 from collector.keys import KeyHolder, KeyStatus
 from collector.petra_errors import Forbidden, KeyRejected, PetraError, RateLimited
 from collector.ratelimit import KeyBudget, Pacer, RouteBudgets
@@ -54,10 +55,6 @@ BACKOFF_BASE_SECONDS: Final = 5.0
 # A 429 that names no wait: Petra's limits are per minute, so after a minute the
 # window has certainly moved on. Jitter keeps orgs sharing a limit from re-colliding.
 RATE_LIMIT_DEFAULT_WAIT_SECONDS: Final = 60.0
-KEY_CHECK_SECONDS: Final = 2.0
-# At most this many key files are looked at per check: a small fleet sees a
-# rotated key within 2 s, 10,000 orgs within 20 s, at a bounded cost.
-KEY_CHECKS_PER_ROUND: Final = 1000
 
 
 def _nothing() -> None:
@@ -249,6 +246,7 @@ class Scheduler:
         self._budgets: RouteBudgets[ApiKey] = RouteBudgets(self._rates(self._sections))
         self._gates: dict[tuple[ApiKey, str], _KeyGate] = {}
         self._keys_replaced = False  # a key file changed since the last _drop_unused_keys
+        self._key_watch = KeyWatch(self._refresh_key_files, self._log)
         self._pacer = Pacer(sections.polling.max_requests_per_second)
         self._slots = asyncio.Semaphore(sections.polling.concurrency)
         self._group: asyncio.TaskGroup | None = None
@@ -361,6 +359,13 @@ class Scheduler:
             if existing.config != org:
                 self._update(existing, org)
             self._toggle_routes(existing)
+        self._key_watch.track(
+            {
+                name: runner.keys.source.location
+                for name, runner in self._runners.items()
+                if runner.keys.watches_file
+            }
+        )
         self._drop_unused_keys()
         self._on_change()
 
@@ -483,20 +488,16 @@ class Scheduler:
             task.cancel()
 
     async def _watch_key_files(self) -> None:
-        position = 0
-        while True:
-            await asyncio.sleep(KEY_CHECK_SECONDS)
-            if self._keys_replaced:  # once a round: a look at every org
-                self._drop_unused_keys()
-            watched = [r for r in self._runners.values() if r.keys.watches_file]
-            if not watched:
-                continue
-            position %= len(watched)
-            batch = watched[position : position + KEY_CHECKS_PER_ROUND]
-            position += len(batch)
-            for runner in batch:
-                if self._refresh_key(runner):
-                    runner.wake_all()
+        await self._key_watch.run()
+
+    def _refresh_key_files(self, names: Iterable[str]) -> None:
+        """Look at these orgs' key files (`KeyWatch` says which may have changed)."""
+        for name in names:
+            runner = self._runners.get(name)
+            if runner is not None and self._refresh_key(runner):
+                runner.wake_all()
+        if self._keys_replaced:
+            self._drop_unused_keys()
 
     def _refresh_key(self, runner: _OrgRunner) -> bool:
         """Look at the key file; True when a new key should be tried at once."""

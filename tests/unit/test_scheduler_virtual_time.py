@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from collector import scheduler as scheduler_module
+from collector import key_watch
 from collector.apikey import ApiKey
 from collector.config import OrgConfig, PollingSettings
 from collector.keys import KeySource
@@ -342,7 +342,7 @@ def test_a_401_with_a_key_file_changed_since_is_about_the_old_key(
     """Polls no longer look at the key file first: when a 401 comes for a key whose file
     has changed since (the watcher had not looked yet), it says nothing of the old key, and
     the new one is tried at once."""
-    monkeypatch.setattr(scheduler_module, "KEY_CHECK_SECONDS", 10_000.0)  # the watcher sleeps
+    monkeypatch.setattr(key_watch, "TICK_SECONDS", 10_000.0)  # the sweep sleeps
     key_file = tmp_path / "acme"
     key_file.write_text(KEY_A)
     source = KeySource("file", str(key_file))
