@@ -124,7 +124,7 @@ class KeyWatch:
         self._lists_stale = True
         self._slow_at = 0
         self._fast_at = 0
-        self._slow_credit = 0.0
+        self._slow_step = 0
         self._ticks_to_retry = 0
 
     # -- what is watched ---------------------------------------------------------------
@@ -301,9 +301,11 @@ class KeyWatch:
             self._sort()
         fast = _take(self._fast, self._fast_at, FAST_PER_TICK)
         self._fast_at = (self._fast_at + len(fast)) % max(len(self._fast), 1)
-        self._slow_credit += len(self._slow) * TICK_SECONDS / SLOW_SWEEP_SECONDS
-        slow = _take(self._slow, self._slow_at, int(self._slow_credit))
-        self._slow_credit -= len(slow)
+        # Tick k of a sweep takes the files up to n*(k+1)//ticks: each once per sweep.
+        ticks = max(round(SLOW_SWEEP_SECONDS / TICK_SECONDS), 1)
+        step, total = self._slow_step % ticks, len(self._slow)
+        slow = _take(self._slow, self._slow_at, total * (step + 1) // ticks - total * step // ticks)
+        self._slow_step = step + 1
         self._slow_at = (self._slow_at + len(slow)) % max(len(self._slow), 1)
         if fast:
             self._refresh(fast)
