@@ -62,7 +62,7 @@ LAYERS: tuple[Layer, ...] = (
     layer("storing", "state_file", "state_journal", "state_lock", "state_store"),
     # The three arms the daemon wires together.
     layer("client", "petra_client", arm="client"),
-    layer("polling", "scheduler", arm="polling"),
+    layer("polling", "scheduler", "key_watch", arm="polling"),
     layer("reading", "metrics", "web_status", "web_page", arm="serving"),
     # Above the readers, so `metrics` stays the table of families and knows no cache.
     layer("rendering", "exposition", arm="serving"),
