@@ -134,11 +134,14 @@ class KeyWatch:
         for name in [name for name in self._files if name not in files]:
             del self._files[name]
             self._place(name, ())
-        for name, path in files.items():
-            if self._files.get(name) != path:
-                self._files[name] = path
-                self._place(name, self._dirs_for(path))
+        new = [name for name, path in files.items() if self._files.get(name) != path]
+        for name in new:
+            self._files[name] = files[name]
+            self._place(name, self._dirs_for(files[name]))
         self._lists_stale = True
+        # The config read the key before the watch was there: a change in between is
+        # seen by this look.
+        self._refresh_soon(new)
 
     def _dirs_for(self, path: str) -> tuple[str, ...]:
         if self._inotify is None:
@@ -237,6 +240,7 @@ class KeyWatch:
         for name, path in self._files.items():
             self._place(name, self._dirs_for(path))
         self._lists_stale = True
+        self._refresh_soon(self._files)  # a change since the config was read
 
     def close(self) -> None:
         inotify, self._inotify = self._inotify, None
@@ -262,7 +266,14 @@ class KeyWatch:
                 self._pending.update(self._orgs_in.get(directory, ()))
             if mask & (IN_IGNORED | IN_MOVE_SELF):
                 self._forget(wd)  # its orgs, refreshed, watch their directories anew
-        if self._pending and not self._flush_soon and self._loop is not None:
+        self._refresh_soon(())
+
+    def _refresh_soon(self, names: Iterable[str]) -> None:
+        """At the next loop turn, with whatever else comes before it: one look per org."""
+        if self._inotify is None or self._loop is None:
+            return  # not watching: the sweep looks at every file within seconds
+        self._pending.update(names)
+        if self._pending and not self._flush_soon:
             self._flush_soon = True
             self._loop.call_soon(self._flush)
 
@@ -285,7 +296,8 @@ class KeyWatch:
         """One refresh per org, however many events named its directory since the last."""
         self._flush_soon = False
         names, self._pending = self._pending, set()
-        self._refresh_placed(names)
+        if self._inotify is not None:  # else stopped since
+            self._refresh_placed(names)
 
     def _refresh_placed(self, names: Iterable[str]) -> None:
         """Watch where each key file resolves to now, then refresh: a change after the

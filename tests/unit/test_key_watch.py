@@ -108,10 +108,11 @@ def new_watch(fake: FakeInotify, refreshes: Refreshes) -> KeyWatch:
     return KeyWatch(refreshes, structlog.get_logger(), open_watch=lambda: fake)
 
 
-async def started(watch: KeyWatch) -> asyncio.Task[None]:
-    """The watch running (its sweep never ticks in these tests unless called)."""
+async def started(watch: KeyWatch, refreshes: Refreshes) -> asyncio.Task[None]:
+    """The watch running, its first look at every key file taken (and forgotten)."""
     task = asyncio.create_task(watch.run())
-    await asyncio.sleep(0)
+    await eventually(_async(lambda: refreshes.calls), "the first look")
+    refreshes.calls.clear()
     return task
 
 
@@ -147,7 +148,7 @@ async def test_an_event_refreshes_exactly_the_orgs_of_its_directory(fake: FakeIn
     refreshes = Refreshes()
     watch = new_watch(fake, refreshes)
     watch.track({"acme": "/keys/a/acme", "globex": "/keys/a/globex", "hooli": "/keys/b/hooli"})
-    task = await started(watch)
+    task = await started(watch, refreshes)
 
     assert set(fake.wds) == {"/keys/a", "/keys/b"}  # one watch per directory, not per file
     fake.send("/keys/a", IN_CLOSE_WRITE, "acme")
@@ -162,11 +163,30 @@ async def test_an_event_refreshes_exactly_the_orgs_of_its_directory(fake: FakeIn
 
 
 @pytest.mark.usefixtures("_no_sweep")
+async def test_every_key_file_is_looked_at_once_the_watches_are_in_place(
+    fake: FakeInotify,
+) -> None:
+    """A change between the config's read and the watch is seen; so after a reload."""
+    refreshes = Refreshes()
+    watch = new_watch(fake, refreshes)
+    watch.track({"acme": "/keys/a/acme", "hooli": "/keys/b/hooli"})
+    task = asyncio.create_task(watch.run())
+
+    await eventually(_async(lambda: refreshes.calls), "the first look")
+    assert refreshes.calls == [["acme", "hooli"]]
+    assert set(fake.wds) == {"/keys/a", "/keys/b"}
+    watch.track({"acme": "/keys/a/acme", "hooli": "/keys/c/hooli", "wonka": "/keys/a/wonka"})
+    await eventually(_async(lambda: len(refreshes.calls) == 2), "a look at the new ones")
+    assert refreshes.calls[1] == ["hooli", "wonka"]
+    await stop(task)
+
+
+@pytest.mark.usefixtures("_no_sweep")
 async def test_a_burst_of_events_is_one_refresh_per_org(fake: FakeInotify) -> None:
     refreshes = Refreshes()
     watch = new_watch(fake, refreshes)
     watch.track({"acme": "/keys/a/acme", "globex": "/keys/a/globex", "hooli": "/keys/b/hooli"})
-    task = await started(watch)
+    task = await started(watch, refreshes)
 
     for mask in (IN_MODIFY, IN_MODIFY, IN_CLOSE_WRITE):
         fake.send("/keys/a", mask, "acme")
@@ -182,7 +202,7 @@ async def test_an_overflow_refreshes_every_key_file(fake: FakeInotify) -> None:
     refreshes = Refreshes()
     watch = new_watch(fake, refreshes)
     watch.track({"acme": "/keys/a/acme", "hooli": "/keys/b/hooli"})
-    task = await started(watch)
+    task = await started(watch, refreshes)
 
     fake.send("", IN_Q_OVERFLOW)
     await eventually(_async(lambda: refreshes.calls), "a refresh")
@@ -196,14 +216,15 @@ async def test_a_reload_moves_the_watches(fake: FakeInotify) -> None:
     refreshes = Refreshes()
     watch = new_watch(fake, refreshes)
     watch.track({"acme": "/keys/a/acme", "hooli": "/keys/b/hooli"})
-    task = await started(watch)
+    task = await started(watch, refreshes)
 
     watch.track({"acme": "/keys/c/acme", "wonka": "/keys/c/wonka"})
     assert set(fake.wds) == {"/keys/a", "/keys/b", "/keys/c"}
     assert sorted(fake.removed) == [fake.wds["/keys/a"], fake.wds["/keys/b"]]
+    await eventually(_async(lambda: refreshes.calls), "the look at the moved ones")
     fake.send("/keys/c", IN_CLOSE_WRITE, "wonka")
-    await eventually(_async(lambda: refreshes.calls), "a refresh")
-    assert refreshes.calls == [["acme", "wonka"]]
+    await eventually(_async(lambda: len(refreshes.calls) == 2), "a refresh")
+    assert refreshes.calls == [["acme", "wonka"], ["acme", "wonka"]]
     await stop(task)
 
 
@@ -212,7 +233,7 @@ async def test_a_directory_whose_watch_went_is_watched_again(fake: FakeInotify) 
     refreshes = Refreshes()
     watch = new_watch(fake, refreshes)
     watch.track({"acme": "/keys/a/acme"})
-    task = await started(watch)
+    task = await started(watch, refreshes)
     first = fake.wds.pop("/keys/a")
 
     fake.send_wd(first, IN_IGNORED)  # e.g. the directory was replaced

@@ -134,6 +134,18 @@ async def test_a_key_file_rewritten_in_place(
     await run.wait_rotated()
 
 
+async def test_a_key_file_changed_before_the_watch_was_set(
+    tmp_path: Path, running: Callable[[Path], Running]
+) -> None:
+    """The config read the key; the file changed before the scheduler ran."""
+    key_file = tmp_path / "acme"
+    key_file.write_text(OLD)
+    run = running(key_file)
+    key_file.write_text(NEW)
+
+    await run.wait_rotated()
+
+
 async def test_a_new_file_moved_over_the_key_file(
     tmp_path: Path, running: Callable[[Path], Running]
 ) -> None:

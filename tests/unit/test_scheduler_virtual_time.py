@@ -343,6 +343,7 @@ def test_a_401_with_a_key_file_changed_since_is_about_the_old_key(
     has changed since (the watcher had not looked yet), it says nothing of the old key, and
     the new one is tried at once."""
     monkeypatch.setattr(key_watch, "TICK_SECONDS", 10_000.0)  # the sweep sleeps
+    monkeypatch.setattr(key_watch, "INotify", None)  # no first look once watches are set
     key_file = tmp_path / "acme"
     key_file.write_text(KEY_A)
     source = KeySource("file", str(key_file))
