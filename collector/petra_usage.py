@@ -76,32 +76,54 @@ class UsageReport(NamedTuple):
     total_tenants: float | None
     tenants: tuple[TenantUsage, ...]
     notes: tuple[str, ...] = ()
-    # SHA-256 of the answer's body from its first `"tenants"` on, when read from a body:
-    # the next answer with the same digest has the same tenants (`parse_usage_body`).
+    # When read from a body: the SHA-256 of its tail (from its first `"tenants"` on), then
+    # that of the tail followed by the head, in one bytes object (one object per org, not
+    # two). The next answer with the same tail digest has the same tenants; with both, it
+    # is the same body (`parse_usage_body`).
     digest: bytes = b""
 
 
 _new_report: Final = tuple.__new__
 TENANTS_KEY: Final = b'"tenants"'
+_sha256: Final = hashlib.sha256
 
 
 def parse_usage_body(body: bytes, previous: UsageReport | None = None) -> UsageReport:
-    """`parse_usage` of the JSON `body`. When the body from its first `"tenants"` on is
-    byte for byte the one `previous` was read from, its tenants (and the notes about
-    them) are `previous`'s, not read again: the other fields change every answer
-    (`reportGeneratedAt`), the tenants seldom, and reading them is most of the work.
+    """`parse_usage` of the JSON `body`, reusing what `previous` (the org's kept report)
+    was read from:
+    - a body byte for byte the one `previous` was read from is `previous` itself, not
+      read again (Petra makes an org's report once a day: most answers are the last);
+    - when only the body from its first `"tenants"` on is the same, its tenants (and
+      the notes about them) are `previous`'s, not read again: the other fields
+      (`reportGeneratedAt`, `asOf`) change more often than the tenants, and reading
+      them is most of the work.
 
     Why the tail decides: a JSON string cannot hold `"tenants"` unescaped, so the first
     occurrence is a key or a whole string at or before the top-level key, and the tail
     holds that key, its value and every bracket that closes around it; two valid
-    bodies with the same tail have the same top-level `tenants` value."""
+    bodies with the same tail have the same top-level `tenants` value.
+
+    Why two digests tell the whole body: each body is cut at its own first `"tenants"`
+    into a head and a tail, and the digests are SHA-256 of the tail, then of the tail
+    followed by the head (one pass over the body, one hash set-up). Equal first digests
+    mean equal tails, so of equal length; equal second ones then mean equal heads: equal
+    bodies. A collision-resistant hash needs no length or position beside it, unlike a
+    checksum such as CRC-32, which different bodies of one length can share."""
+    start = body.find(TENANTS_KEY)
+    tail = digest = b""
+    if start >= 0:
+        whole = memoryview(body)
+        hashed = _sha256(whole[start:])
+        tail = hashed.digest()
+        hashed.update(whole[:start])  # not a second object: its set-up costs more than a head
+        digest = tail + hashed.digest()
+        if previous is not None and digest == previous.digest:
+            return previous
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise UsageFormatError(f"body is not valid JSON: {error}") from None
-    start = body.find(TENANTS_KEY)
-    digest = hashlib.sha256(memoryview(body)[start:]).digest() if start >= 0 else b""
-    if previous is not None and digest and digest == previous.digest and type(data) is dict:
+    if previous is not None and tail and previous.digest.startswith(tail) and type(data) is dict:
         return _report(data, previous.tenants, previous.notes, digest)
     return parse_usage(data, digest)
 

@@ -759,8 +759,9 @@ async def test_client_and_simulator_agree() -> None:
 
 
 async def test_unchanged_tenants_are_taken_from_the_previous_report() -> None:
-    """An answer whose tenants are the ones `previous` was read from keeps `previous`'s
-    tenant tuple (not read again); changed tenants, or no previous report, are read."""
+    """The very body `previous` was read from is `previous`; an answer whose tenants are
+    the ones `previous` was read from keeps `previous`'s tenant tuple (not read again);
+    changed tenants, or no previous report, are read."""
     sim = Simulator(
         [SimulatedOrg("acme", KEY_TEXT, "Acme MSP", tenant_count=3)], wall_clock=lambda: WALL
     )
@@ -769,14 +770,19 @@ async def test_unchanged_tenants_are_taken_from_the_previous_report() -> None:
         async with aiohttp.ClientSession() as session:
             client = simulator_client(session, port)
             first = await client.fetch_usage(KEY)
-            assert len(first.digest) == 32  # SHA-256
-            second = await client.fetch_usage(KEY, first)
-            assert second == first
-            assert second.tenants is first.tenants
+            assert len(first.digest) == 64  # two SHA-256
+            # The same body again: the same report, not parsed.
+            assert await client.fetch_usage(KEY, first) is first
+            # As if read from another head (another reportGeneratedAt): its tenants kept.
+            other_head = first._replace(digest=first.digest[:32] + bytes(32))
+            reread = await client.fetch_usage(KEY, other_head)
+            assert reread is not other_head
+            assert reread == first
+            assert reread.tenants is first.tenants
             again = await client.fetch_usage(KEY)  # no previous: read anew, equal
             assert again == first
             assert again.tenants is not first.tenants
-            other = first._replace(digest=b"\0" * 32)  # a report from other tenants
+            other = first._replace(digest=b"\0" * 64)  # a report from other tenants
             assert (await client.fetch_usage(KEY, other)).tenants is not first.tenants
             sim.set_tenants("acme", [{"petraTenantId": "only", "totalLicensedUsers": 5}])
             changed = await client.fetch_usage(KEY, first)

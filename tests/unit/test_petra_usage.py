@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import zlib
 from datetime import UTC, datetime
 
 import orjson
@@ -68,7 +70,7 @@ def test_full_body_parses_every_field() -> None:
     """The documented example body parses into exactly the expected report."""
     report = parse_usage_body(orjson.dumps(FULL_BODY))
 
-    assert len(report.digest) == 32  # of the body from "tenants" on
+    assert len(report.digest) == 64  # SHA-256 of the tail from "tenants" on, of tail + head
     assert report._replace(digest=b"") == UsageReport(
         as_of="2026-11-26",
         report_generated_at=GENERATED,
@@ -401,3 +403,122 @@ def test_tenants_as_before_are_taken_from_the_previous_report() -> None:
         parse_usage_body(b'{"reportGeneratedAt": "2026-11-26T05:31:56Z"}', first)
     with pytest.raises(UsageFormatError, match="a list"):
         parse_usage_body(b"[1]", first)
+
+
+def count_loads(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The bodies `parse_usage_body` hands to `orjson.loads` from now on."""
+    loaded: list[bytes] = []
+    loads = orjson.loads
+
+    def counting(body: bytes) -> object:
+        loaded.append(body)
+        return loads(body)
+
+    monkeypatch.setattr(orjson, "loads", counting)
+    return loaded
+
+
+def test_the_body_previous_was_read_from_is_previous_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An answer byte for byte the last is the last report, the same object, not parsed:
+    Petra makes an org's report once a day, so most answers are the last one."""
+    body = orjson.dumps(FULL_BODY)
+    first = parse_usage_body(body)
+    loaded = count_loads(monkeypatch)
+    assert parse_usage_body(body, first) is first
+    assert loaded == []
+    again = parse_usage_body(body)  # no previous: read anew, equal
+    assert again == first
+    assert again is not first
+    assert loaded == [body]
+
+
+def test_a_new_head_keeps_the_tenants_and_reads_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When only what comes before `"tenants"` changed, the body is parsed for the head's
+    fields and the tenants (and their notes) are the previous report's, as before."""
+    first = parse_usage_body(orjson.dumps(FULL_BODY))
+    body = orjson.dumps(
+        {**FULL_BODY, "asOf": "2026-11-27", "reportGeneratedAt": "2026-11-27T05:31:56Z"}
+    )
+    loaded = count_loads(monkeypatch)
+    later = parse_usage_body(body, first)
+    assert loaded == [body]
+    assert later is not first
+    assert later.tenants is first.tenants
+    assert (later.as_of, later.report_generated_at) == ("2026-11-27", GENERATED + 86400)
+    assert later.digest[:32] == first.digest[:32]
+    assert later.digest != first.digest
+    assert parse_usage_body(body, later) is later  # and it is the one to match next time
+
+
+def test_a_new_tail_is_read_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A changed tenant makes a new report with new tenants, read from the body."""
+    first = parse_usage_body(orjson.dumps(FULL_BODY))
+    moved = {**FULL_TENANT, "billableUsersThisMonth": 119}
+    body = orjson.dumps({**FULL_BODY, "tenants": [moved, FULL_BODY["tenants"][1]]})  # type: ignore[index]
+    loaded = count_loads(monkeypatch)
+    changed = parse_usage_body(body, first)
+    assert loaded == [body]
+    assert changed.tenants is not first.tenants
+    assert changed.tenants[0].billable_users == 119.0
+    assert changed.tenants[1] == first.tenants[1]
+    assert changed.digest[:32] != first.digest[:32]
+
+
+# "plumless" and "buckeroo" have the same CRC-32: bodies that differ only by one for the
+# other have one length and one checksum, and a CRC-32 with the length would take one
+# for the other.
+CRC_TWINS = (b"plumless", b"buckeroo")
+
+
+@pytest.mark.parametrize("field", ["organizationName", "displayName"])
+def test_bodies_a_checksum_would_confuse_are_told_apart(field: str) -> None:
+    """Two bodies of one length and one CRC-32 (in the head, or in a tenant) give two
+    reports: the digests are SHA-256, of the tail and of the tail with the head."""
+    one, other = CRC_TWINS
+    assert zlib.crc32(one) == zlib.crc32(other)
+
+    def body(name: bytes) -> bytes:
+        if field == "organizationName":
+            return orjson.dumps({**FULL_BODY, "organizationName": name.decode()})
+        return orjson.dumps(
+            {**FULL_BODY, "tenants": [{**FULL_TENANT, "displayName": name.decode()}]}
+        )
+
+    first_body, second_body = body(one), body(other)
+    assert len(first_body) == len(second_body)
+    assert zlib.crc32(first_body) == zlib.crc32(second_body)
+    first = parse_usage_body(first_body)
+    second = parse_usage_body(second_body, first)
+    assert second is not first
+    if field == "organizationName":
+        assert second.organization_name == "buckeroo"
+        assert second.tenants is first.tenants  # the tail is the same
+    else:
+        assert second.tenants[0].display_name == "buckeroo"
+
+
+def test_a_moved_split_is_a_different_body() -> None:
+    """The second digest is of the tail followed by the head, so a body cut elsewhere
+    can share it; the first, of the tail alone, tells such bodies apart."""
+    head, tail = b'{"a": 1, ', b'"tenants": []}'
+    first = parse_usage_body(head + tail)
+    # The same bytes, tail then head, cut 4 bytes later: a longer tail, a shorter head.
+    other_tail, other_head = tail + head[:4], head[4:]
+    assert other_tail + other_head == tail + head
+    assert hashlib.sha256(other_tail + other_head).digest() == first.digest[32:]
+    with pytest.raises(UsageFormatError, match="not valid JSON"):
+        parse_usage_body(other_head + other_tail, first)
+
+
+def test_a_report_without_digests_is_never_matched() -> None:
+    """A report read back from the state file (no digests), or a body without
+    `"tenants"` bytes (an escaped key), is never taken for the same body."""
+    body = orjson.dumps(FULL_BODY)
+    restored = parse_usage_body(body)._replace(digest=b"")
+    assert parse_usage_body(body, restored) is not restored
+    escaped = b'{"\\u0074enants": []}'
+    first = parse_usage_body(escaped)
+    assert first.digest == b""
+    assert parse_usage_body(escaped, first) is not first
