@@ -160,6 +160,10 @@ def _ask_usage(fetcher: Fetcher, key: ApiKey, state: OrgState, _asking: Asking) 
 
 def _take_usage(state: OrgState, report: UsageReport, _asking: Asking, log: RouteLog) -> bool:
     previous = state.report
+    if report is previous:
+        # The body the org's report was read from, again (`parse_usage_body`): nothing to
+        # take, nor to look at again (its poll's times are recorded already).
+        return False
     state.take_report(report)
     if report.notes and report.notes != (previous.notes if previous is not None else ()):
         log.warning("usage_anomalies", notes=list(report.notes))
