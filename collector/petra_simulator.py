@@ -2,7 +2,11 @@
 `GET /v1/billable-users`, for tests, `demo`, `simulate` and benchmarks.
 
 It behaves as petra-api.md describes: a known key gets a report generated from
-its org's name (the same org always gets the same tenants), an unknown or deleted
+its org's name (the same org always gets the same tenants), made once per as-of
+date as Petra makes it once a day: its `reportGeneratedAt` is the moment the
+simulator first answered that org for that date, so answers are byte for byte
+the same until the tenants change (`drift`, `set_tenants`) or the date does. An
+unknown or deleted
 key gets 401, a request without User-Agent gets 403, more than the key's
 per-minute budget of a route gets 429 with `Retry-After-public-api` (each route
 has its own budget). Errors carry a JSON `{"message": ...}` body.
@@ -103,6 +107,7 @@ INCIDENTS_MAX_LIMIT: Final = 500
 INCIDENT_STATUSES: Final = ("REMEDIATED", "REMEDIATED", "IN_PROGRESS")
 OPEN_STATUS: Final = "IN_PROGRESS"
 _REQUEST_TIMES_KEPT = 100_000
+_GENERATED_DATES_KEPT = 64  # per org: reportGeneratedAt of that many asOf dates
 _AS_OF = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ID_CHARS = string.ascii_letters + string.digits
 _OVERSIZE_CHUNK = 64 * 1024
@@ -497,7 +502,9 @@ class _OrgState:
         self.last_served: bytes | None = None
         self.billing_asked: list[str] = []  # the tenantId of each answered billing request
         self.tenants_json: tuple[int, bytes] | None = None
-        self.body: tuple[tuple[int, str, int], bytes] | None = None
+        self.body: tuple[tuple[int, str], bytes] | None = None
+        # reportGeneratedAt per asOf: when this org's report for that date was first made.
+        self.generated: dict[str, str] = {}
         self.drift_rng = random.Random(f"petra-sim-drift:{org.name}")  # noqa: S311 -- fake data
         self.incident_rng = random.Random(f"petra-sim-incidents:{org.name}")  # noqa: S311 -- fake data
 
@@ -811,23 +818,28 @@ class Simulator:
         return self._drifting is None or name in self._drifting
 
     def _report_bytes(self, state: _OrgState, as_of: str | None) -> bytes:
-        second = int(self._wall_clock())
-        as_of = as_of or time.strftime("%Y-%m-%d", time.gmtime(second))
-        cache_key = (state.version, as_of, second)
+        moment = time.gmtime(int(self._wall_clock()))
+        as_of = as_of or time.strftime("%Y-%m-%d", moment)
+        cache_key = (state.version, as_of)
         if state.body is not None and state.body[0] == cache_key:
             return state.body[1]
+        generated = state.generated.get(as_of)
+        if generated is None:
+            generated = time.strftime("%Y-%m-%dT%H:%M:%SZ", moment)
+            if len(state.generated) < _GENERATED_DATES_KEPT:  # beyond: made anew each time
+                state.generated[as_of] = generated
         tenants = state.current_tenants()
         if state.tenants_json is None or state.tenants_json[0] != state.version:
             state.tenants_json = (state.version, orjson.dumps(tenants))
         head = orjson.dumps(
             {
                 "asOf": as_of,
-                "reportGeneratedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)),
+                "reportGeneratedAt": generated,
                 "organizationName": state.org.organization_name,
                 "totalTenants": len(tenants),
             }
         )
-        # Splice the pre-encoded tenants in: only the small head is encoded per second.
+        # Splice the pre-encoded tenants in: only the small head is encoded anew.
         body = head[:-1] + b',"tenants":' + state.tenants_json[1] + b"}"
         state.body = (cache_key, body)
         return body

@@ -144,16 +144,33 @@ async def test_malformed_as_of_is_400(serve: Serve, as_of: str) -> None:
     assert "asOf" in orjson.loads(body)["message"]
 
 
-async def test_body_is_reencoded_only_when_the_second_changes(serve: Serve) -> None:
-    """Within one wall-clock second the cached bytes are served; the next second is new."""
+async def test_the_report_is_made_once_per_as_of_date(serve: Serve) -> None:
+    """As Petra makes an org's report once a day, answers are byte for byte the same
+    while the date and the tenants are: reportGeneratedAt is when the simulator first
+    answered the org for that asOf. Another asOf gets its own; a new day a new one;
+    changed tenants change the body, not when that day's report was made."""
     wall = FakeClock(WALL)
     sim = Simulator([acme()], clock=FakeClock(0.0), wall_clock=wall)
     session = await serve(sim)
+
+    async def report(**params: str) -> dict[str, Any]:
+        return dict(orjson.loads((await get_usage(session, params=params))[1]))
+
     first = (await get_usage(session))[1]
-    wall.now += 0.9
+    wall.now += 3600.0
     assert (await get_usage(session))[1] == first
-    wall.now += 0.1
-    assert orjson.loads((await get_usage(session))[1])["reportGeneratedAt"].endswith(":57Z")
+    assert (await report(asOf="2026-11-20"))["reportGeneratedAt"] == "2026-11-26T06:31:56Z"
+    assert (await get_usage(session))[1] == first
+    sim.set_tenants("acme", [{"petraTenantId": "AAAAAA"}])
+    changed = await report()
+    assert changed["tenants"] == [{"petraTenantId": "AAAAAA"}]
+    assert changed["reportGeneratedAt"] == "2026-11-26T05:31:56Z"
+    wall.now += 86400.0
+    next_day = await report()
+    assert (next_day["asOf"], next_day["reportGeneratedAt"]) == (
+        "2026-11-27",
+        "2026-11-27T06:31:56Z",
+    )
 
 
 async def test_drift_moves_billable_users_a_little(serve: Serve) -> None:
