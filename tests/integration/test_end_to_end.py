@@ -108,7 +108,8 @@ async def test_a_429_is_honoured_before_the_key_is_used_again(tmp_path: Path) ->
 
 
 async def test_a_vanished_tenant_leaves_metrics_at_the_next_poll(tmp_path: Path) -> None:
-    """When the answer stops listing a tenant, its series disappear."""
+    """When the answer stops listing a tenant, its series disappear, and a changed
+    tenant's series change, also after answers that were the same body again."""
     async with running_daemon(tmp_path, [GLOBEX]) as run:
         await run.wait_metric("petra_up", 1, org="globex")
         body = run.simulator.last_body("globex")
@@ -121,7 +122,13 @@ async def test_a_vanished_tenant_leaves_metrics_at_the_next_poll(tmp_path: Path)
             name == "petra_tenant_licensed_users" and ("tenant_id", gone) in labels
             for name, labels in samples
         )
-        run.simulator.set_tenants("globex", tenants[:-1])
+        polled = run.simulator.request_count("globex")
+        await run.wait_for(
+            lambda: _count_at_least(run, "globex", polled + 2), what="two unchanged answers"
+        )
+        assert run.simulator.last_body("globex") == body
+        kept = {**tenants[0], "totalLicensedUsers": 4321}
+        run.simulator.set_tenants("globex", [kept, *tenants[1:-1]])
         await run.wait_for(lambda: _tenant_gone(run, gone), what=f"tenant {gone} to vanish")
         samples = await run.metrics()
         assert (
@@ -129,9 +136,9 @@ async def test_a_vanished_tenant_leaves_metrics_at_the_next_poll(tmp_path: Path)
                 samples,
                 "petra_tenant_licensed_users",
                 org="globex",
-                tenant_id=tenants[0]["petraTenantId"],
+                tenant_id=kept["petraTenantId"],
             )
-            is not None
+            == 4321
         )
 
 
