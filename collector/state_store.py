@@ -75,6 +75,9 @@ class _Written:
     key: _CacheKey
     pieces: tuple[bytes, ...]
     tenants: tuple[TenantUsage, ...] | None  # the report's tenants in `pieces[1]`
+    # The tenants of the last record written, when it went as a delta and they are not
+    # `tenants`: while they stay, the next record goes whole (`_encode`).
+    latest: tuple[TenantUsage, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +297,8 @@ class StateWriter:
             key = (state.version, state.next_poll_at)
             written = self._written.get(state.name)
             if rewrite or written is None or written.key != key:
-                changed.append((state.name, self._encode(state, key, written), written))
+                encoded, rebase = self._encode(state, key, written)
+                changed.append((state.name, encoded, None if rebase else written))
                 work += ENCODE_COST
             else:
                 work += 1
@@ -322,7 +326,8 @@ class StateWriter:
             if name in whole or before is None:
                 self._written[name] = encoded
             else:  # appended as a delta: the base stays what it was
-                self._written[name] = _Written(encoded.key, before.pieces, before.tenants)
+                latest = None if encoded.tenants is before.tenants else encoded.tenants
+                self._written[name] = _Written(encoded.key, before.pieces, before.tenants, latest)
         if self._failures:
             self._log.info(
                 "state_write_recovered", path=str(self._path), after_failures=self._failures
@@ -346,17 +351,29 @@ class StateWriter:
             action="polling goes on; the previous state file, if any, is kept",
         )
 
-    def _encode(self, state: OrgState, key: _CacheKey, written: _Written | None) -> _Written:
-        """A changed org's pieces. Its tenants are usually the very tuple of its last
-        whole record (state.py keeps it while the answer says the same): reused."""
+    def _encode(
+        self, state: OrgState, key: _CacheKey, written: _Written | None
+    ) -> tuple[_Written, bool]:
+        """A changed org's pieces, and whether to write them whole (as its new base).
+
+        Its tenants are usually the very tuple of its last whole record (state.py keeps
+        it while the answer says the same): reused. Tenants that changed since then
+        are encoded; when they are still those of the last write, the record goes
+        whole, so that from the next write on their bytes are reused (and the deltas
+        are small again) rather than encoded at every write until the file is
+        rewritten."""
         tenants = None if state.report is None else state.report.tenants
         reused = None
-        if written is not None and tenants is not None and written.tenants is tenants:
-            reused = written.pieces[1]
+        rebase = False
+        if written is not None and tenants is not None:
+            if written.tenants is tenants:
+                reused = written.pieces[1]
+            else:
+                rebase = written.latest is tenants
         pieces = encode_org_pieces(
             state, wall_now=self._wall(), monotonic_now=self._monotonic(), tenants=reused
         )
-        return _Written(key, pieces, tenants)
+        return _Written(key, pieces, tenants), rebase
 
     def _write_journal(
         self,

@@ -132,6 +132,42 @@ async def test_unchanged_tenants_of_a_changed_org_are_not_encoded_again(
     assert saved_report(saved.orgs["changed"]) == changed.report
 
 
+async def test_changed_tenants_become_the_base_once_they_stay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tenants that changed since the org's whole record are encoded at the next write
+    (a delta) and, while they stay, once more at the one after, written whole as the
+    org's new base; from then on their bytes are reused and the deltas are small."""
+    path = tmp_path / "state.json"
+    state = org("acme")
+    saver = writer(path, [state])
+    assert await saver.write(clean_stop=False)
+    encoded: list[int] = []
+    real = state_file.encode_tenants
+
+    def counted(tenants: tuple[TenantUsage, ...]) -> bytes:
+        encoded.append(len(tenants))
+        return real(tenants)
+
+    monkeypatch.setattr(state_file, "encode_tenants", counted)
+    assert state.report is not None
+    sizes = []
+    for minute, report in enumerate(
+        [state.report._replace(tenants=state.report.tenants[:9])] + [None] * 3, start=1
+    ):
+        succeed(state, report or state.report, T0 + 60 * minute, 0.2)
+        assert await saver.write(clean_stop=False)
+        assert saver.last_write is not None
+        sizes.append(saver.last_write.bytes)
+    assert encoded == [9, 9]  # the change, then the new base; never again
+    delta, whole, *steady = sizes
+    assert max(delta, *steady) * 5 < whole
+    saved = read_saved_state(path)
+    assert saved is not None
+    assert saved_report(saved.orgs["acme"]) == state.report
+    assert saved.orgs["acme"].usage.last_success_at == T0 + 240
+
+
 async def test_encoding_yields_to_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Encoding a large fleet gives the event loop a turn every ENCODE_BATCH orgs."""
     states = [org(f"org-{i}") for i in range(ENCODE_BATCH * 4)]
