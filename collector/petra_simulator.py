@@ -107,7 +107,7 @@ INCIDENTS_MAX_LIMIT: Final = 500
 INCIDENT_STATUSES: Final = ("REMEDIATED", "REMEDIATED", "IN_PROGRESS")
 OPEN_STATUS: Final = "IN_PROGRESS"
 _REQUEST_TIMES_KEPT = 100_000
-_GENERATED_DATES_KEPT = 64  # per org: reportGeneratedAt of that many asOf dates
+_GENERATED_DATES_KEPT = 8  # per org: reportGeneratedAt of the last asOf dates asked
 _AS_OF = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ID_CHARS = string.ascii_letters + string.digits
 _OVERSIZE_CHUNK = 64 * 1024
@@ -823,11 +823,13 @@ class Simulator:
         cache_key = (state.version, as_of)
         if state.body is not None and state.body[0] == cache_key:
             return state.body[1]
-        generated = state.generated.get(as_of)
+        # The dates asked last stay (moved to the end when asked again); the oldest goes.
+        generated = state.generated.pop(as_of, None)
         if generated is None:
             generated = time.strftime("%Y-%m-%dT%H:%M:%SZ", moment)
-            if len(state.generated) < _GENERATED_DATES_KEPT:  # beyond: made anew each time
-                state.generated[as_of] = generated
+            if len(state.generated) >= _GENERATED_DATES_KEPT:
+                del state.generated[next(iter(state.generated))]
+        state.generated[as_of] = generated
         tenants = state.current_tenants()
         if state.tenants_json is None or state.tenants_json[0] != state.version:
             state.tenants_json = (state.version, orjson.dumps(tenants))

@@ -173,6 +173,26 @@ async def test_the_report_is_made_once_per_as_of_date(serve: Serve) -> None:
     )
 
 
+async def test_only_the_last_as_of_dates_are_remembered(serve: Serve) -> None:
+    """A client asking many asOf dates (or a simulator running for months) keeps a few
+    dates' reportGeneratedAt per org, the oldest forgotten first: today's answer stays
+    the same while other dates come and go, and a forgotten date's report is made anew."""
+    wall = FakeClock(WALL)
+    sim = Simulator([acme(requests_per_minute=1000)], clock=FakeClock(0.0), wall_clock=wall)
+    session = await serve(sim)
+
+    async def generated(**params: str) -> str:
+        return str(orjson.loads((await get_usage(session, params=params))[1])["reportGeneratedAt"])
+
+    today = await generated()
+    first_day = await generated(asOf="2026-01-01")
+    for day in range(2, 30):
+        wall.now += 1.0
+        await generated(asOf=f"2026-01-{day:02d}")
+        assert await generated() == today
+    assert await generated(asOf="2026-01-01") != first_day
+
+
 async def test_drift_moves_billable_users_a_little(serve: Serve) -> None:
     """With drift on, billable users change by at most 2 per report and stay within licences."""
     sim = sim_of(acme(tenant_count=20), drift=True)
