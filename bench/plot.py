@@ -41,7 +41,12 @@ def main() -> None:
     orgs = [run["orgs"] for run in runs]
     figure, (polls, scrapes) = plt.subplots(1, 2, figsize=(11, 4.2))
     polls.plot(orgs, [r["instances"][0]["cpu_ms_per_poll"] for r in runs], "o-", label="daemon")
-    polls.plot(orgs, [r["baseline_cpu_ms_per_poll"] for r in runs], "s--", label="bare aiohttp + orjson loop")
+    polls.plot(
+        orgs,
+        [r["baseline_cpu_ms_per_poll"] for r in runs],
+        "s--",
+        label="bare aiohttp + orjson loop",
+    )
     polls.set_xlabel("organizations (one poll each per 60 s)")
     polls.set_ylabel("CPU per successful poll (ms)")
     polls.set_title(f"Poll path, {args.tenants} tenants per org")
