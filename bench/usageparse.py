@@ -5,7 +5,7 @@
 The bodies are the simulator's, as it serves them (one org of T tenants). Each case
 times `parse_usage_body(body, previous)`, `previous` read from:
 
-- `identical`: the same body (Petra makes an org's report once a day: most answers);
+- `identical`: the same body (the same report, the same `reportGeneratedAt`);
 - `head changed`: the body with another `reportGeneratedAt`, the same tenants;
 - `tail changed`: the body with one tenant's billable users moved.
 

@@ -3,9 +3,10 @@
 
 It behaves as petra-api.md describes: a known key gets a report generated from
 its org's name (the same org always gets the same tenants), made once per as-of
-date as Petra makes it once a day: its `reportGeneratedAt` is the moment the
-simulator first answered that org for that date, so answers are byte for byte
-the same until the tenants change (`drift`, `set_tenants`) or the date does. An
+date (issue 21 describes Petra's report as made once a day): its
+`reportGeneratedAt` is the moment the simulator first answered that org for
+that date, so answers are byte for byte the same until the tenants change
+(`drift`, `set_tenants`) or the date does. An
 unknown or deleted key gets 401, a request without User-Agent gets 403, more
 than the key's per-minute budget of a route gets 429 with
 `Retry-After-public-api` (each route has its own budget). Errors carry a JSON

@@ -91,8 +91,9 @@ _sha256: Final = hashlib.sha256
 def parse_usage_body(body: bytes, previous: UsageReport | None = None) -> UsageReport:
     """`parse_usage` of the JSON `body`, reusing what `previous` (the org's kept report)
     was read from:
-    - a body byte for byte the one `previous` was read from is `previous` itself, not
-      read again (Petra makes an org's report once a day: most answers are the last);
+    - a body byte for byte the one `previous` was read from (the same report, the same
+      `reportGeneratedAt`) is `previous` itself, not read again (issue 21 describes
+      Petra's report as made once a day);
     - when only the body from its first `"tenants"` on is the same, its tenants (and
       the notes about them) are `previous`'s, not read again: the other fields
       (`reportGeneratedAt`, `asOf`) change more often than the tenants, and reading

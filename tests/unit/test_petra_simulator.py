@@ -145,10 +145,11 @@ async def test_malformed_as_of_is_400(serve: Serve, as_of: str) -> None:
 
 
 async def test_the_report_is_made_once_per_as_of_date(serve: Serve) -> None:
-    """As Petra makes an org's report once a day, answers are byte for byte the same
-    while the date and the tenants are: reportGeneratedAt is when the simulator first
-    answered the org for that asOf. Another asOf gets its own; a new day a new one;
-    changed tenants change the body, not when that day's report was made."""
+    """The report is made once per asOf date (issue 21 describes Petra's as made once
+    a day), so answers are byte for byte the same while the date and the tenants are:
+    reportGeneratedAt is when the simulator first answered the org for that asOf.
+    Another asOf gets its own; a new day a new one; changed tenants change the body,
+    not when that day's report was made."""
     wall = FakeClock(WALL)
     sim = Simulator([acme()], clock=FakeClock(0.0), wall_clock=wall)
     session = await serve(sim)

@@ -422,7 +422,7 @@ def test_the_body_previous_was_read_from_is_previous_itself(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An answer byte for byte the last is the last report, the same object, not parsed:
-    Petra makes an org's report once a day, so most answers are the last one."""
+    what we rely on when Petra answers the same report again."""
     body = orjson.dumps(FULL_BODY)
     first = parse_usage_body(body)
     loaded = count_loads(monkeypatch)
