@@ -129,8 +129,8 @@ Signature = tuple[int, int, int, int]
 
 def file_signature(path: str) -> Signature | None:
     try:
-        # A Path built per look costs more than the stat itself (every key file is
-        # looked at about every 2 s).
+        # A Path built per look costs more than the stat itself (a look per inotify
+        # event naming the file, and a sweep of every key file).
         info = os.stat(path)  # noqa: PTH116 - see the comment above
     except (OSError, ValueError):  # ValueError: a NUL byte in the path
         return None

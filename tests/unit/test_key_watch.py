@@ -1,5 +1,5 @@
-"""KeyWatch's decisions, against a fake inotify: which orgs a directory's events refresh,
-one refresh per org per loop turn, the sweep's pace, and the fallback when inotify fails.
+"""KeyWatch's decisions, against a fake inotify: which orgs an event refreshes, one
+refresh per org per burst, the sweep's pace, and the fallback when inotify fails.
 
 The fake's descriptor is a pipe's read end: a queued event makes it readable, so the real
 event loop calls the watcher exactly as it would for the kernel's.
@@ -21,14 +21,18 @@ from structlog.testing import capture_logs
 
 from collector import key_watch
 from collector.key_watch import (
+    IN_ATTRIB,
     IN_CLOSE_WRITE,
+    IN_CREATE,
     IN_DELETE,
     IN_IGNORED,
-    IN_MODIFY,
+    IN_MOVE_SELF,
     IN_MOVED_TO,
     IN_Q_OVERFLOW,
     KeyWatch,
-    key_file_dirs,
+    Where,
+    sweep_ticks,
+    where,
 )
 from tests.waiting import eventually
 
@@ -36,13 +40,17 @@ T = TypeVar("T")
 
 
 class FakeInotify:
-    """Watches handed out per directory (one per path, as the kernel's per inode)."""
+    """Watches handed out per inode, as the kernel's: a path in `same` is another name of
+    a directory (a symlink to it), and `replace` gives a path a new inode."""
 
     def __init__(self, refuse: dict[str, int] | None = None) -> None:
         self._read_end, self._write_end = os.pipe()
         os.set_blocking(self._read_end, False)
         self.refuse = refuse or {}  # directory -> errno its add_watch fails with
-        self.wds: dict[str, int] = {}
+        self.same: dict[str, str] = {}  # path -> the directory it is another name of
+        self.wds: dict[str, int] = {}  # path -> the watch add_watch last answered for it
+        self._wd_of_inode: dict[str, int] = {}
+        self._last_wd = 0
         self.removed: list[int] = []
         self.queued: list[tuple[int, int, int, str]] = []
         self.closed = False
@@ -54,7 +62,16 @@ class FakeInotify:
         assert mask == key_watch.WATCHED_EVENTS
         if path in self.refuse:
             raise OSError(self.refuse[path], os.strerror(self.refuse[path]))
-        return self.wds.setdefault(path, len(self.wds) + 1)
+        inode = self.same.get(path, path)
+        if inode not in self._wd_of_inode:
+            self._last_wd += 1
+            self._wd_of_inode[inode] = self._last_wd
+        self.wds[path] = self._wd_of_inode[inode]
+        return self.wds[path]
+
+    def replace(self, directory: str) -> None:
+        """`directory` is another inode from now on: its next watch is another one."""
+        del self._wd_of_inode[self.same.get(directory, directory)]
 
     def rm_watch(self, wd: int) -> None:
         self.removed.append(wd)
@@ -122,29 +139,37 @@ async def stop(task: asyncio.Task[None]) -> None:
         await task
 
 
-def test_a_key_file_is_watched_by_its_directory_and_where_it_resolves(tmp_path: Path) -> None:
-    plain = tmp_path / "keys" / "acme"
-    plain.parent.mkdir()
-    plain.write_text("k")
+def test_a_key_file_is_watched_by_its_entry_and_the_one_it_resolves_to(tmp_path: Path) -> None:
+    tmp_path = tmp_path.resolve()  # the paths compared are the resolved ones
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "acme").write_text("k")
     vault = tmp_path / "vault"
     vault.mkdir()
     (vault / "globex").write_text("k")
-    linked = tmp_path / "keys" / "globex"
-    linked.symlink_to(vault / "globex")
+    (keys / "globex").symlink_to(vault / "globex")
+    (keys / "alias").symlink_to("acme")
     (tmp_path / "through").symlink_to(vault)
 
-    assert key_file_dirs(str(plain)) == (str(plain.parent),)
-    assert key_file_dirs(str(linked)) == (str(linked.parent), str(vault))
-    assert key_file_dirs(str(tmp_path / "through" / "globex")) == (
-        str(tmp_path / "through"),
-        str(vault),
+    assert where(str(keys / "acme")) == Where(((str(keys), "acme"),), (str(keys),), False)
+    assert where(str(keys / "globex")) == Where(
+        ((str(keys), "globex"), (str(vault), "globex")), (str(keys), str(vault)), True
+    )
+    assert where(str(keys / "alias")) == Where(
+        ((str(keys), "alias"), (str(keys), "acme")), (str(keys),), True
+    )
+    # The link is above the key file's directory: its own entry is no symlink.
+    assert where(str(tmp_path / "through" / "globex")) == Where(
+        ((str(tmp_path / "through"), "globex"), (str(vault), "globex")),
+        (str(tmp_path / "through"), str(vault)),
+        False,
     )
     # A file not there (yet) is watched by its directory, for its creation.
-    assert key_file_dirs(str(tmp_path / "keys" / "later")) == (str(plain.parent),)
+    assert where(str(keys / "later")) == Where(((str(keys), "later"),), (str(keys),), False)
 
 
 @pytest.mark.usefixtures("_no_sweep")
-async def test_an_event_refreshes_exactly_the_orgs_of_its_directory(fake: FakeInotify) -> None:
+async def test_an_event_refreshes_only_the_org_it_names(fake: FakeInotify) -> None:
     refreshes = Refreshes()
     watch = new_watch(fake, refreshes)
     watch.track({"acme": "/keys/a/acme", "globex": "/keys/a/globex", "hooli": "/keys/b/hooli"})
@@ -153,13 +178,79 @@ async def test_an_event_refreshes_exactly_the_orgs_of_its_directory(fake: FakeIn
     assert set(fake.wds) == {"/keys/a", "/keys/b"}  # one watch per directory, not per file
     fake.send("/keys/a", IN_CLOSE_WRITE, "acme")
     await eventually(_async(lambda: refreshes.calls), "a refresh")
-    assert refreshes.calls == [["acme", "globex"]]
+    assert refreshes.calls == [["acme"]]
 
-    fake.send("/keys/b", IN_MOVED_TO, "..data")
+    fake.send("/keys/b", IN_MOVED_TO, "..data")  # hooli's key file is no symlink
+    fake.send("/keys/a", IN_CREATE, "globex")
     await eventually(_async(lambda: len(refreshes.calls) == 2), "a second refresh")
-    assert refreshes.calls[1] == ["hooli"]
+    assert refreshes.calls == [["acme"], ["globex"]]
+
+    fake.send("/keys/a", IN_ATTRIB)  # the directory itself: every org in it
+    await eventually(_async(lambda: len(refreshes.calls) == 3), "a third refresh")
+    assert refreshes.calls[2] == ["acme", "globex"]
     await stop(task)
     assert fake.closed
+
+
+@pytest.mark.usefixtures("_no_sweep")
+async def test_events_in_a_directory_of_a_thousand_orgs_cost_per_file_named(
+    fake: FakeInotify, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented layouts put every key file in one directory: 500 events naming one
+    file re-read that one, and a log written there over and over re-reads none."""
+    refreshes = Refreshes()
+    watch = new_watch(fake, refreshes)
+    watch.track({f"org{n}": f"/run/secrets/petra/org{n}" for n in range(1000)})
+    task = await started(watch, refreshes)
+    placed: list[str] = []
+
+    def placing(path: str) -> Where:
+        placed.append(path)
+        return where(path)
+
+    monkeypatch.setattr(key_watch, "where", placing)
+
+    for _ in range(500):
+        fake.send("/run/secrets/petra", IN_CLOSE_WRITE, "collector.log")
+        fake.send("/run/secrets/petra", IN_CLOSE_WRITE, "org7")
+    await eventually(_async(lambda: refreshes.calls), "a refresh")
+    assert refreshes.calls == [["org7"]]
+    assert placed == ["/run/secrets/petra/org7"]
+    await stop(task)
+
+
+@pytest.fixture
+def secret_volume(tmp_path: Path) -> Path:
+    """A Kubernetes Secret volume of acme (`acme -> ..data/acme`, `..data -> ..2026_01`),
+    by its resolved path: the paths compared are the resolved ones."""
+    volume = tmp_path.resolve()
+    (volume / "..2026_01").mkdir()
+    (volume / "..2026_01" / "acme").write_text("k")
+    (volume / "..data").symlink_to("..2026_01")
+    (volume / "acme").symlink_to(Path("..data") / "acme")
+    return volume
+
+
+@pytest.mark.usefixtures("_no_sweep")
+async def test_an_entry_no_key_file_is_refreshes_the_symlinked_key_files_there(
+    fake: FakeInotify, secret_volume: Path
+) -> None:
+    """An event naming `..data` (or any other entry no key file is) may have re-pointed
+    acme: acme is looked at, the plain files beside it are not."""
+    tmp_path = secret_volume
+    refreshes = Refreshes()
+    watch = new_watch(fake, refreshes)
+    plain = {f"org{n}": str(tmp_path / f"org{n}") for n in range(1000)}
+    watch.track({"acme": str(tmp_path / "acme"), **plain})
+    task = await started(watch, refreshes)
+    assert set(fake.wds) == {str(tmp_path), str(tmp_path / "..2026_01")}
+
+    for _ in range(100):
+        fake.send(str(tmp_path), IN_CLOSE_WRITE, "collector.log")
+    fake.send(str(tmp_path), IN_MOVED_TO, "..data")
+    await eventually(_async(lambda: refreshes.calls), "a refresh")
+    assert refreshes.calls == [["acme"]]
+    await stop(task)
 
 
 @pytest.mark.usefixtures("_no_sweep")
@@ -188,25 +279,41 @@ async def test_a_burst_of_events_is_one_refresh_per_org(fake: FakeInotify) -> No
     watch.track({"acme": "/keys/a/acme", "globex": "/keys/a/globex", "hooli": "/keys/b/hooli"})
     task = await started(watch, refreshes)
 
-    for mask in (IN_MODIFY, IN_MODIFY, IN_CLOSE_WRITE):
+    for mask in (IN_CREATE, IN_ATTRIB, IN_CLOSE_WRITE):
         fake.send("/keys/a", mask, "acme")
     fake.send("/keys/b", IN_DELETE, "hooli")
     await eventually(_async(lambda: refreshes.calls), "a refresh")
-    await asyncio.sleep(0)  # a turn more: nothing else comes
-    assert refreshes.calls == [["acme", "globex", "hooli"]]
+    await asyncio.sleep(2 * key_watch.SETTLE_SECONDS)  # nothing else comes
+    assert refreshes.calls == [["acme", "hooli"]]
     await stop(task)
 
 
 @pytest.mark.usefixtures("_no_sweep")
-async def test_an_overflow_refreshes_every_key_file(fake: FakeInotify) -> None:
+async def test_an_overflow_refreshes_every_key_file_and_sets_every_watch_again(
+    fake: FakeInotify,
+) -> None:
+    """Lost events may have been a watch's end: a directory now on another inode gets
+    a new watch, the old one goes."""
     refreshes = Refreshes()
     watch = new_watch(fake, refreshes)
     watch.track({"acme": "/keys/a/acme", "hooli": "/keys/b/hooli"})
     task = await started(watch, refreshes)
+    a, old_b = fake.wds["/keys/a"], fake.wds["/keys/b"]
+    fake.replace("/keys/b")
 
     fake.send("", IN_Q_OVERFLOW)
     await eventually(_async(lambda: refreshes.calls), "a refresh")
     assert refreshes.calls == [["acme", "hooli"]]
+    assert fake.wds["/keys/a"] == a
+    assert fake.wds["/keys/b"] != old_b
+    assert fake.removed == [old_b]
+
+    fake.send_wd(old_b, IN_CLOSE_WRITE, "hooli")  # the old watch's last words: nobody's
+    fake.send("/keys/a", IN_CLOSE_WRITE, "acme")
+    await eventually(_async(lambda: len(refreshes.calls) == 2), "a refresh")
+    fake.send("/keys/b", IN_CLOSE_WRITE, "hooli")
+    await eventually(_async(lambda: len(refreshes.calls) == 3), "a refresh")
+    assert refreshes.calls[1:] == [["acme"], ["hooli"]]
     await stop(task)
 
 
@@ -224,8 +331,40 @@ async def test_a_reload_moves_the_watches(fake: FakeInotify) -> None:
     await eventually(_async(lambda: refreshes.calls), "the look at the moved ones")
     fake.send("/keys/c", IN_CLOSE_WRITE, "wonka")
     await eventually(_async(lambda: len(refreshes.calls) == 2), "a refresh")
-    assert refreshes.calls == [["acme", "wonka"], ["acme", "wonka"]]
+    assert refreshes.calls == [["acme", "wonka"], ["wonka"]]
     await stop(task)
+
+
+@pytest.mark.usefixtures("_no_sweep")
+async def test_a_reload_that_removes_an_org_with_an_event_pending(fake: FakeInotify) -> None:
+    refreshes = Refreshes()
+    watch = new_watch(fake, refreshes)
+    watch.track({"acme": "/keys/a/acme", "globex": "/keys/a/globex"})
+    task = await started(watch, refreshes)
+
+    fake.send("/keys/a", IN_CLOSE_WRITE, "acme")
+    fake.send("/keys/a", IN_CLOSE_WRITE, "globex")
+    watch._on_events(fake)  # noqa: SLF001 - the events read now, their refresh not yet due
+    watch.track({"globex": "/keys/a/globex"})
+    await eventually(_async(lambda: refreshes.calls), "a refresh")
+    assert refreshes.calls == [["globex"]]
+    await stop(task)
+
+
+@pytest.mark.usefixtures("_no_sweep")
+async def test_close_with_a_refresh_pending_refreshes_nothing(fake: FakeInotify) -> None:
+    refreshes = Refreshes()
+    watch = new_watch(fake, refreshes)
+    watch.track({"acme": "/keys/a/acme"})
+    task = await started(watch, refreshes)
+
+    fake.send("/keys/a", IN_CLOSE_WRITE, "acme")
+    watch._on_events(fake)  # noqa: SLF001 - the events read now, their refresh not yet due
+    await stop(task)
+    # The refresh would have been due long before this sleep ends (timers run in order).
+    await asyncio.sleep(4 * key_watch.SETTLE_SECONDS)
+    assert refreshes.calls == []
+    assert fake.closed
 
 
 @pytest.mark.usefixtures("_no_sweep")
@@ -234,12 +373,69 @@ async def test_a_directory_whose_watch_went_is_watched_again(fake: FakeInotify) 
     watch = new_watch(fake, refreshes)
     watch.track({"acme": "/keys/a/acme"})
     task = await started(watch, refreshes)
-    first = fake.wds.pop("/keys/a")
+    first = fake.wds["/keys/a"]
+    fake.replace("/keys/a")
 
     fake.send_wd(first, IN_IGNORED)  # e.g. the directory was replaced
     await eventually(_async(lambda: refreshes.calls), "a refresh")
     assert refreshes.calls == [["acme"]]
-    assert "/keys/a" in fake.wds  # watched anew
+    assert fake.wds["/keys/a"] != first  # watched anew
+    await stop(task)
+
+
+@pytest.mark.usefixtures("_no_sweep")
+async def test_a_directory_moved_away_is_watched_again_at_its_path(fake: FakeInotify) -> None:
+    """IN_MOVE_SELF: the watch would follow the directory to its new path; the key
+    file's path is watched instead, and the old watch removed."""
+    refreshes = Refreshes()
+    watch = new_watch(fake, refreshes)
+    watch.track({"acme": "/keys/a/acme", "hooli": "/keys/b/hooli"})
+    task = await started(watch, refreshes)
+    first = fake.wds["/keys/a"]
+    fake.replace("/keys/a")
+
+    fake.send_wd(first, IN_MOVE_SELF)
+    await eventually(_async(lambda: refreshes.calls), "a refresh")
+    assert refreshes.calls == [["acme"]]
+    assert fake.removed == [first]
+    assert fake.wds["/keys/a"] != first
+
+    fake.send_wd(first, IN_IGNORED)  # the kernel's answer to the removal: nobody's now
+    fake.send("/keys/a", IN_CLOSE_WRITE, "acme")
+    await eventually(_async(lambda: len(refreshes.calls) == 2), "a refresh")
+    assert refreshes.calls[1] == ["acme"]
+    await stop(task)
+
+
+@pytest.mark.usefixtures("_no_sweep")
+async def test_two_paths_of_one_directory_share_its_watch(fake: FakeInotify) -> None:
+    """`/keys/link -> real`: the kernel gives both paths one watch (one inode). It goes
+    when both are gone, and both are watched anew when it ends."""
+    fake.same["/keys/link"] = "/keys/real"
+    refreshes = Refreshes()
+    watch = new_watch(fake, refreshes)
+    watch.track({"acme": "/keys/link/acme", "globex": "/keys/real/globex"})
+    task = await started(watch, refreshes)
+    shared = fake.wds["/keys/link"]
+    assert fake.wds["/keys/real"] == shared
+
+    fake.send_wd(shared, IN_CLOSE_WRITE, "acme")
+    await eventually(_async(lambda: refreshes.calls), "a refresh")
+    assert refreshes.calls == [["acme"]]
+
+    fake.replace("/keys/real")
+    fake.send_wd(shared, IN_IGNORED)  # the directory was replaced: both paths' orgs
+    await eventually(_async(lambda: len(refreshes.calls) == 2), "a second refresh")
+    assert refreshes.calls[1] == ["acme", "globex"]
+    renewed = fake.wds["/keys/link"]
+    assert renewed != shared
+    assert fake.wds["/keys/real"] == renewed
+    assert fake.removed == [shared]
+
+    watch.track({"globex": "/keys/real/globex"})
+    assert fake.removed == [shared]  # /keys/real still needs it
+    watch.track({})
+    assert fake.removed == [shared, renewed]
     await stop(task)
 
 
@@ -250,9 +446,8 @@ def test_the_slow_sweep_looks_at_each_watched_file_once_in_five_minutes(
     watch = new_watch(fake, refreshes)
     watch.track({f"org{n}": f"/keys/d{n % 20}/org{n}" for n in range(2000)})
     watch._start(loop)  # noqa: SLF001 - the sweep, without its timer
-    ticks = round(key_watch.SLOW_SWEEP_SECONDS / key_watch.TICK_SECONDS)
 
-    for _ in range(ticks):
+    for _ in range(sweep_ticks()):
         watch.tick()
 
     assert len(fake.wds) == 20
@@ -289,28 +484,85 @@ def test_without_inotify_every_file_is_swept_fast_and_the_reason_logged_once(
     assert "1000 every 2 s" in degraded[0]["action"]
 
 
+def test_off_linux_the_sweep_is_said_at_info(loop: asyncio.AbstractEventLoop) -> None:
+    """Nothing is wrong where inotify does not exist: no warning."""
+    refreshes = Refreshes()
+
+    def absent() -> FakeInotify:
+        raise OSError(errno.ENOSYS, "inotify is not available on this platform")
+
+    watch = KeyWatch(refreshes, structlog.get_logger(), open_watch=absent)
+    watch.track({"acme": "/keys/acme"})
+    with capture_logs() as logs:
+        watch._start(loop)  # noqa: SLF001 - the sweep, without its timer
+        watch.tick()
+
+    assert refreshes.calls == [["acme"]]
+    assert [(entry["event"], entry["log_level"]) for entry in logs] == [
+        ("key_watch_unavailable", "info")
+    ]
+    assert "not available" in logs[0]["reason"]
+
+
+def test_a_watch_that_cannot_start_closes_its_descriptor(
+    fake: FakeInotify, loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_reader(*_: object) -> None:
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(loop, "add_reader", no_reader)
+    watch = new_watch(fake, Refreshes())
+    watch.track({"acme": "/keys/a/acme"})
+
+    with pytest.raises(OSError, match="not permitted"):
+        loop.run_until_complete(watch.run())
+    assert fake.closed
+
+
 def test_a_directory_inotify_cannot_watch_is_swept_fast_the_others_slowly(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
+    """Until it can be watched: then its key files are looked at once, and once every
+    directory is watched that is said, so that a later failure is said again."""
     refreshes = Refreshes()
     fake = FakeInotify(refuse={"/nfs/a": errno.ENOSPC, "/nfs/b": errno.ENOSPC})
     watch = new_watch(fake, refreshes)
     watch.track({"acme": "/nfs/a/acme", "globex": "/nfs/b/globex", "hooli": "/keys/hooli"})
     with capture_logs() as logs:
         watch._start(loop)  # noqa: SLF001 - the sweep, without its timer
+        loop.run_until_complete(eventually(_async(lambda: refreshes.calls), "the first look"))
+        refreshes.calls.clear()
         for _ in range(5):
             watch.tick()
 
-    assert refreshes.calls == [["acme", "globex"]] * 5  # hooli: once in 5 minutes
-    degraded = [entry for entry in logs if entry["event"] == "key_watch_degraded"]
-    assert len(degraded) == 1  # once per reason, not per directory
-    assert "/nfs/a" in degraded[0]["reason"]
+        assert refreshes.calls == [["acme", "globex"]] * 5  # hooli: once in 5 minutes
+        degraded = [entry for entry in logs if entry["event"] == "key_watch_degraded"]
+        assert len(degraded) == 1  # once per reason, not per directory
+        assert "/nfs/a" in degraded[0]["reason"]
 
-    del fake.refuse["/nfs/a"]  # room again: the next retry watches it
-    for _ in range(round(key_watch.SLOW_SWEEP_SECONDS / key_watch.TICK_SECONDS)):
-        watch.tick()
-    assert "/nfs/a" in fake.wds
-    assert refreshes.calls[-1] == ["globex"]
+        del fake.refuse["/nfs/a"]  # room again: the next retry watches it
+        for _ in range(sweep_ticks()):
+            watch.tick()
+        assert "/nfs/a" in fake.wds
+        assert refreshes.calls[-1] == ["globex"]
+        swept = len(refreshes.calls)
+        loop.run_until_complete(
+            eventually(_async(lambda: len(refreshes.calls) > swept), "the look once watched")
+        )
+        assert refreshes.calls[swept:] == [["acme"]]
+        assert not [entry for entry in logs if entry["event"] == "key_watch_recovered"]
+
+        del fake.refuse["/nfs/b"]
+        for _ in range(sweep_ticks()):
+            watch.tick()
+        recovered = [entry for entry in logs if entry["event"] == "key_watch_recovered"]
+        assert [entry["log_level"] for entry in recovered] == ["info"]
+
+        fake.refuse["/nfs/c"] = errno.ENOSPC
+        watch.track({"acme": "/nfs/a/acme", "globex": "/nfs/b/globex", "wonka": "/nfs/c/wonka"})
+    degraded = [entry for entry in logs if entry["event"] == "key_watch_degraded"]
+    assert len(degraded) == 2
+    assert "/nfs/c" in degraded[1]["reason"]
     watch.close()
     assert fake.closed
 
@@ -334,7 +586,7 @@ def test_a_missing_directory_is_swept_fast_without_a_warning(
 
 @pytest.fixture
 def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """A loop that is never run: the sweep's ticks are called by the test."""
+    """A loop run only when a test asks: the sweep's ticks are called by the test."""
     idle = asyncio.new_event_loop()
     yield idle
     idle.close()

@@ -12,7 +12,8 @@ import asyncio
 import errno
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, MutableMapping
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ class Running:
     scheduler: Scheduler
     fetcher: KeysSeen
     logs: list[MutableMapping[str, Any]]
+    looks: list[list[str]]  # the orgs of each call of the scheduler's key file look
 
     def events(self, name: str) -> list[MutableMapping[str, Any]]:
         return [entry for entry in self.logs if entry["event"] == name]
@@ -95,9 +97,17 @@ def _no_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def running() -> AsyncIterator[Callable[[Path], Running]]:
+async def running(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Callable[[Path], Running]]:
     """Starts a scheduler of one org, acme, whose key file is the path given."""
     started: list[tuple[Scheduler, asyncio.Task[None]]] = []
+    looks: list[list[str]] = []
+    look = Scheduler._refresh_key_files  # noqa: SLF001 - recorded, then run as it is
+
+    def recorded(scheduler: Scheduler, names: Iterable[str]) -> None:
+        looks.append(list(names))
+        look(scheduler, looks[-1])
+
+    monkeypatch.setattr(Scheduler, "_refresh_key_files", recorded)
     with capture_logs() as logs:
 
         def start(key_file: Path) -> Running:
@@ -106,7 +116,7 @@ async def running() -> AsyncIterator[Callable[[Path], Running]]:
             scheduler = Scheduler(fetcher, Sections(POLLING))
             scheduler.apply([OrgConfig("acme", source, HOUR, source.load())], Sections(POLLING))
             started.append((scheduler, asyncio.create_task(scheduler.run())))
-            return Running(scheduler, fetcher, logs)
+            return Running(scheduler, fetcher, logs, looks)
 
         yield start
         for scheduler, task in started:
@@ -116,9 +126,10 @@ async def running() -> AsyncIterator[Callable[[Path], Running]]:
 
 
 async def started_with(running: Callable[[Path], Running], key_file: Path) -> Running:
+    """The scheduler running, its watches set: their first look at the key file is taken
+    once they are in place, so a change made after it can only be seen through them."""
     run = running(key_file)
-    await run.scheduler.wait_running()
-    await asyncio.sleep(0)  # the watcher's task has set up its watches
+    await run.wait("the watch's first look", lambda: bool(run.looks))
     return run
 
 
@@ -132,6 +143,29 @@ async def test_a_key_file_rewritten_in_place(
     key_file.write_text(NEW + "\n")
 
     await run.wait_rotated()
+
+
+async def test_a_key_file_written_in_steps_is_read_once_whole(
+    tmp_path: Path, running: Callable[[Path], Running]
+) -> None:
+    """`echo k > file` truncates the file before a byte is written, and a writer may
+    write in pieces: neither the empty file nor half a key is ever read or used."""
+    key_file = tmp_path / "acme"
+    key_file.write_text(OLD)
+    run = await started_with(running, key_file)
+
+    def write_in_two_steps() -> None:
+        with key_file.open("w") as file:  # O_TRUNC, the descriptor kept open
+            file.write(NEW[:12])
+            file.flush()
+            time.sleep(0.3)  # a slow writer: the half key stays there a while
+            file.write(NEW[12:] + "\n")
+
+    await asyncio.to_thread(write_in_two_steps)
+
+    await run.wait_rotated()
+    assert set(run.fetcher.keys) <= {OLD, NEW}
+    assert not run.events("key_unreadable")
 
 
 async def test_a_key_file_changed_before_the_watch_was_set(
