@@ -18,7 +18,8 @@ ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim
 
 # ---- build: install the package with its dependencies into a venv ----------
 # uvloop and ISA-L (deflate for /metrics) come as dependencies: both ship wheels for
-# linux/amd64 and arm64.
+# linux/amd64 and arm64. inotify_simple (key files watched by the kernel, Linux only)
+# is pure Python.
 FROM ${BASE_IMAGE} AS build
 ARG PIP_INSTALL_OPTIONS=
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -158,6 +158,9 @@ async def test_image_builds_runs_reports_healthy_and_stops_cleanly(tmp_path: Pat
         assert exit_code.strip() == "0", logs[-2000:] + errors[-2000:]
         events = [json.loads(line)["event"] for line in logs.splitlines() if line.startswith("{")]
         assert events[-1] == "stopped"
+        # The key files' directory is watched by inotify in the container too.
+        assert "key_watch_degraded" not in events
+        assert "key_watch_unavailable" not in events
         state_path = tmp_path / "state" / "state.json"
         saved = read_saved_state(state_path)
         assert saved is not None
