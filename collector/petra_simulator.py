@@ -6,11 +6,10 @@ its org's name (the same org always gets the same tenants), made once per as-of
 date (issue 21 describes Petra's report as made once a day): its
 `reportGeneratedAt` is the moment the simulator first answered that org for
 that date, so answers are byte for byte the same until the tenants change
-(`drift`, `set_tenants`) or the date does. An
-unknown or deleted key gets 401, a request without User-Agent gets 403, more
-than the key's per-minute budget of a route gets 429 with
-`Retry-After-public-api` (each route has its own budget). Errors carry a JSON
-`{"message": ...}` body.
+(`drift`, `set_tenants`) or the date does. An unknown or deleted key gets 401,
+a request without User-Agent gets 403, more than the key's per-minute budget
+of a route gets 429 with `Retry-After-public-api` (each route has its own
+budget). Errors carry a JSON `{"message": ...}` body.
 
 `/v1/incidents` answers the org's incidents, newest `createdAt` first, filtered
 by `startDate` (a date or a date-time; created on or after it) and `tenantId`
