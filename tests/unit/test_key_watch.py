@@ -34,6 +34,7 @@ from collector.key_watch import (
     sweep_ticks,
     where,
 )
+from tests.virtualtime import run_virtual
 from tests.waiting import eventually
 
 T = TypeVar("T")
@@ -286,6 +287,41 @@ async def test_a_burst_of_events_is_one_refresh_per_org(fake: FakeInotify) -> No
     await asyncio.sleep(2 * key_watch.SETTLE_SECONDS)  # nothing else comes
     assert refreshes.calls == [["acme", "hooli"]]
     await stop(task)
+
+
+@pytest.mark.usefixtures("_no_sweep")
+def test_a_refresh_waits_until_the_events_stop_and_at_most_a_second(fake: FakeInotify) -> None:
+    """On virtual time: events 30 ms apart are one refresh 50 ms after the last; a
+    stream that does not stop is refreshed a second after it began."""
+    looks: list[float] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        watch = KeyWatch(
+            lambda _names: looks.append(loop.time()),
+            structlog.get_logger(),
+            open_watch=lambda: fake,
+        )
+        watch.track({"acme": "/keys/a/acme"})
+        task = asyncio.create_task(watch.run())
+        await asyncio.sleep(1.0)
+        for _ in range(5):  # at 1.00, 1.03, ..., 1.12
+            fake.send("/keys/a", IN_CLOSE_WRITE, "acme")
+            await asyncio.sleep(0.03)
+        await asyncio.sleep(1.0)
+        began = loop.time()
+        for _ in range(100):  # 3 s of events, 30 ms apart
+            fake.send("/keys/a", IN_CLOSE_WRITE, "acme")
+            await asyncio.sleep(0.03)
+        await stop(task)
+        assert looks[2] == pytest.approx(began + key_watch.SETTLE_AT_MOST_SECONDS)
+
+    run_virtual(main())
+    assert looks[:2] == [pytest.approx(0.05), pytest.approx(1.12 + 0.05)]
+    # While they go on, one a second (the next burst begins with the next event); the
+    # refresh due after the last event never comes: the watch stopped first.
+    assert len(looks) == 4
+    assert 1.0 <= looks[3] - looks[2] <= 1.0 + 0.03 + 1e-6
 
 
 @pytest.mark.usefixtures("_no_sweep")
