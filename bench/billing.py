@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,14 +26,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.run import (
-    Sim,
-    aligned,
-    append_json_line,
-    cpu_seconds,
-    daemon_ready,
-    start_daemon,
-)
+from bench.run import Sim, aligned, append_json_line, measure_daemon
 from collector.petra_simulator import bench_orgs, write_bench_config
 
 
@@ -87,27 +78,15 @@ async def measure(
         polling=polling,
         billing=settings if billing else None,
     )
-    process, port = start_daemon(config, workdir / "daemon.log", "--log-level", "error")
-    try:
-        await daemon_ready(http, port, process, 120)
-        warm_up = args.interval + spacing
-        _log(f"billing {'on' if billing else 'off'}: warming up for {warm_up:g} s")
-        await asyncio.sleep(warm_up)  # every org's first polls: not measured
-        stats0, cpu0, t0 = await sim.stats(http), cpu_seconds(process.pid), time.monotonic()
-        await asyncio.sleep(args.seconds)
-        stats1, cpu1, t1 = await sim.stats(http), cpu_seconds(process.pid), time.monotonic()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    warm_up = args.interval + spacing
+    _log(f"billing {'on' if billing else 'off'}: warming up for {warm_up:g} s")
+    window = await measure_daemon(sim, http, config, warm_up=warm_up, seconds=args.seconds)
     mode = Mode(
         billing,
-        cpu1 - cpu0,
-        t1 - t0,
-        stats1["requests"] - stats0["requests"],
-        stats1["billing_requests"] - stats0["billing_requests"],
+        window.cpu_seconds,
+        window.seconds,
+        window.requests(),
+        window.requests("billing_requests"),
     )
     _log(f"billing {'on' if billing else 'off'}: {mode}")
     return mode

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,14 +25,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.run import (
-    Sim,
-    aligned,
-    append_json_line,
-    cpu_seconds,
-    daemon_ready,
-    start_daemon,
-)
+from bench.run import Sim, aligned, append_json_line, measure_daemon
 from collector.config import IncidentsSettings, PollingSettings
 from collector.petra_simulator import bench_orgs, write_bench_config
 
@@ -93,26 +84,14 @@ async def measure(
         polling=polling,
         incidents_interval_seconds=interval if incidents else None,
     )
-    process, port = start_daemon(config, workdir / "daemon.log", "--log-level", "error")
-    try:
-        await daemon_ready(http, port, process, 120)
-        _log(f"incidents {'on' if incidents else 'off'}: warming up for {args.interval:g} s")
-        await asyncio.sleep(args.interval)  # every org's first polls: not measured
-        stats0, cpu0, t0 = await sim.stats(http), cpu_seconds(process.pid), time.monotonic()
-        await asyncio.sleep(args.seconds)
-        stats1, cpu1, t1 = await sim.stats(http), cpu_seconds(process.pid), time.monotonic()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    _log(f"incidents {'on' if incidents else 'off'}: warming up for {args.interval:g} s")
+    window = await measure_daemon(sim, http, config, warm_up=args.interval, seconds=args.seconds)
     mode = Mode(
         incidents,
-        cpu1 - cpu0,
-        t1 - t0,
-        stats1["requests"] - stats0["requests"],
-        stats1["incident_requests"] - stats0["incident_requests"],
+        window.cpu_seconds,
+        window.seconds,
+        window.requests(),
+        window.requests("incident_requests"),
     )
     _log(f"incidents {'on' if incidents else 'off'}: {mode}")
     return mode

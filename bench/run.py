@@ -241,6 +241,42 @@ async def daemon_ready(
     raise RuntimeError(f"{name} was not ready within {within:g} s")
 
 
+@dataclass
+class Measured:
+    """A daemon's CPU and the simulator's request counts over one measured window."""
+
+    cpu_seconds: float
+    seconds: float
+    before: dict[str, Any]  # the simulator's /_bench/stats at the window's start
+    after: dict[str, Any]  # and at its end
+
+    def requests(self, field: str = "requests") -> int:
+        """Requests the simulator counted in the window (`requests`: usage; or
+        `incident_requests`, `billing_requests`)."""
+        return int(self.after[field]) - int(self.before[field])
+
+
+async def measure_daemon(
+    sim: Sim, http: aiohttp.ClientSession, config: Path, *, warm_up: float, seconds: float
+) -> Measured:
+    """Start the daemon on `config`, let it run `warm_up` seconds (its first polls, not
+    measured), measure it for `seconds`, then stop it."""
+    process, port = start_daemon(config, config.parent / "daemon.log", "--log-level", "error")
+    try:
+        await daemon_ready(http, port, process, 120)
+        await asyncio.sleep(warm_up)
+        before, cpu0, t0 = await sim.stats(http), cpu_seconds(process.pid), time.monotonic()
+        await asyncio.sleep(seconds)
+        after, cpu1, t1 = await sim.stats(http), cpu_seconds(process.pid), time.monotonic()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return Measured(cpu1 - cpu0, t1 - t0, before, after)
+
+
 async def scrape(
     http: aiohttp.ClientSession, daemon: Daemon, openmetrics: bool, gzipped: bool
 ) -> Scrape:
