@@ -49,7 +49,7 @@ def test_requests_with_one_key_keep_the_spacing_over_rounds_and_a_429() -> None:
     starts = fetcher.billing_starts(KEY_A)
     assert len(starts) >= 30
     assert min(round(b - a, 6) for a, b in pairwise(starts)) >= SPACING
-    assert max(round(b - a, 6) for a, b in pairwise(starts)) >= 90.0  # the 429's wait
+    assert starts[2] - starts[1] >= 90.0  # the second request was the 429: its wait held
     for name in ("acme", "acme-eu"):
         state = scheduler.state(name)
         assert state is not None
