@@ -26,7 +26,7 @@ from collector import __version__
 from collector.petra_billing import BillingReport
 from collector.petra_usage import TenantUsage
 from collector.routes import ROUTES, billing_figures, billing_side, incidents_side
-from collector.state import USAGE, OrgState
+from collector.state import USAGE, OrgState, RouteState
 from collector.state_records import Health
 
 CACHED: Final = " Cached from the last successful poll of Petra's /v1/usage."
@@ -99,11 +99,15 @@ _PENDING: Final = Health.PENDING
 _OK: Final = Health.OK
 
 
+def _route_up(side: RouteState | None) -> float | None:
+    """A route's up: None when not polled, or before its first outcome, as for
+    `_auth_failing`: pending is not failing (alerts on `== 0` must not fire for an org
+    not asked yet, after a start or a reload)."""
+    return None if side is None or side.pending else (1.0 if side.health is _OK else 0.0)
+
+
 def _up(state: OrgState, _fresh: bool) -> float | None:
-    """None before the first outcome, as for `_auth_failing`: pending is not failing
-    (alerts on `petra_up == 0` must not fire for an org not polled yet)."""
-    health = state.health
-    return None if health is _PENDING else (1.0 if health is _OK else 0.0)
+    return _route_up(state)
 
 
 def _auth_failing(state: OrgState, _fresh: bool) -> float | None:
@@ -123,8 +127,7 @@ def _requests(state: OrgState, _fresh: bool) -> list[Sample]:
 
 
 def _incidents_up(state: OrgState, _fresh: bool) -> float | None:
-    side = incidents_side(state)
-    return None if side is None else (1.0 if side.health is _OK else 0.0)
+    return _route_up(incidents_side(state))
 
 
 def _incidents_last_success(state: OrgState, _fresh: bool) -> float | None:
@@ -162,8 +165,7 @@ def _tenant_last_incident(state: OrgState, _fresh: bool) -> list[Sample]:
 
 
 def _billing_up(state: OrgState, _fresh: bool) -> float | None:
-    side = billing_side(state)
-    return None if side is None or side.pending else (1.0 if side.health is _OK else 0.0)
+    return _route_up(billing_side(state))
 
 
 def _billing_last_success(state: OrgState, _fresh: bool) -> float | None:
@@ -301,8 +303,8 @@ ORG_FAMILIES: Final[tuple[OrgFamily, ...]] = (
     OrgFamily.single(
         "petra_incidents_up",
         "gauge",
-        "1 if the last poll of the org's /v1/incidents succeeded, else 0 (absent while "
-        "incidents are not polled).",
+        "1 if the last poll of the org's /v1/incidents succeeded, else 0; no sample before "
+        "the first poll, nor while incidents are not polled.",
         _incidents_up,
     ),
     OrgFamily.single(

@@ -14,7 +14,7 @@ from collector.petra_usage import TenantUsage, UsageReport
 from collector.routes import BILLING, BillingFigures, billing_side, pick_tenant, tenant_ids
 from collector.state import USAGE, OrgState, RouteState
 from collector.state_file import decode_state, encode_document, encode_org
-from collector.state_records import StateFileError
+from collector.state_records import Health, StateFileError
 from collector.web_page import billing_cell
 from collector.web_status import billing_status
 from tests.outcomes import poll_every_route, succeed
@@ -178,3 +178,14 @@ def _samples(state: OrgState, name: str) -> list[_Sample]:
         for sample in family.samples
         if sample.name == name
     ]
+
+
+def test_no_route_is_up_or_down_before_its_first_outcome() -> None:
+    """After a start or a reload, a route not asked yet has no `_up` sample: an alert on
+    `== 0` must not fire for it. Its first outcome gives one."""
+    state = org_with("a")
+    assert [s.value for s in _samples(state, "petra_up")] == [1.0]
+    assert _samples(state, "petra_incidents_up") == []
+    assert _samples(state, "petra_billing_up") == []
+    state.record_error(BILLING, Health.ERROR, "server error (503)", T0, None)
+    assert [s.value for s in _samples(state, "petra_billing_up")] == [0.0]
