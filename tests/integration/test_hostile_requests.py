@@ -178,11 +178,22 @@ async def test_an_authorized_client_still_gets_everything(tmp_path: Path) -> Non
         tmp_path, [ACME], web_config=web_config(tmp_path), http_headers=RIGHT
     ) as run:
         await run.wait_metric("petra_up", 1, org="acme")
-        for _ in range(3):  # one kept-alive connection
-            async with run.http.get(run.url + "/metrics") as response:
-                assert response.status == 200
-                assert response.headers["Server"] == "petra-collector"
-        assert isinstance(run.http.connector, aiohttp.BaseConnector)
+        opened: list[object] = []
+
+        async def on_opened(*_: object) -> None:
+            opened.append(None)
+
+        trace = aiohttp.TraceConfig()
+        trace.on_connection_create_end.append(on_opened)
+        async with aiohttp.ClientSession(headers=RIGHT, trace_configs=[trace]) as http:
+            for _ in range(3):
+                headers = {"Accept-Encoding": "gzip"}
+                async with http.get(run.url + "/metrics", headers=headers) as response:
+                    assert response.status == 200
+                    assert response.headers["Server"] == "petra-collector"
+                    assert response.headers["Content-Encoding"] == "gzip"
+                    assert b"petra_up" in await response.read()
+        assert len(opened) == 1  # one kept-alive connection for the three
 
 
 async def test_a_kept_alive_connection_outlives_the_header_deadline(tmp_path: Path) -> None:
