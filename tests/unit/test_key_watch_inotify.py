@@ -30,11 +30,13 @@ from collector.petra_incidents import IncidentsReport
 from collector.petra_usage import UsageReport
 from collector.routes import Sections
 from collector.scheduler import Scheduler, initial_offset
+from tests.leaks import assert_no_key_material
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="inotify is Linux's")
 
 OLD = "petra_live_OldKey1111aaaa2222bbbb3333"
+BAD = "petra_live_BadKey7777 eeee8888ffff9999"  # a space: no key
 NEW = "petra_live_NewKey4444cccc5555dddd6666ee"  # another length: a new size, whatever mtime says
 HOUR = 3600.0
 POLLING = PollingSettings(interval_seconds=HOUR)
@@ -89,6 +91,7 @@ class Running:
         reloaded = self.events("key_reloaded")
         assert len(reloaded) == 1
         assert reloaded[0]["previous_key_fingerprint"] == ApiKey(OLD).fingerprint
+        assert_no_key_material([OLD, NEW], repr(self.logs))
 
 
 @pytest.fixture(autouse=True)
@@ -219,6 +222,23 @@ def _swap(directory: Path, new: str, key: str) -> None:
     (directory / "..data_tmp").replace(directory / "..data")
     (directory / old / "acme").unlink()
     (directory / old).rmdir()
+
+
+async def test_a_key_file_with_a_bad_key_is_said_without_the_key(
+    tmp_path: Path, running: Callable[[Path], Running]
+) -> None:
+    """A key file rewritten with a value that is no key (a space in it): said once as
+    `key_unreadable`, the last good key kept, and no piece of the bad value in any line
+    (it may be a real key with a typo)."""
+    key_file = tmp_path / "acme"
+    key_file.write_text(OLD)
+    run = await started_with(running, key_file)
+
+    key_file.write_text(BAD)
+    await run.wait("key_unreadable", lambda: bool(run.events("key_unreadable")))
+    assert "spaces" in str(run.events("key_unreadable")[0]["error"])
+    assert run.events("key_reloaded") == []
+    assert_no_key_material([BAD, OLD], repr(run.logs))
 
 
 async def test_a_key_file_deleted_then_created_again(
