@@ -6,7 +6,8 @@ its path and name (the `route` label, the state file's section, the name in
 tenant; its interval, per-key budget and staleness (`Timing`, from the
 config; a budget below one request a minute is a fraction); how to ask it
 and what a good answer leaves in the org's state (`ask`, `take`, and
-`expire` for what ages while requests fail); and its state-file section
+`expire` for what ages while requests fail; `choose`, for a route asked once
+per tenant, which tenant to ask now); and its state-file section
 (`encode`, `decode`). One loop and one outcome recorder in scheduler.py, one
 saved-route codec in state_file.py, serve every route in `ROUTES`.
 
@@ -106,6 +107,15 @@ class Asking:
     tenant: str | None = None  # the tenant asked about, on a route asked once per tenant
 
 
+class Choice(NamedTuple):
+    """What a route asked once per tenant picks (`Route.choose`)."""
+
+    tenant: str | None  # the tenant to ask now; None: none is due yet
+    wait: float  # 0, or the seconds until one is due
+    tenants: int  # the tenants of a round (the org's last usage report)
+    round_seconds: float  # what a round of them takes at the route's budget
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Route:
     """One of Petra's routes (see the module docstring)."""
@@ -123,6 +133,8 @@ class Route:
     # tenant are woken to ask a new one soon.
     take: Callable[[OrgState, Any, Asking, RouteLog], bool]
     expire: Callable[[OrgState, Asking], None] | None = None
+    # Routes asked once per tenant: forget what aged, then which tenant to ask now.
+    choose: Callable[[OrgState, Asking], Choice] | None = None
     new_side: Callable[[], RouteState] | None = None  # None: the org's own side (usage)
     # The route's section of the state file beyond its outcome (None: usage, whose
     # report state_file.py writes in the record itself).
@@ -410,14 +422,6 @@ class TenantsSide(RouteState):
     attempted: dict[str, float] = field(default_factory=dict)  # tenant -> wall clock
 
 
-def mark_attempt(side: RouteState, tenant: str, now: float) -> bool:
-    """`tenant` is asked now (whatever the answer): it goes to the back of the round.
-    Changes nothing exported."""
-    if isinstance(side, TenantsSide):
-        side.attempted[tenant] = now
-    return False
-
-
 def pick_tenant(
     tenants: tuple[str, ...],
     attempted: dict[str, float],
@@ -516,9 +520,19 @@ def _billing_timing(sections: Sections, _org: OrgConfig) -> Timing:
     return Timing(interval, 2 * interval)
 
 
-def _ask_billing(fetcher: Fetcher, key: ApiKey, _state: OrgState, asking: Asking) -> Awaitable[Any]:
-    assert asking.tenant is not None  # noqa: S101 - the scheduler picks one for this route
-    return fetcher.fetch_billing(key, tenant_id=asking.tenant)
+def _ask_billing(fetcher: Fetcher, key: ApiKey, state: OrgState, asking: Asking) -> Awaitable[Any]:
+    tenant = asking.tenant
+    assert tenant is not None  # noqa: S101 - the scheduler asks what _choose_billing chose
+
+    def mark(side: RouteState) -> bool:
+        # Asked now, whatever the answer: it goes to the back of the round. Nothing
+        # exported changes.
+        assert isinstance(side, BillingSide)  # noqa: S101 - new_side makes only these
+        side.attempted[tenant] = asking.now
+        return False
+
+    state.change_side(BILLING, mark)
+    return fetcher.fetch_billing(key, tenant_id=tenant)
 
 
 def _take_billing(state: OrgState, report: BillingReport, asking: Asking, _log: RouteLog) -> bool:
@@ -539,6 +553,19 @@ def _expire_billing(state: OrgState, asking: Asking) -> None:
         return side.expire(tenant_ids(state.report), asking.now, interval)
 
     state.change_side(BILLING, change)
+
+
+def _choose_billing(state: OrgState, asking: Asking) -> Choice:
+    _expire_billing(state, asking)
+    side = billing_side(state)
+    assert side is not None  # noqa: S101 - chosen only while billing is polled
+    tenants = tenant_ids(state.report)
+    interval = asking.sections.billing.interval_seconds
+    spacing = 60.0 / asking.sections.billing.requests_per_minute_per_key
+    tenant, wait = pick_tenant(
+        tenants, side.attempted, now=asking.now, interval=interval, spacing=spacing
+    )
+    return Choice(tenant, wait, len(tenants), len(tenants) * spacing)
 
 
 def _encode_billing(side: RouteState) -> dict[str, object]:
@@ -591,6 +618,7 @@ BILLING_ROUTE: Final = Route(
     ask=_ask_billing,
     take=_take_billing,
     expire=_expire_billing,
+    choose=_choose_billing,
     new_side=BillingSide,
     encode=_encode_billing,
     decode=_decode_billing,

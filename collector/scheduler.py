@@ -26,7 +26,6 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Final
 
 import structlog
@@ -37,17 +36,7 @@ from collector.key_watch import KeyWatch
 from collector.keys import KeyHolder, KeyStatus
 from collector.petra_errors import Forbidden, KeyRejected, PetraError, RateLimited
 from collector.ratelimit import KeyBudget, Pacer, RouteBudgets
-from collector.routes import (
-    ROUTES,
-    Asking,
-    Fetcher,
-    Route,
-    Sections,
-    TenantsSide,
-    mark_attempt,
-    pick_tenant,
-    tenant_ids,
-)
+from collector.routes import ROUTES, Asking, Choice, Fetcher, Route, Sections, tenant_ids
 from collector.state import AuthEvent, OrgState
 from collector.state_records import Health, SavedOrg
 
@@ -602,34 +591,26 @@ class Scheduler:
         return min(interval, max(spacing, tenants * spacing))
 
     def _choose_tenant(
-        self, runner: _OrgRunner, each: _RouteRunner, asking: Asking
+        self, runner: _OrgRunner, each: _RouteRunner, choose: Callable[[OrgState, Asking], Choice]
     ) -> tuple[str | None, float]:
-        """For a route asked once per tenant: forget what aged, say when the budget is
-        short, and pick the tenant to ask. Returns it and 0, or None and the seconds
-        until one is due."""
+        """For a route asked once per tenant: the route's choice, and said once when its
+        budget cannot ask every tenant within the interval. Returns the tenant and 0, or
+        None and the seconds until one is due."""
         route, state = each.route, runner.state
-        if route.expire is not None:
-            route.expire(state, asking)
-        tenants = tenant_ids(state.report)
+        choice = choose(state, Asking(self._wall(), self._sections))
         interval = route.timing(self._sections, runner.config).interval
-        spacing = 60.0 / route.budget(self._sections)
-        short = len(tenants) * spacing > interval
+        short = choice.round_seconds > interval
         if short and not each.budget_short and route.budget_short_event is not None:
             _OrgLog(self._log, state).warning(
                 route.budget_short_event,
                 **route.log_fields(),
-                tenants=len(tenants),
-                round_seconds=round(len(tenants) * spacing, 1),
+                tenants=choice.tenants,
+                round_seconds=round(choice.round_seconds, 1),
                 interval_seconds=interval,
                 requests_per_minute_per_key=route.budget(self._sections),
             )
         each.budget_short = short
-        side = state.side(route.name)
-        attempted = side.attempted if isinstance(side, TenantsSide) else {}
-        tenant, wait = pick_tenant(
-            tenants, attempted, now=asking.now, interval=interval, spacing=spacing
-        )
-        return tenant, wait
+        return choice.tenant, choice.wait
 
     def _gate(self, key: ApiKey, route: str) -> _KeyGate:
         gate = self._gates.get((key, route))
@@ -642,8 +623,8 @@ class Scheduler:
         key's lock. Returns the delay to the route's next request."""
         route = each.route
         tenant = None
-        if route.per == "tenant":
-            tenant, wait = self._choose_tenant(runner, each, Asking(self._wall(), self._sections))
+        if route.choose is not None:
+            tenant, wait = self._choose_tenant(runner, each, route.choose)
             if tenant is None:
                 return wait
         key = runner.keys.key
@@ -664,10 +645,6 @@ class Scheduler:
                 if self._stopping.is_set():
                     return 0.0
                 asking = Asking(self._wall(), self._sections, tenant)
-                if tenant is not None:
-                    runner.state.change_side(
-                        route.name, partial(mark_attempt, tenant=tenant, now=asking.now)
-                    )
                 started = self._monotonic()
                 each.in_flight = True
                 try:
