@@ -47,7 +47,21 @@ def is_failing(health: Health) -> bool:
     return health not in NOT_FAILING
 
 
-class OrgStatus(TypedDict):
+class RouteOutcomeStatus(TypedDict):
+    """A route's last outcome and schedule, the same for every route but usage (whose
+    fields are the org's own)."""
+
+    last_success: str | None
+    last_poll: str | None
+    last_error: str | None
+    last_error_at: str | None
+    consecutive_failures: int
+    next_poll: str | None
+    rate_limited_until: str | None
+    requests: dict[str, int]
+
+
+class OrgStatus(RouteOutcomeStatus):
     """One org's row of `/api/v1/status`."""
 
     org: str
@@ -61,33 +75,11 @@ class OrgStatus(TypedDict):
     tenants: int | None
     licensed_users: float | None
     billable_users: float | None
-    last_success: str | None
-    last_poll: str | None
-    last_error: str | None
-    last_error_at: str | None
-    consecutive_failures: int
-    next_poll: str | None
-    rate_limited_until: str | None
     interval_seconds: float
     key_fingerprint: str
     key_source: str
-    requests: dict[str, int]
     incidents: IncidentsStatus | None  # None while incidents are not polled
     billing: BillingStatus | None  # None while billing is not polled
-
-
-class RouteOutcomeStatus(TypedDict):
-    """A route's last outcome and schedule, the same for every route but usage (whose
-    fields are the org's own)."""
-
-    last_success: str | None
-    last_poll: str | None
-    last_error: str | None
-    last_error_at: str | None
-    consecutive_failures: int
-    next_poll: str | None
-    rate_limited_until: str | None
-    requests: dict[str, int]
 
 
 class IncidentsStatus(RouteOutcomeStatus):
@@ -208,17 +200,10 @@ def org_status(state: OrgState, now: float, max_staleness: float) -> OrgStatus:
         "tenants": len(tenants) if report is not None else None,
         "licensed_users": _total(t.licensed_users for t in tenants) if report else None,
         "billable_users": _total(t.billable_users for t in tenants) if report else None,
-        "last_success": iso(state.last_success_at),
-        "last_poll": iso(state.last_poll_at),
-        "last_error": state.last_error,
-        "last_error_at": iso(state.last_error_at),
-        "consecutive_failures": state.consecutive_failures,
-        "next_poll": iso(state.next_poll_at),
-        "rate_limited_until": iso(state.rate_limited_until),
+        **_outcome(state),  # usage's outcome is the org's own
         "interval_seconds": state.interval_seconds,
         "key_fingerprint": state.key_fingerprint,
         "key_source": state.key_source,
-        "requests": dict(sorted(state.requests_by_code.items())),
         "incidents": incidents_status(incidents_side(state)),
         "billing": billing_status(state),
     }
