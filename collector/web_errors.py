@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Final
@@ -18,15 +18,14 @@ from typing import Final
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
+
+from collector.labelled_counter import LabelledCounter
 
 LOG_EVERY_SECONDS: Final = 60.0
 SHOWN_FROM_START: Final = (400, 500)  # at 0 before the first, so rate() sees the first
 
 
-class ErrorAnswers(Collector):
+class ErrorAnswers:
     """Makes the error answers, counts them by status, and logs a summary now and then."""
 
     def __init__(
@@ -40,14 +39,20 @@ class ErrorAnswers(Collector):
         self._log = logger
         self._headers = headers
         self._clock = clock
-        self._counts: Counter[int] = Counter(dict.fromkeys(SHOWN_FROM_START, 0))
+        self._counts = LabelledCounter(
+            registry,
+            "petra_collector_http_error_answers",
+            "Requests answered with an error before or instead of a handler's answer, by "
+            "status: 400 (a request the HTTP parser refused), 500 (a handler failed).",
+            "code",
+            (str(status) for status in SHOWN_FROM_START),
+        )
         self._unlogged: Counter[int] = Counter()
         self._logged_at = float("-inf")
-        registry.register(self)
 
     def answer(self, status: int, error: BaseException | None) -> web.Response:
         """The answer to a request that failed with `status` (the connection is closed)."""
-        self._counts[status] += 1
+        self._counts.count(str(status))
         self._unlogged[status] += 1
         now = self._clock()
         if now - self._logged_at >= LOG_EVERY_SECONDS:
@@ -65,17 +70,6 @@ class ErrorAnswers(Collector):
         response.headers.update(self._headers())
         response.force_close()
         return response
-
-    def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
-            "petra_collector_http_error_answers",
-            "Requests answered with an error before or instead of a handler's answer, by "
-            "status: 400 (a request the HTTP parser refused), 500 (a handler failed).",
-            labels=["code"],
-        )
-        for code, count in sorted(self._counts.items()):
-            family.add_metric([str(code)], count)
-        yield family
 
 
 def describe(error: BaseException | None) -> str | None:

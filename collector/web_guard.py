@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 from collector.config_reader import ConfigError
 from collector.keys import Signature, file_signature
+from collector.labelled_counter import LabelledCounter
 from collector.web_basicauth import FAILURES, BasicAuth, Verdict, new_check_executor
 from collector.web_config import WebConfig, load_web_config
 from collector.web_tls import SwitchableContext
@@ -38,28 +36,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FilesSignature = tuple[Signature | None, ...]
 
 
-class _AuthFailures(Collector):
-    """The refusals by reason, as a plain counter family (no `_created` series)."""
-
-    def __init__(self) -> None:
-        self.counts = dict.fromkeys(FAILURES, 0)
-
-    def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
+class WebGuardMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.auth_failures = LabelledCounter(
+            registry,
             "petra_collector_http_auth_failures",
             "Requests refused for want of valid basic auth credentials, by reason: "
             "no_credentials, invalid_credentials, overloaded (too many checks at once).",
-            labels=["reason"],
+            "reason",
+            (verdict.value for verdict in FAILURES),
         )
-        for verdict, count in self.counts.items():
-            family.add_metric([verdict.value], count)
-        yield family
-
-
-class WebGuardMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.auth_failures = _AuthFailures()
-        registry.register(self.auth_failures)
         self.reload_successful = Gauge(
             "petra_collector_web_config_last_reload_successful",
             "1 if the web config (and the files it names) last loaded, 0 if the last "
@@ -197,7 +183,7 @@ class WebGuard:
         verdict = await auth.check(request.headers.get("Authorization"))
         if verdict is Verdict.OK:
             return await handler(request)
-        self._metrics.auth_failures.counts[verdict] += 1
+        self._metrics.auth_failures.count(verdict.value)
         return web.Response(
             status=401, text="401 Unauthorized\n", headers={"WWW-Authenticate": REALM}
         )

@@ -27,18 +27,16 @@ import errno
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 from collector.config import HostPort
+from collector.labelled_counter import LabelledCounter
 from collector.web_errors import ErrorAnswers
 from collector.web_guard import Handler
 
@@ -66,22 +64,6 @@ class _Connection:
     gone: bool = False
 
 
-@dataclass(eq=False, slots=True)
-class _Closed(Collector):
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLOSE_REASONS, 0))
-
-    def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
-            "petra_collector_http_connections_closed",
-            "Client connections the daemon closed, by reason: header_timeout (no whole "
-            "request header in time), evicted (closed at the connection cap to make room).",
-            labels=["reason"],
-        )
-        for reason, count in self.counts.items():
-            family.add_metric([reason], count)
-        yield family
-
-
 class Listener:
     """Accepts clients for aiohttp's `server` on sockets of its own (see the module doc)."""
 
@@ -106,9 +88,15 @@ class Listener:
         self._sockets: list[socket.socket] = []
         self._accepting: list[asyncio.Task[None]] = []
         self._accept_failure_logged = float("-inf")
-        self._closed = _Closed()
+        self._closed = LabelledCounter(
+            registry,
+            "petra_collector_http_connections_closed",
+            "Client connections the daemon closed, by reason: header_timeout (no whole "
+            "request header in time), evicted (closed at the connection cap to make room).",
+            "reason",
+            CLOSE_REASONS,
+        )
         self.errors = ErrorAnswers(registry, logger, answer_headers)
-        registry.register(self._closed)
         Gauge(
             "petra_collector_http_connections",
             "Client connections open now (accepted and not yet closed).",
@@ -178,7 +166,7 @@ class Listener:
                 if not self._idle:  # every connection turned busy while this one was accepted
                     client.close()
                     continue
-                self._closed.counts["evicted"] += 1
+                self._closed.count("evicted")
                 self._close(next(iter(self._idle)))
             self._admit(client)
 
@@ -263,7 +251,7 @@ class Listener:
 
     def _expire(self, connection: _Connection) -> None:
         if not connection.busy and not connection.gone:
-            self._closed.counts["header_timeout"] += 1
+            self._closed.count("header_timeout")
             self._close(connection)
 
     def _close(self, connection: _Connection) -> None:

@@ -42,6 +42,7 @@ LAYERS: tuple[Layer, ...] = (
         "foundation",
         *("__init__", "apikey", "petra_errors", "sharding", "logs", "sdnotify"),
         *("config_reader", "gzipstream", "memory_gc", "memory_trim", "bounded", "open_files"),
+        "labelled_counter",
     ),
     # Outside input made typed (Petra's JSON, key files), and limiter arithmetic.
     layer(
