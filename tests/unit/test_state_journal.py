@@ -205,6 +205,15 @@ def test_a_failed_append_makes_the_next_write_a_rewrite(
     assert due(journal)
     with pytest.raises(OSError, match="not open"):
         journal.append([], [], COMMIT)
+    # The file still reads whole: the record before the append, or the appended one if
+    # its bytes got written before the sync failed; once there is room, the rewrite
+    # brings it up to date.
+    path = tmp_path / "state.json"
+    assert read_journal(path.read_bytes()).records["acme"] in {RECORD, later(RECORD, 1)}
+    monkeypatch.undo()
+    journal.rewrite([("acme", [later(RECORD, 2)])], COMMIT)
+    journal.close()
+    assert read_journal(path.read_bytes()).records == {"acme": later(RECORD, 2)}
 
 
 def written(*entries: bytes, commit: Commit = COMMIT) -> bytes:
