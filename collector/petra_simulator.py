@@ -500,7 +500,8 @@ class _OrgState:
             "billable_users": _RouteCounters(org.billing_requests_per_minute),
         }
         self.last_served: bytes | None = None
-        self.billing_asked: list[str] = []  # the tenantId of each answered billing request
+        # The tenantId of each answered billing request, the last ones (bounded as `times`).
+        self.billing_asked: deque[str] = deque(maxlen=_REQUEST_TIMES_KEPT)
         self.tenants_json: tuple[int, bytes] | None = None
         self.body: tuple[tuple[int, str], bytes] | None = None
         # reportGeneratedAt per asOf: when this org's report for that date was first made.
@@ -724,9 +725,7 @@ class Simulator:
 
     # -- /v1/usage
 
-    async def _admit(
-        self, request: web.Request, route: Route
-    ) -> tuple[_OrgState | None, web.StreamResponse | None]:
+    async def _admit(self, request: web.Request, route: Route) -> _OrgState | web.StreamResponse:
         """What every route does first: latency, key, fault, budget. Returns the org, or
         the answer that replaces the normal one."""
         if self._latency:
@@ -740,21 +739,20 @@ class Simulator:
         if isinstance(fault, LatencyFault):
             await asyncio.sleep(fault.seconds)
         elif fault is not None:
-            return state, await self._answer_fault(request, state, fault, route)
+            return await self._answer_fault(request, state, fault, route)
         if state is None:
             message = "Invalid API key" if key else "Missing or malformed Authorization header"
-            return None, _error(401, message)
+            return _error(401, message)
         wait = state.routes[route].take_slot(self._clock())
         if wait is not None:
             headers = {"Retry-After-public-api": str(wait)}
-            return state, _error(429, "Rate limit exceeded", headers)
-        return state, None
+            return _error(429, "Rate limit exceeded", headers)
+        return state
 
     async def _usage(self, request: web.Request) -> web.StreamResponse:
-        state, answer = await self._admit(request, "usage")
-        if answer is not None:
-            return answer
-        assert state is not None  # noqa: S101 - _admit answers whenever there is no org
+        state = await self._admit(request, "usage")
+        if not isinstance(state, _OrgState):
+            return state  # answered in its place
         as_of = request.query.get("asOf")
         if as_of is not None and not _valid_date(as_of):
             return _error(400, "Invalid asOf: expected a date as YYYY-MM-DD")
@@ -763,10 +761,9 @@ class Simulator:
     # -- /v1/incidents
 
     async def _incidents(self, request: web.Request) -> web.StreamResponse:
-        state, answer = await self._admit(request, "incidents")
-        if answer is not None:
-            return answer
-        assert state is not None  # noqa: S101 - _admit answers whenever there is no org
+        state = await self._admit(request, "incidents")
+        if not isinstance(state, _OrgState):
+            return state  # answered in its place
         try:
             return _json(200, self._incidents_body(state, request.query))
         except IncidentsQueryError as error:
@@ -783,10 +780,9 @@ class Simulator:
     # -- /v1/billable-users
 
     async def _billing(self, request: web.Request) -> web.StreamResponse:
-        state, answer = await self._admit(request, "billable_users")
-        if answer is not None:
-            return answer
-        assert state is not None  # noqa: S101 - _admit answers whenever there is no org
+        state = await self._admit(request, "billable_users")
+        if not isinstance(state, _OrgState):
+            return state  # answered in its place
         tenant_id = request.query.get("tenantId")
         if not tenant_id:
             return _error(400, "tenantId is required")
