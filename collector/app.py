@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Iterator, Mapping
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Final
 
@@ -277,9 +277,10 @@ class Daemon:
         self._open_files = raise_open_files_limit()
         app = make_web_app(self, self._guard)
         app.middlewares.insert(0, self._listener.middleware)  # outermost: auth is busy too
+        # No handler options here: the listener makes each connection's handler itself,
+        # with its own (web_listener._HANDLER_OPTIONS: no access log, the keep-alive).
         runner = web.AppRunner(
             app,
-            access_log=None,
             handle_signals=False,
             shutdown_timeout=WEB_SHUTDOWN_SECONDS,
         )
@@ -403,23 +404,9 @@ class Daemon:
     def _apply_reloaded(self, settings: Settings) -> None:
         old = self._settings
         # The listener, the web config it was opened with and the metric families stay
-        # until a restart (the web config's own files are watched and re-read by the guard).
-        for setting, running, configured in (
-            ("server.listen", listen_text(old.server.listen), listen_text(settings.server.listen)),
-            ("server.telemetry_path", old.server.telemetry_path, settings.server.telemetry_path),
-            ("server.web_config_file", old.server.web_config_file, settings.server.web_config_file),
-            ("server.max_connections", old.server.max_connections, settings.server.max_connections),
-            (
-                "server.header_timeout_seconds",
-                old.server.header_timeout_seconds,
-                settings.server.header_timeout_seconds,
-            ),
-            (
-                "metrics.tenant_name_labels",
-                old.metrics.tenant_name_labels,
-                settings.metrics.tenant_name_labels,
-            ),
-        ):
+        # until a restart (the web config's own files are watched and re-read by the guard):
+        # every field of `server` and `metrics`, so a new one is said without a line here.
+        for setting, running, configured in _restart_only(old, settings):
             if running != configured:
                 self._log.warning(
                     "config_needs_restart",
@@ -474,6 +461,19 @@ class _TaskCount:
         while True:
             self._count = _count_tasks()
             await asyncio.sleep(every)
+
+
+def _restart_only(old: Settings, new: Settings) -> Iterator[tuple[str, object, object]]:
+    """Each setting a reload does not change, as running and as configured."""
+    for section, running, configured in (
+        ("server", old.server, new.server),
+        ("metrics", old.metrics, new.metrics),
+    ):
+        for setting in fields(running):
+            was, now = getattr(running, setting.name), getattr(configured, setting.name)
+            if setting.name == "listen":
+                was, now = listen_text(was), listen_text(now)
+            yield f"{section}.{setting.name}", was, now
 
 
 def _count_tasks() -> float:
