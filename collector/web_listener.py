@@ -227,7 +227,8 @@ class Listener:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Marks the connection busy while its request is answered: no deadline, not evicted."""
+        """Marks the connection busy while its request is answered and the answer sent: no
+        deadline, not evicted."""
         # The connection rides on its handler: no lookup table per request.
         protocol = request.protocol
         if not isinstance(protocol, GatedRequestHandler):
@@ -238,7 +239,13 @@ class Listener:
         if connection.deadline is not None:
             connection.deadline.cancel()
         try:
-            return await handler(request)
+            response = await handler(request)
+            if not response.prepared:
+                # Sent here rather than after this returns (where aiohttp would send it):
+                # the connection stays busy, so never evicted, until its answer is out.
+                await response.prepare(request)
+                await response.write_eof()
+            return response
         finally:
             connection.busy = False
             if not connection.gone:
