@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -18,6 +18,7 @@ import pytest
 from bench.hostile import Collector, Holder, limited_collector, probe
 from collector.petra_simulator import SimulatedOrg, Simulator, sim_key, start_simulator
 from tests.integration.harness import parse_metrics, value
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -115,6 +116,13 @@ async def test_idle_and_slowloris_connections_are_closed_at_the_header_deadline(
         assert await probe(running, "/healthz") == 200
 
 
+async def until(check: Callable[[], bool], what: str) -> None:
+    async def checking() -> bool:
+        return check()
+
+    await eventually(checking, what)
+
+
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 async def test_hundreds_of_idle_connections_cost_nothing_visible(tmp_path: Path, tls: bool) -> None:
     server: dict[str, float] = {"header_timeout_seconds": 60}  # only the cap frees places
@@ -124,16 +132,22 @@ async def test_hundreds_of_idle_connections_cost_nothing_visible(tmp_path: Path,
         assert started["open_files_limit_raised_from"] == SOFT
         assert started["max_connections"] == HARD // 2
         assert started["max_connections_configured"] == 512
-        await asyncio.sleep(2.5)  # a first poll and state write
+        await until(running.state.exists, "a first poll and its state write")
         lines_before = len(running.log_lines())
         polls_before = len(simulator.request_times(ORG.name))
         state_before = running.state.stat().st_mtime_ns
         holder = Holder(running.port, HELD, slowloris=False)
         holder.start()
         try:
-            await asyncio.sleep(1.5)
+            await until(lambda: holder.opened >= HELD, f"{HELD} connections held")
             statuses = [await probe(running, "/healthz") for _ in range(PROBES)]
-            await asyncio.sleep(2.5)  # two more polls, and their state writes
+            await until(
+                lambda: (
+                    len(simulator.request_times(ORG.name)) >= polls_before + 2
+                    and running.state.stat().st_mtime_ns > state_before
+                ),
+                "two more polls, and their state writes, while the connections are held",
+            )
             text = await metrics(running)
         finally:
             await holder.stop()
