@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
@@ -33,30 +33,31 @@ from collector.web_status import HEALTH_LABELS
 
 
 @dataclass(frozen=True, slots=True)
-class IncidentsProbe:
-    """What `/v1/incidents` answered to one org's key."""
+class RouteProbe:
+    """What a route other than usage answered to one org's key."""
 
     ok: bool
     outcome: Health  # as ProbeResult.outcome
     detail: str
     seconds: float
-    incidents: int | None = None  # in the window; a lower bound when `truncated`
-    truncated: bool = False
     retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class BillingProbe:
-    """What `/v1/billable-users` answered to one org's key, for one tenant."""
+class IncidentsProbe(RouteProbe):
+    """What `/v1/incidents` answered."""
 
-    ok: bool
-    outcome: Health  # as ProbeResult.outcome
-    detail: str
-    seconds: float
+    incidents: int | None = None  # in the window; a lower bound when `truncated`
+    truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BillingProbe(RouteProbe):
+    """What `/v1/billable-users` answered, for one tenant."""
+
     tenant_id: str | None = None  # None: the usage answer had no tenant to ask about
     projected_units: float | None = None
     billable_users: float | None = None
-    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,44 +234,48 @@ _COLOURS: Final = {Health.OK: "32", Health.RATE_LIMITED: "33"}  # green, yellow;
 Style = Literal["table", "tsv"]
 
 
-def probe_answer(result: ProbeResult) -> str:
-    """What the API answered, in a few words: "OK, 4 tenants", "RATE LIMITED, retry in 30 s"."""
-    label = HEALTH_LABELS[result.outcome]
-    if result.outcome is Health.OK:
-        count = "?" if result.tenants is None else str(result.tenants)
-        return f"{label}, {count} tenant{'' if result.tenants == 1 else 's'}"
-    if result.outcome is Health.RATE_LIMITED:
-        wait = (
-            "no wait given" if result.retry_after is None else f"retry in {result.retry_after:g} s"
-        )
+def _answer(outcome: Health, retry_after: float | None, ok: Callable[[], str]) -> str:
+    """A route's answer in a few words: its label, then what `ok` says of a success or
+    the wait of a 429."""
+    label = HEALTH_LABELS[outcome]
+    if outcome is Health.OK:
+        return f"{label}, {ok()}"
+    if outcome is Health.RATE_LIMITED:
+        wait = "no wait given" if retry_after is None else f"retry in {retry_after:g} s"
         return f"{label}, {wait}"
     return label
+
+
+def probe_answer(result: ProbeResult) -> str:
+    """What the API answered, in a few words: "OK, 4 tenants", "RATE LIMITED, retry in 30 s"."""
+
+    def tenants() -> str:
+        count = "?" if result.tenants is None else str(result.tenants)
+        return f"{count} tenant{'' if result.tenants == 1 else 's'}"
+
+    return _answer(result.outcome, result.retry_after, tenants)
 
 
 def incidents_answer(probe: IncidentsProbe) -> str:
     """What /v1/incidents answered: "OK, 3 incidents", "OK, at least 500 incidents", ..."""
-    label = HEALTH_LABELS[probe.outcome]
-    if probe.outcome is Health.OK:
+
+    def incidents() -> str:
         least = "at least " if probe.truncated else ""
-        return f"{label}, {least}{probe.incidents} incident{'' if probe.incidents == 1 else 's'}"
-    if probe.outcome is Health.RATE_LIMITED:
-        wait = "no wait given" if probe.retry_after is None else f"retry in {probe.retry_after:g} s"
-        return f"{label}, {wait}"
-    return label
+        return f"{least}{probe.incidents} incident{'' if probe.incidents == 1 else 's'}"
+
+    return _answer(probe.outcome, probe.retry_after, incidents)
 
 
 def billing_answer(probe: BillingProbe) -> str:
     """What /v1/billable-users answered: "OK, 112.4 projected units", "RATE LIMITED, ..."."""
-    label = HEALTH_LABELS[probe.outcome]
-    if probe.outcome is Health.OK:
+
+    def units() -> str:
         if probe.tenant_id is None:
-            return f"{label}, no tenant"
+            return "no tenant"
         units = "no" if probe.projected_units is None else f"{probe.projected_units:g}"
-        return f"{label}, {units} projected units"
-    if probe.outcome is Health.RATE_LIMITED:
-        wait = "no wait given" if probe.retry_after is None else f"retry in {probe.retry_after:g} s"
-        return f"{label}, {wait}"
-    return label
+        return f"{units} projected units"
+
+    return _answer(probe.outcome, probe.retry_after, units)
 
 
 def probe_detail(result: ProbeResult) -> str:
