@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from collector.check import ProbeResult, describe_config, probe, render_check
+from collector.check import ProbeResult, Style, describe_config, probe, render_check
 from collector.cli import orgjson_text
 from collector.config import Settings, load_config
 from collector.petra_simulator import (
@@ -35,6 +35,15 @@ async def probe_simulator(
         return config, settings, {r.org: r for r in await probe(settings)}
 
 
+def rendered(
+    config: Path, settings: Settings, results: dict[str, ProbeResult], style: Style
+) -> str:
+    """What `check --probe` prints for these results."""
+    return render_check(
+        str(config), None, describe_config(settings), list(results.values()), style=style
+    )
+
+
 async def test_probe_tells_every_answer_apart(tmp_path: Path) -> None:
     """OK with tenants, key rejected, forbidden, rate-limited with the wait, unreachable."""
     orgs = [SimulatedOrg(name, sim_key(name), tenant_count=2) for name in NAMES]
@@ -55,9 +64,7 @@ async def test_probe_tells_every_answer_apart(tmp_path: Path) -> None:
     assert results["fine"].tenants == 2
     assert results["limited"].retry_after == 42
     assert all(0 <= r.seconds < 5 for r in results.values())
-    text = render_check(
-        str(config), None, describe_config(settings), list(results.values()), style="table"
-    )
+    text = rendered(config, settings, results, "table")
     for answer in (
         "OK, 2 tenants",
         "FORBIDDEN",
@@ -94,16 +101,12 @@ async def test_probe_asks_incidents_too_when_enabled(tmp_path: Path) -> None:
     assert results["busy"].incidents.truncated
     assert not results["halfway"].ok
     assert results["halfway"].outcome is Health.OK  # usage answered
-    text = render_check(
-        str(config), None, describe_config(settings), list(results.values()), style="table"
-    )
+    text = rendered(config, settings, results, "table")
     assert "OK, 3 incidents" in text
     assert "OK, at least 500 incidents" in text
     assert "incidents: server error (503): incidents down" in text
     assert text.endswith("1 of 3 probe(s) failed: halfway (ERROR)\n")
-    tsv = render_check(
-        str(config), None, describe_config(settings), list(results.values()), style="tsv"
-    )
+    tsv = rendered(config, settings, results, "tsv")
     assert tsv.splitlines()[0].endswith("\tincidents_outcome\tincidents_answer")
     probes = json.loads(orgjson_text([asdict(r) for r in results.values()]))
     by_org = {p["org"]: p for p in probes}
@@ -150,12 +153,8 @@ async def test_probe_asks_billing_for_one_tenant_when_enabled(tmp_path: Path) ->
     assert fine.billable_users == first_tenant["billableUsersThisMonth"]
     assert not results["halfway"].ok
     assert results["halfway"].outcome is Health.OK  # usage answered
-    text = render_check(
-        str(config), None, describe_config(settings), list(results.values()), style="table"
-    )
+    text = rendered(config, settings, results, "table")
     assert "billing: server error (503): billing down" in text
     assert text.endswith("1 of 2 probe(s) failed: halfway (ERROR)\n")
-    tsv = render_check(
-        str(config), None, describe_config(settings), list(results.values()), style="tsv"
-    )
+    tsv = rendered(config, settings, results, "tsv")
     assert tsv.splitlines()[0].endswith("\tbilling_outcome\tbilling_answer")
