@@ -76,7 +76,15 @@ async def test_a_restart_serves_the_same_series_at_once(tmp_path: Path) -> None:
         # From here no poll finishes: each hangs until the stop cancels it, so nothing
         # changes between this scrape and the stop.
         sim.set_fault(None, HangFault())
-        await asyncio.sleep(0.2)  # a request that arrived before the fault finishes by then
+        # A request that arrived before the fault has finished once the org's next one
+        # (hung) has come: one request at a time per key. initech's key is rejected, so it
+        # asks again only in an hour.
+        asked = {name: sim.request_count(name) for name in ("acme", "globex")}
+
+        async def each_hangs() -> bool:
+            return all(sim.request_count(name) > count for name, count in asked.items())
+
+        await first.wait_for(each_hangs, what="acme's and globex's next request, hung")
         before = await scrape(first)
         assert first.events("state_unreadable") == []
     async with running_daemon(
